@@ -1,0 +1,31 @@
+//! Connector errors.
+
+/// Errors of the connectors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The catalog configuration is not usable.
+    #[error("catalog {catalog}: {message}")]
+    Config {
+        /// Catalog name as configured.
+        catalog: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An error from iceberg-rust.
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] ::iceberg::Error),
+    /// An error from DataFusion.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A filesystem error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias of the connectors.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,384 @@
+//! The governor: builds a token's scoped session and plans statements in it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::CatalogProvider;
+use datafusion::common::ScalarValue;
+use datafusion::error::DataFusionError;
+use datafusion::execution::RecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::SessionContext;
+use futures::Stream;
+
+use datafusion::common::SchemaError;
+use datafusion::datasource::TableProvider;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig};
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+use crate::guard;
+use crate::policy::{TableClass, TokenScope};
+use crate::rules::RuleCompiler;
+use crate::scoped_catalog::ScopedCatalog;
+use crate::secure_view::SecureView;
+
+/// Key of the Flight `app_metadata` / schema metadata / Trino warning that
+/// reports a truncated result.
+pub const TRUNCATED_METADATA_KEY: &str = "sluice.truncated";
+
+/// One catalog the gateway serves.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    /// The underlying (unrestricted) catalog.
+    pub provider: Arc<dyn CatalogProvider>,
+    /// Classification per `namespace.table`.
+    pub tables: HashMap<String, TableClass>,
+}
+
+/// Holds the gateway's catalogs and turns token scopes into scoped sessions.
+#[derive(Debug, Clone, Default)]
+pub struct Governor {
+    catalogs: BTreeMap<String, CatalogEntry>,
+    target_partitions: Option<usize>,
+}
+
+/// A statement planned in a token's scoped session, policy applied.
+#[derive(Clone)]
+pub struct GovernedPlan {
+    scope: Arc<TokenScope>,
+    ctx: SessionContext,
+    plan: LogicalPlan,
+}
+
+/// The result stream of a governed statement: at most `row_limit` rows;
+/// [`GovernedStream::truncated`] tells whether rows were cut.
+pub struct GovernedStream {
+    inner: SendableRecordBatchStream,
+    remaining: u64,
+    truncated: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl Governor {
+    /// A governor without catalogs.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `entry` as catalog `name`.
+    pub fn add_catalog(&mut self, name: impl Into<String>, entry: CatalogEntry) {
+        self.catalogs.insert(name.into(), entry);
+    }
+
+    /// Fixes DataFusion's `target_partitions` (default: the number of cores).
+    pub fn with_target_partitions(mut self, n: usize) -> Self {
+        self.target_partitions = Some(n.max(1));
+        self
+    }
+
+    /// Names of all configured catalogs (not scoped: for operators).
+    pub fn catalog_names(&self) -> Vec<String> {
+        self.catalogs.keys().cloned().collect()
+    }
+
+    /// The token's scoped session: only its secure views exist in it.
+    pub fn context(&self, scope: &Arc<TokenScope>) -> SessionContext {
+        let default_catalog = self
+            .catalogs
+            .keys()
+            .find(|c| scope.may_see_prefix(c))
+            .cloned()
+            .unwrap_or_else(|| "sluice".to_string());
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(default_catalog, "default");
+        if let Some(n) = self.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        // Identifiers are case-insensitive like in Trino and Iceberg tooling.
+        config.options_mut().sql_parser.enable_ident_normalization = true;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for (name, entry) in &self.catalogs {
+            if !scope.may_see_prefix(name) {
+                continue;
+            }
+            ctx.register_catalog(
+                name,
+                Arc::new(ScopedCatalog::new(
+                    name.clone(),
+                    Arc::clone(&entry.provider),
+                    Arc::new(entry.tables.clone()),
+                    Arc::clone(scope),
+                    Arc::clone(compiler()),
+                )),
+            );
+        }
+        ctx
+    }
+
+    /// Parses, guards and plans `sql` in the token's scoped session. The
+    /// plan may contain placeholders (`$1`, `?`); bind them with
+    /// [`GovernedPlan::bind`].
+    pub async fn plan(&self, scope: &Arc<TokenScope>, sql: &str) -> Result<GovernedPlan> {
+        let ctx = self.context(scope);
+        let state = ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
+        guard::check(&statement)?;
+        let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| Error::Refused(e.strip_backtrace()))?;
+        Ok(GovernedPlan {
+            scope: Arc::clone(scope),
+            ctx,
+            plan,
+        })
+    }
+
+    /// Checks a token's grants against the catalogs: every table (or glob)
+    /// matches something, every column, mask and rule resolves, rules are
+    /// boolean and use only known `token.` attributes. Returns every
+    /// problem found, each a sentence naming it.
+    pub async fn validate(&self, scope: &TokenScope) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        for (key, value) in &scope.attributes {
+            if value.is_array() || value.is_object() {
+                problems.push(format!("attribute \"{key}\" must be a string, number, boolean or null"));
+            }
+        }
+        if scope.row_limit == 0 {
+            problems.push("row_limit must be at least 1".to_string());
+        }
+        for grant in &scope.grants {
+            let tables = self.matching_tables(&grant.table).await;
+            if tables.is_empty() {
+                problems.push(format!("grant on {}: no such table", grant.table));
+                continue;
+            }
+            let is_glob = grant.table.ends_with('*');
+            for (full, provider, class) in tables {
+                // Globs: column lists and rules apply to tables that have them.
+                if let Err(e) = SecureView::compile(&full, provider.schema(), grant, scope, &class, compiler()) {
+                    if !is_glob || !e.contains("unknown column") {
+                        problems.push(e);
+                    }
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    async fn matching_tables(&self, pattern: &str) -> Vec<(String, Arc<dyn TableProvider>, TableClass)> {
+        let mut out = Vec::new();
+        for (cname, entry) in &self.catalogs {
+            for sname in entry.provider.schema_names() {
+                let Some(schema) = entry.provider.schema(&sname) else {
+                    continue;
+                };
+                for tname in schema.table_names() {
+                    let full = format!("{cname}.{sname}.{tname}");
+                    let probe = crate::policy::Grant {
+                        table: pattern.to_string(),
+                        columns: Default::default(),
+                        masks: Default::default(),
+                        allow_rules: vec![],
+                        deny_rules: vec![],
+                    };
+                    if probe.specificity(&full).is_none() {
+                        continue;
+                    }
+                    if let Ok(Some(t)) = schema.table(&tname).await {
+                        let class = entry.tables.get(&format!("{sname}.{tname}")).cloned().unwrap_or_default();
+                        out.push((full, t, class));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The process-wide rule compiler (stateless after construction).
+fn compiler() -> &'static Arc<RuleCompiler> {
+    static COMPILER: OnceLock<Arc<RuleCompiler>> = OnceLock::new();
+    COMPILER.get_or_init(|| Arc::new(RuleCompiler::new()))
+}
+
+/// Rewrites DataFusion's "no field named" into the uniform message of
+/// DESIGN §4.2, so a column that does not exist and one that is not granted
+/// are indistinguishable.
+fn friendly(e: DataFusionError) -> Error {
+    if let DataFusionError::SchemaError(inner, _) = e.find_root()
+        && let SchemaError::FieldNotFound { field, .. } = inner.as_ref()
+    {
+        return Error::DataFusion(DataFusionError::Plan(format!(
+            "column \"{}\" not found or not allowed",
+            field.name
+        )));
+    }
+    Error::DataFusion(e)
+}
+
+impl GovernedPlan {
+    /// The token this plan was made for.
+    pub fn scope(&self) -> &Arc<TokenScope> {
+        &self.scope
+    }
+
+    /// The (policy-scoped) logical plan.
+    pub fn logical_plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
+    /// The scoped session the plan lives in.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The Arrow schema of the result.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.plan.schema().as_arrow().clone())
+    }
+
+    /// Types of the placeholders `$1..$n`, in order (`None` when DataFusion
+    /// cannot infer one).
+    pub fn parameter_types(&self) -> Result<Vec<Option<DataType>>> {
+        let types = self.plan.get_parameter_types()?;
+        let mut ordered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .map(|(k, v)| {
+                let idx = k.trim_start_matches('$').parse::<usize>().map_err(|_| {
+                    Error::Refused(format!("named parameter {k} is not supported; use $1, $2, … or ?"))
+                })?;
+                Ok((idx, v))
+            })
+            .collect::<Result<_>>()?;
+        ordered.sort_by_key(|(i, _)| *i);
+        Ok(ordered.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Replaces the placeholders with `params` (in order).
+    pub fn bind(self, params: Vec<ScalarValue>) -> Result<GovernedPlan> {
+        if params.is_empty() && self.parameter_types()?.is_empty() {
+            return Ok(self);
+        }
+        let plan = self.plan.with_param_values(params)?;
+        Ok(GovernedPlan { plan, ..self })
+    }
+
+    /// Optimises and runs the plan; the stream stops after `row_limit` rows.
+    pub async fn execute(self) -> Result<GovernedStream> {
+        let limit = self.scope.row_limit;
+        let plan = match &self.plan {
+            // One row more than the limit tells a truncated result from a complete one.
+            LogicalPlan::Explain(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Analyze(_) => self.plan,
+            _ => LogicalPlanBuilder::from(self.plan)
+                .limit(0, Some(usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX)))?
+                .build()?,
+        };
+        let df = self.ctx.execute_logical_plan(plan).await.map_err(friendly)?;
+        let stream = df.execute_stream().await.map_err(friendly)?;
+        Ok(GovernedStream::new(stream, limit))
+    }
+}
+
+impl GovernedStream {
+    /// Caps `inner` at `limit` rows.
+    pub fn new(inner: SendableRecordBatchStream, limit: u64) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+            truncated: Arc::new(AtomicBool::new(false)),
+            done: false,
+        }
+    }
+
+    /// Whether rows were cut so far (final once the stream has ended).
+    pub fn truncated(&self) -> bool {
+        self.truncated.load(Ordering::Acquire)
+    }
+
+    /// A handle to the truncation flag that outlives the stream.
+    pub fn truncation_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.truncated)
+    }
+}
+
+impl Stream for GovernedStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let batch = match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => b,
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                other => return other,
+            };
+            let n = batch.num_rows() as u64;
+            if n == 0 {
+                continue;
+            }
+            if n <= self.remaining {
+                self.remaining -= n;
+                return Poll::Ready(Some(Ok(batch)));
+            }
+            // More rows than allowed: cut, flag, stop pulling.
+            self.truncated.store(true, Ordering::Release);
+            self.done = true;
+            let keep = self.remaining as usize;
+            self.remaining = 0;
+            if keep == 0 {
+                return Poll::Ready(None);
+            }
+            return Poll::Ready(Some(Ok(batch.slice(0, keep))));
+        }
+    }
+}
+
+impl RecordBatchStream for GovernedStream {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl std::fmt::Debug for GovernedPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernedPlan")
+            .field("token_id", &self.scope.token_id)
+            .field("plan", &self.plan.display_indent().to_string())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GovernedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GovernedStream")
+            .field("remaining", &self.remaining)
+            .field("truncated", &self.truncated())
+            .finish()
+    }
+}

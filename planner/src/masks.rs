@@ -1,0 +1,184 @@
+//! Mask functions (DESIGN §4.3).
+//!
+//! A masked column is projected through one of these inside the secure view,
+//! *below* every user expression, so predicates, joins and aggregates only
+//! ever see the masked value. The functions are not registered in the
+//! session: users cannot call them, and they are built directly into the
+//! secure view's projection.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, StringArray, StringBuilder};
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::{cast, lit};
+use sha2::{Digest, Sha256};
+
+use crate::policy::Mask;
+
+/// The constant shown for redacted text.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The output type of a masked column whose source type is `source`.
+pub fn masked_type(mask: &Mask, source: &DataType) -> DataType {
+    match mask {
+        Mask::Null => source.clone(),
+        Mask::Redact if !is_text(source) => source.clone(),
+        Mask::Hash | Mask::Redact | Mask::Partial { .. } => DataType::Utf8,
+    }
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// The logical expression presenting `column` (of type `source`) masked.
+pub fn mask_expr(mask: &Mask, column: Expr, source: &DataType) -> Result<Expr> {
+    let null = || ScalarValue::try_from(source).map(lit);
+    Ok(match mask {
+        Mask::Null => null()?,
+        Mask::Redact if !is_text(source) => null()?,
+        _ => Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::new_from_impl(MaskUdf::new(*mask))),
+            vec![cast(column, DataType::Utf8)],
+        )),
+    })
+}
+
+/// A mask applied to a text column (the secure view casts its input to
+/// `Utf8` first).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MaskUdf {
+    mask: Mask,
+    name: String,
+    signature: Signature,
+}
+
+impl MaskUdf {
+    /// The UDF for `mask` (`hash`, `redact` or `partial`).
+    pub fn new(mask: Mask) -> Self {
+        let name = match mask {
+            Mask::Partial {
+                keep_first,
+                keep_last,
+            } => format!("sluice_mask_partial_{keep_first}_{keep_last}"),
+            other => format!("sluice_mask_{other}"),
+        };
+        Self {
+            mask,
+            name,
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for MaskUdf {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("{} takes one argument", self.name);
+        };
+        let array = arg.to_array(args.number_rows)?;
+        let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
+            return exec_err!("{} expects Utf8, got {}", self.name, array.data_type());
+        };
+        Ok(ColumnarValue::Array(apply_mask(&self.mask, strings)))
+    }
+}
+
+/// Applies a text mask to every value of `input`.
+pub fn apply_mask(mask: &Mask, input: &StringArray) -> ArrayRef {
+    let mut out = StringBuilder::with_capacity(input.len(), input.len() * 16);
+    for value in input.iter() {
+        match (mask, value) {
+            (Mask::Redact, _) => out.append_value(REDACTED),
+            (_, None) => out.append_null(),
+            (Mask::Hash, Some(v)) => out.append_value(hex::encode(Sha256::digest(v.as_bytes()))),
+            (
+                Mask::Partial {
+                    keep_first,
+                    keep_last,
+                },
+                Some(v),
+            ) => out.append_value(partial(v, *keep_first, *keep_last)),
+            (Mask::Null, Some(_)) => out.append_null(),
+        }
+    }
+    Arc::new(out.finish())
+}
+
+/// `partial(keep_first, keep_last)` of one value.
+pub fn partial(v: &str, keep_first: usize, keep_last: usize) -> String {
+    let n = v.chars().count();
+    if n <= keep_first.saturating_add(keep_last) {
+        return "*".repeat(n);
+    }
+    let mut s = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        if i < keep_first || i >= n - keep_last {
+            s.push(c);
+        } else {
+            s.push('*');
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_mask() {
+        assert_eq!(partial("alice@example.com", 2, 4), "al***********.com");
+        assert_eq!(partial("abc", 2, 1), "***");
+        assert_eq!(partial("abcd", 2, 1), "ab*d");
+        assert_eq!(partial("", 0, 0), "");
+        assert_eq!(partial("héllo", 1, 1), "h***o");
+    }
+
+    #[test]
+    fn masks_on_arrays() {
+        let input = StringArray::from(vec![Some("abc"), None]);
+        let h = apply_mask(&Mask::Hash, &input);
+        let h = h.as_any().downcast_ref::<StringArray>().unwrap();
+        // FIPS 180-2 test vector for "abc".
+        assert_eq!(
+            h.value(0),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(h.is_null(1));
+        let r = apply_mask(&Mask::Redact, &input);
+        let r = r.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(r.value(0), REDACTED);
+        assert_eq!(r.value(1), REDACTED);
+    }
+
+    #[test]
+    fn masked_types() {
+        assert_eq!(masked_type(&Mask::Hash, &DataType::Int64), DataType::Utf8);
+        assert_eq!(masked_type(&Mask::Null, &DataType::Int64), DataType::Int64);
+        assert_eq!(masked_type(&Mask::Redact, &DataType::Float64), DataType::Float64);
+        assert_eq!(masked_type(&Mask::Redact, &DataType::Utf8), DataType::Utf8);
+    }
+}

@@ -1,0 +1,502 @@
+//! The secure view: how one table looks to one token (DESIGN §4).
+//!
+//! [`SecureViewProvider`] wraps the connector's table provider. Its schema
+//! has only the visible columns (granted, not attachment / vector unless
+//! allowed), masked columns typed as their mask's output. Its scan builds
+//!
+//! ```text
+//! SecureViewExec            <- barrier: no filter, limit, projection or sort
+//!   ProjectionExec (masks)     pushdown passes through it from above
+//!     FilterExec (row policy)
+//!       <connector scan>    <- policy predicates (and safe user predicates)
+//!                              also handed to the connector for pruning
+//! ```
+//!
+//! The barrier is what guarantees DESIGN §4.5: DataFusion's optimizers may
+//! move user predicates down to the secure view but never below it, so a
+//! user expression is only ever evaluated on rows the policy has already
+//! admitted, and only on masked values. Predicates handed to the connector
+//! are pruning hints: they are re-applied above, and only predicates that
+//! cannot fail and do not touch masked columns are handed down.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::prelude::{col, lit};
+use sha2::{Digest, Sha256};
+
+use crate::masks::{mask_expr, masked_type};
+use crate::policy::{Grant, Mask, TableClass, TokenScope};
+use crate::rules::RuleCompiler;
+
+/// One column of a secure view.
+#[derive(Debug, Clone)]
+pub struct ViewColumn {
+    /// Name (same as in the underlying table).
+    pub name: String,
+    /// Index in the underlying table's schema.
+    pub source_index: usize,
+    /// Mask applied, if any.
+    pub mask: Option<Mask>,
+}
+
+/// The compiled policy of one table for one token.
+#[derive(Debug)]
+pub struct SecureView {
+    /// Fully qualified name (`catalog.namespace.table`).
+    pub table: String,
+    /// Visible columns, in the table's order.
+    pub columns: Vec<ViewColumn>,
+    /// Columns of the table that the token cannot see (not granted,
+    /// attachment or vector).
+    pub blocked_columns: Vec<String>,
+    /// The row policy over the underlying table's columns; `None` = all rows.
+    pub predicate: Option<Expr>,
+    /// Conjuncts equivalent to the policy, simple enough to hand to the
+    /// connector for pruning.
+    pub pruning: Vec<Expr>,
+    /// Short hash identifying the policy (grant, bound attributes, flags).
+    pub fingerprint: String,
+    source_schema: SchemaRef,
+    schema: SchemaRef,
+}
+
+impl SecureView {
+    /// Compiles the view of `table` (schema `source`) under `grant`.
+    pub fn compile(
+        table: &str,
+        source: SchemaRef,
+        grant: &Grant,
+        scope: &TokenScope,
+        class: &TableClass,
+        compiler: &RuleCompiler,
+    ) -> Result<Self, String> {
+        let hidden_kind = |f: &Field| -> Option<&'static str> {
+            if class.attachment_columns.iter().any(|c| c == f.name()) && !scope.allow_attachments {
+                return Some("attachment");
+            }
+            let is_vector = match &class.vector_columns {
+                Some(cols) => cols.iter().any(|c| c == f.name()),
+                None => is_float_list(f.data_type()),
+            };
+            (is_vector && !scope.can_export_vectors).then_some("vector")
+        };
+
+        if let crate::policy::Columns::List(cols) = &grant.columns {
+            for c in cols {
+                if source.field_with_name(c).is_err() {
+                    return Err(format!("grant on {table}: unknown column \"{c}\""));
+                }
+            }
+        }
+        for (c, _) in &grant.masks {
+            if source.field_with_name(c).is_err() {
+                return Err(format!("grant on {table}: mask on unknown column \"{c}\""));
+            }
+            if !grant.columns.contains(c) {
+                return Err(format!("grant on {table}: mask on column \"{c}\" which is not granted"));
+            }
+        }
+
+        let mut columns = Vec::new();
+        let mut blocked_columns = Vec::new();
+        let mut fields = Vec::new();
+        for (i, f) in source.fields().iter().enumerate() {
+            if !grant.columns.contains(f.name()) || hidden_kind(f).is_some() {
+                blocked_columns.push(f.name().clone());
+                continue;
+            }
+            let mask = grant.masks.get(f.name()).copied();
+            fields.push(match &mask {
+                None => f.as_ref().clone(),
+                Some(m) => Field::new(f.name(), masked_type(m, f.data_type()), true),
+            });
+            columns.push(ViewColumn {
+                name: f.name().clone(),
+                source_index: i,
+                mask,
+            });
+        }
+
+        let df_schema = DFSchema::try_from(Arc::clone(&source))
+            .map_err(|e| format!("table {table}: {}", e.strip_backtrace()))?;
+        let compile = |rule: &String| compiler.compile(rule, &scope.attributes, &df_schema);
+        let allow = grant.allow_rules.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
+        let deny = grant.deny_rules.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
+
+        // Enforcement: sensitivity <= clearance IS TRUE
+        //          AND (allow_1 IS TRUE OR …)      (when there are allow rules)
+        //          AND deny_i IS FALSE              (TRUE or NULL hides the row)
+        // Pruning hints are the same conditions in a form a connector can use:
+        // each keeps exactly the rows where it is TRUE.
+        let mut enforce = Vec::new();
+        let mut pruning = Vec::new();
+        if let Some(sc) = &class.sensitivity_column {
+            let f = source
+                .field_with_name(sc)
+                .map_err(|_| format!("table {table}: sensitivity column \"{sc}\" does not exist"))?;
+            if !f.data_type().is_integer() {
+                return Err(format!(
+                    "table {table}: sensitivity column \"{sc}\" must be an integer column, not {}",
+                    f.data_type()
+                ));
+            }
+            let c = Expr::Column(Column::new_unqualified(sc));
+            let cond = c.lt_eq(lit(scope.max_sensitivity));
+            enforce.push(cond.clone().is_true());
+            pruning.push(cond);
+        }
+        if !allow.is_empty() {
+            let any = allow.iter().cloned().reduce(Expr::or).expect("non-empty");
+            enforce.push(
+                allow
+                    .iter()
+                    .map(|e| e.clone().is_true())
+                    .reduce(Expr::or)
+                    .expect("non-empty"),
+            );
+            pruning.push(any);
+        }
+        for d in deny {
+            enforce.push(d.clone().is_false());
+            pruning.push(Expr::Not(Box::new(d)));
+        }
+        let predicate = enforce.into_iter().reduce(Expr::and);
+        pruning.retain(is_safe_predicate);
+
+        let fingerprint = {
+            let mut h = Sha256::new();
+            h.update(serde_json::to_vec(grant).unwrap_or_default());
+            h.update(serde_json::to_vec(&scope.attributes).unwrap_or_default());
+            h.update(scope.max_sensitivity.to_le_bytes());
+            h.update([u8::from(scope.allow_attachments), u8::from(scope.can_export_vectors)]);
+            h.update(serde_json::to_vec(class).unwrap_or_default());
+            hex::encode(&h.finalize()[..8])
+        };
+
+        Ok(Self {
+            table: table.to_string(),
+            columns,
+            blocked_columns,
+            predicate,
+            pruning,
+            fingerprint,
+            schema: Arc::new(Schema::new(fields)),
+            source_schema: source,
+        })
+    }
+
+    /// The view's schema (what the token sees).
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// Names of masked columns with their masks.
+    pub fn masks(&self) -> BTreeMap<String, Mask> {
+        self.columns
+            .iter()
+            .filter_map(|c| c.mask.map(|m| (c.name.clone(), m)))
+            .collect()
+    }
+}
+
+/// Whether `t` is a list of floating point numbers (an embedding).
+pub fn is_float_list(t: &DataType) -> bool {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f) => {
+            f.data_type().is_floating()
+        }
+        _ => false,
+    }
+}
+
+/// A predicate that cannot raise an error on any row and uses only columns,
+/// literals, comparisons and boolean logic. Only such predicates are handed
+/// to connectors below the policy filter.
+pub fn is_safe_predicate(e: &Expr) -> bool {
+    use Operator::*;
+    match e {
+        Expr::Column(_) | Expr::Literal(..) => true,
+        Expr::BinaryExpr(b) => {
+            matches!(b.op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | IsDistinctFrom | IsNotDistinctFrom)
+                && is_safe_predicate(&b.left)
+                && is_safe_predicate(&b.right)
+        }
+        Expr::Not(x)
+        | Expr::IsNull(x)
+        | Expr::IsNotNull(x)
+        | Expr::IsTrue(x)
+        | Expr::IsFalse(x)
+        | Expr::IsNotTrue(x)
+        | Expr::IsNotFalse(x)
+        | Expr::IsUnknown(x)
+        | Expr::IsNotUnknown(x) => is_safe_predicate(x),
+        Expr::InList(l) => {
+            is_safe_predicate(&l.expr) && l.list.iter().all(|x| matches!(x, Expr::Literal(..)))
+        }
+        Expr::Between(b) => {
+            is_safe_predicate(&b.expr) && is_safe_predicate(&b.low) && is_safe_predicate(&b.high)
+        }
+        Expr::Like(l) => {
+            is_safe_predicate(&l.expr) && matches!(*l.pattern, Expr::Literal(..)) && l.escape_char.is_none()
+        }
+        _ => false,
+    }
+}
+
+fn unqualify(e: Expr) -> Result<Expr> {
+    e.transform(|e| {
+        Ok(match e {
+            Expr::Column(c) if c.relation.is_some() => {
+                Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+            }
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
+}
+
+/// The table provider presenting a [`SecureView`] over a connector's table.
+#[derive(Debug)]
+pub struct SecureViewProvider {
+    inner: Arc<dyn TableProvider>,
+    view: Arc<SecureView>,
+}
+
+impl SecureViewProvider {
+    /// Wraps `inner` (whose schema the view was compiled against).
+    pub fn new(inner: Arc<dyn TableProvider>, view: Arc<SecureView>) -> Self {
+        Self { inner, view }
+    }
+
+    /// The compiled view.
+    pub fn view(&self) -> &Arc<SecureView> {
+        &self.view
+    }
+
+    /// User predicates that may be handed to the connector: safe, and
+    /// touching only unmasked visible columns.
+    fn pushable_user_filter(&self, f: &Expr) -> Option<Expr> {
+        let f = unqualify(f.clone()).ok()?;
+        if !is_safe_predicate(&f) {
+            return None;
+        }
+        let ok = f.column_refs().iter().all(|c| {
+            self.view
+                .columns
+                .iter()
+                .any(|vc| vc.name == c.name && vc.mask.is_none())
+        });
+        ok.then_some(f)
+    }
+}
+
+#[async_trait]
+impl TableProvider for SecureViewProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact: DataFusion keeps every user filter above the view; the
+        // safe ones are also handed to the connector for pruning.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let view = &self.view;
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..view.columns.len()).collect(),
+        };
+
+        // Columns the connector must produce: the projected ones plus those
+        // the policy and the pruning hints read.
+        let mut hints: Vec<Expr> = view.pruning.clone();
+        hints.extend(filters.iter().filter_map(|f| self.pushable_user_filter(f)));
+        let mut needed: BTreeSet<usize> = wanted.iter().map(|i| view.columns[*i].source_index).collect();
+        let mut referenced = Vec::new();
+        if let Some(p) = &view.predicate {
+            referenced.extend(p.column_refs().into_iter().cloned());
+        }
+        for h in &hints {
+            referenced.extend(h.column_refs().into_iter().cloned());
+        }
+        for c in referenced {
+            needed.insert(view.source_schema.index_of(&c.name)?);
+        }
+        let source_projection: Vec<usize> = needed.into_iter().collect();
+
+        let hint_refs: Vec<&Expr> = hints.iter().collect();
+        let support = self.inner.supports_filters_pushdown(&hint_refs)?;
+        let pushed: Vec<Expr> = hints
+            .iter()
+            .zip(support)
+            .filter(|(_, s)| *s != TableProviderFilterPushDown::Unsupported)
+            .map(|(h, _)| h.clone())
+            .collect();
+
+        let scan = self.inner.scan(state, Some(&source_projection), &pushed, None).await?;
+        let scan_schema = DFSchema::try_from(scan.schema())?;
+
+        let mut plan = scan;
+        if let Some(p) = &view.predicate {
+            let predicate = state.create_physical_expr(p.clone(), &scan_schema)?;
+            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+        }
+        let mut exprs = Vec::with_capacity(wanted.len());
+        for i in &wanted {
+            let vc = &view.columns[*i];
+            let source_type = view.source_schema.field(vc.source_index).data_type();
+            let c = col(Column::new_unqualified(&vc.name));
+            let e = match &vc.mask {
+                None => c,
+                Some(m) => mask_expr(m, c, source_type)?,
+            };
+            exprs.push((state.create_physical_expr(e, &scan_schema)?, vc.name.clone()));
+        }
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        Ok(Arc::new(SecureViewExec::new(plan, Arc::clone(view))))
+    }
+}
+
+/// The barrier above a secure view's subtree. It passes batches through
+/// unchanged and refuses every pushdown from its parents (filters, dynamic
+/// filters, limits, projections, sorts), so no user expression is evaluated
+/// below the policy. It reports unknown statistics, so no aggregate can be
+/// answered from the connector's row counts.
+#[derive(Debug)]
+pub struct SecureViewExec {
+    input: Arc<dyn ExecutionPlan>,
+    view: Arc<SecureView>,
+    properties: Arc<PlanProperties>,
+}
+
+impl SecureViewExec {
+    /// Wraps the policy-enforcing subtree of `view`.
+    pub fn new(input: Arc<dyn ExecutionPlan>, view: Arc<SecureView>) -> Self {
+        let properties = Arc::clone(input.properties());
+        Self {
+            input,
+            view,
+            properties,
+        }
+    }
+
+    /// The view this node enforces.
+    pub fn view(&self) -> &Arc<SecureView> {
+        &self.view
+    }
+}
+
+impl DisplayAs for SecureViewExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecureViewExec: table={}, policy={}", self.view.table, self.view.fingerprint)?;
+        match &self.view.predicate {
+            Some(p) => write!(f, ", rows=[{p}]")?,
+            None => write!(f, ", rows=all")?,
+        }
+        let masks = self.view.masks();
+        if !masks.is_empty() {
+            let m: Vec<String> = masks.iter().map(|(c, m)| format!("{c}:{m}")).collect();
+            write!(f, ", masks=[{}]", m.join(", "))?;
+        }
+        if !self.view.blocked_columns.is_empty() {
+            write!(f, ", hidden_columns={}", self.view.blocked_columns.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for SecureViewExec {
+    fn name(&self) -> &str {
+        "SecureViewExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return datafusion::common::internal_err!("SecureViewExec takes exactly one child");
+        }
+        let input = children.remove(0);
+        Ok(Arc::new(SecureViewExec::new(input, Arc::clone(&self.view))))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::Expr;
+
+    #[test]
+    fn safe_predicates() {
+        assert!(is_safe_predicate(&col("a").eq(lit(1)).and(col("b").is_null())));
+        assert!(is_safe_predicate(&col("a").in_list(vec![lit(1), lit(2)], false)));
+        assert!(!is_safe_predicate(&(lit(1) / col("a")).eq(lit(1))));
+        assert!(!is_safe_predicate(&Expr::Not(Box::new(
+            datafusion::prelude::cast(col("a"), DataType::Int32).eq(lit(1))
+        ))));
+    }
+
+    #[test]
+    fn float_lists() {
+        let item = Arc::new(Field::new("item", DataType::Float32, true));
+        assert!(is_float_list(&DataType::List(Arc::clone(&item))));
+        assert!(is_float_list(&DataType::FixedSizeList(item, 8)));
+        let ints = Arc::new(Field::new("item", DataType::Int32, true));
+        assert!(!is_float_list(&DataType::List(ints)));
+    }
+}
