@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::iceberg::spec::{ListType, NestedField, PrimitiveType, Schema, Type};
-use ::iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use ::iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use datafusion::prelude::SessionContext;
 use iceberg_datafusion::IcebergCatalogProvider;
 
@@ -73,12 +73,26 @@ fn orders_schema() -> Result<Schema> {
                 7,
                 "embedding",
                 Type::List(ListType {
-                    element_field: Arc::new(NestedField::list_element(10, Type::Primitive(PrimitiveType::Float), false)),
+                    element_field: Arc::new(NestedField::list_element(
+                        10,
+                        Type::Primitive(PrimitiveType::Float),
+                        false,
+                    )),
                 }),
                 false,
             ),
-            field(8, "attachment", Type::Primitive(PrimitiveType::Binary), false),
-            field(9, "created_at", Type::Primitive(PrimitiveType::Timestamp), false),
+            field(
+                8,
+                "attachment",
+                Type::Primitive(PrimitiveType::Binary),
+                false,
+            ),
+            field(
+                9,
+                "created_at",
+                Type::Primitive(PrimitiveType::Timestamp),
+                false,
+            ),
         ])
         .build()?)
 }
@@ -120,14 +134,16 @@ pub fn demo_catalog_config(dir: &Path) -> Result<IcebergCatalogConfig> {
 
 fn absolute(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-    dir.canonicalize().map_err(io(format!("resolving {}", dir.display())))
+    dir.canonicalize()
+        .map_err(io(format!("resolving {}", dir.display())))
 }
 
 /// Builds (or reuses) the demo warehouse in `dir` with `rows` orders.
 pub async fn build_demo_warehouse(dir: &Path, rows: u64) -> Result<DemoWarehouse> {
     let cfg = demo_catalog_config(dir)?;
     let dir = absolute(dir)?;
-    std::fs::create_dir_all(dir.join("warehouse")).map_err(io("creating the warehouse directory"))?;
+    std::fs::create_dir_all(dir.join("warehouse"))
+        .map_err(io("creating the warehouse directory"))?;
     let db = dir.join("catalog.db");
     if !db.exists() {
         std::fs::File::create(&db).map_err(io(format!("creating {}", db.display())))?;
@@ -151,11 +167,21 @@ pub async fn build_demo_warehouse(dir: &Path, rows: u64) -> Result<DemoWarehouse
             catalog.create_namespace(&ns, HashMap::new()).await?;
         }
     }
-    let create = |name: &str, schema: Schema| TableCreation::builder().name(name.to_string()).schema(schema).build();
+    let create = |name: &str, schema: Schema| {
+        TableCreation::builder()
+            .name(name.to_string())
+            .schema(schema)
+            .build()
+    };
     let sales = NamespaceIdent::new("sales".to_string());
-    catalog.create_table(&sales, create("customers", customers_schema()?)).await?;
     catalog
-        .create_table(&NamespaceIdent::new("hr".to_string()), create("salaries", salaries_schema()?))
+        .create_table(&sales, create("customers", customers_schema()?))
+        .await?;
+    catalog
+        .create_table(
+            &NamespaceIdent::new("hr".to_string()),
+            create("salaries", salaries_schema()?),
+        )
         .await?;
     // orders last: its existence marks a complete warehouse.
     let ctx = SessionContext::new();
@@ -164,7 +190,9 @@ pub async fn build_demo_warehouse(dir: &Path, rows: u64) -> Result<DemoWarehouse
     run(&ctx, &customers_insert()).await?;
     run(&ctx, SALARIES_INSERT).await?;
 
-    catalog.create_table(&sales, create("orders", orders_schema()?)).await?;
+    catalog
+        .create_table(&sales, create("orders", orders_schema()?))
+        .await?;
     let provider = IcebergCatalogProvider::try_new(catalog).await?;
     ctx.register_catalog(DEMO_CATALOG, Arc::new(provider));
     // Several commits, like a real table that grew over time.
@@ -240,7 +268,9 @@ mod tests {
         assert!(!again.created, "an existing warehouse is reused");
 
         let ctx = SessionContext::new();
-        let catalog = crate::load_iceberg_catalog(&demo_catalog_config(&dir).unwrap()).await.unwrap();
+        let catalog = crate::load_iceberg_catalog(&demo_catalog_config(&dir).unwrap())
+            .await
+            .unwrap();
         ctx.register_catalog("lake", catalog);
         let batches = ctx
             .sql("SELECT count(*), count(DISTINCT region), max(array_length(embedding)) FROM lake.sales.orders")
@@ -249,7 +279,9 @@ mod tests {
             .collect()
             .await
             .unwrap();
-        let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
         assert!(text.contains("| 1000 "), "{text}");
         assert!(text.contains("| 4 "), "{text}");
         assert!(text.contains("| 8 "), "{text}");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use ::iceberg::io::LocalFsStorageFactory;
 use ::iceberg::{Catalog, CatalogBuilder};
 use datafusion::catalog::CatalogProvider;
-use iceberg_catalog_rest::{REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder};
+use iceberg_catalog_rest::{
+    REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder,
+};
 use iceberg_catalog_sql::{
     SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalogBuilder,
 };
@@ -49,7 +51,10 @@ impl fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("path_style", &self.path_style)
             .finish()
     }
@@ -89,7 +94,10 @@ pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
         catalog: cfg.name.clone(),
         message,
     };
-    let warehouse_is_s3 = cfg.warehouse.as_deref().is_some_and(|w| w.starts_with("s3://") || w.starts_with("s3a://"));
+    let warehouse_is_s3 = cfg
+        .warehouse
+        .as_deref()
+        .is_some_and(|w| w.starts_with("s3://") || w.starts_with("s3a://"));
     if warehouse_is_s3 || cfg.s3.is_some() {
         return Err(config_err(
             "S3 warehouses are not supported by this build yet (iceberg-rust 0.10 needs the \
@@ -149,8 +157,14 @@ mod tests {
 
     #[test]
     fn sqlite_uris() {
-        assert_eq!(normalize_sqlite_uri("sqlite:////tmp/x/catalog.db"), "sqlite:/tmp/x/catalog.db");
-        assert_eq!(normalize_sqlite_uri("sqlite:///tmp/x.db"), "sqlite:/tmp/x.db");
+        assert_eq!(
+            normalize_sqlite_uri("sqlite:////tmp/x/catalog.db"),
+            "sqlite:/tmp/x/catalog.db"
+        );
+        assert_eq!(
+            normalize_sqlite_uri("sqlite:///tmp/x.db"),
+            "sqlite:/tmp/x.db"
+        );
         assert_eq!(normalize_sqlite_uri("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
         assert_eq!(normalize_sqlite_uri("postgres://h/db"), "postgres://h/db");
     }

@@ -161,7 +161,9 @@ impl Governor {
         let mut problems = Vec::new();
         for (key, value) in &scope.attributes {
             if value.is_array() || value.is_object() {
-                problems.push(format!("attribute \"{key}\" must be a string, number, boolean or null"));
+                problems.push(format!(
+                    "attribute \"{key}\" must be a string, number, boolean or null"
+                ));
             }
         }
         if scope.row_limit == 0 {
@@ -173,20 +175,27 @@ impl Governor {
                 problems.push(format!("grant on {}: no such table", grant.table));
                 continue;
             }
-            let is_glob = grant.table.ends_with('*');
+            // A glob's columns, masks and rules must resolve in every table it
+            // matches: a table where they do not would be unqueryable.
             for (full, provider, class) in tables {
-                // Globs: column lists and rules apply to tables that have them.
-                if let Err(e) = SecureView::compile(&full, provider.schema(), grant, scope, &class, compiler()) {
-                    if !is_glob || !e.contains("unknown column") {
-                        problems.push(e);
-                    }
+                if let Err(e) =
+                    SecureView::compile(&full, provider.schema(), grant, scope, &class, compiler())
+                {
+                    problems.push(e);
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
-    async fn matching_tables(&self, pattern: &str) -> Vec<(String, Arc<dyn TableProvider>, TableClass)> {
+    async fn matching_tables(
+        &self,
+        pattern: &str,
+    ) -> Vec<(String, Arc<dyn TableProvider>, TableClass)> {
         let mut out = Vec::new();
         for (cname, entry) in &self.catalogs {
             for sname in entry.provider.schema_names() {
@@ -206,7 +215,11 @@ impl Governor {
                         continue;
                     }
                     if let Ok(Some(t)) = schema.table(&tname).await {
-                        let class = entry.tables.get(&format!("{sname}.{tname}")).cloned().unwrap_or_default();
+                        let class = entry
+                            .tables
+                            .get(&format!("{sname}.{tname}"))
+                            .cloned()
+                            .unwrap_or_default();
                         out.push((full, t, class));
                     }
                 }
@@ -266,7 +279,9 @@ impl GovernedPlan {
             .into_iter()
             .map(|(k, v)| {
                 let idx = k.trim_start_matches('$').parse::<usize>().map_err(|_| {
-                    Error::Refused(format!("named parameter {k} is not supported; use $1, $2, … or ?"))
+                    Error::Refused(format!(
+                        "named parameter {k} is not supported; use $1, $2, … or ?"
+                    ))
                 })?;
                 Ok((idx, v))
             })
@@ -289,12 +304,21 @@ impl GovernedPlan {
         let limit = self.scope.row_limit;
         let plan = match &self.plan {
             // One row more than the limit tells a truncated result from a complete one.
-            LogicalPlan::Explain(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Analyze(_) => self.plan,
+            LogicalPlan::Explain(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Analyze(_) => {
+                self.plan
+            }
             _ => LogicalPlanBuilder::from(self.plan)
-                .limit(0, Some(usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX)))?
+                .limit(
+                    0,
+                    Some(usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX)),
+                )?
                 .build()?,
         };
-        let df = self.ctx.execute_logical_plan(plan).await.map_err(friendly)?;
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(friendly)?;
         let stream = df.execute_stream().await.map_err(friendly)?;
         Ok(GovernedStream::new(stream, limit))
     }

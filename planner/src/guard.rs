@@ -48,11 +48,58 @@ fn check_sql(s: &Statement) -> Result<()> {
 
 /// Words that may lead a statement, for naming it in errors.
 const STATEMENT_WORDS: &[&str] = &[
-    "ALTER", "ANALYZE", "ATTACH", "BEGIN", "CACHE", "CALL", "COMMENT", "COMMIT", "COPY", "CREATE", "DATABASE",
-    "DEALLOCATE", "DECLARE", "DELETE", "DETACH", "DISCARD", "DROP", "EXECUTE", "EXTERNAL", "FROM", "FUNCTION",
-    "GRANT", "INDEX", "INSERT", "INTO", "KILL", "LOAD", "LOCK", "MATERIALIZED", "MERGE", "OR", "OVERWRITE",
-    "PREPARE", "RELEASE", "REPLACE", "REVOKE", "ROLLBACK", "SAVEPOINT", "SCHEMA", "SET", "START", "TABLE",
-    "TEMP", "TEMPORARY", "TRANSACTION", "TRUNCATE", "UNCACHE", "UNLOAD", "UPDATE", "USE", "VACUUM", "VIEW",
+    "ALTER",
+    "ANALYZE",
+    "ATTACH",
+    "BEGIN",
+    "CACHE",
+    "CALL",
+    "COMMENT",
+    "COMMIT",
+    "COPY",
+    "CREATE",
+    "DATABASE",
+    "DEALLOCATE",
+    "DECLARE",
+    "DELETE",
+    "DETACH",
+    "DISCARD",
+    "DROP",
+    "EXECUTE",
+    "EXTERNAL",
+    "FROM",
+    "FUNCTION",
+    "GRANT",
+    "INDEX",
+    "INSERT",
+    "INTO",
+    "KILL",
+    "LOAD",
+    "LOCK",
+    "MATERIALIZED",
+    "MERGE",
+    "OR",
+    "OVERWRITE",
+    "PREPARE",
+    "RELEASE",
+    "REPLACE",
+    "REVOKE",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "SCHEMA",
+    "SET",
+    "START",
+    "TABLE",
+    "TEMP",
+    "TEMPORARY",
+    "TRANSACTION",
+    "TRUNCATE",
+    "UNCACHE",
+    "UNLOAD",
+    "UPDATE",
+    "USE",
+    "VACUUM",
+    "VIEW",
 ];
 
 /// The leading keywords of a statement, for error messages (never its
@@ -110,7 +157,10 @@ mod tests {
     fn refuses_everything_else() {
         for (sql, kind) in [
             ("CREATE TABLE t (a INT)", "CREATE TABLE"),
-            ("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'", "CREATE EXTERNAL TABLE"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
+                "CREATE EXTERNAL TABLE",
+            ),
             ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
             ("INSERT INTO t VALUES (1)", "INSERT INTO"),
             ("DELETE FROM t", "DELETE FROM"),
@@ -124,7 +174,10 @@ mod tests {
             ("RESET datafusion.execution.batch_size", "RESET"),
         ] {
             let err = verdict(sql).expect_err(sql).to_string();
-            assert!(err.starts_with(&format!("{kind} is not allowed")), "{sql}: {err}");
+            assert!(
+                err.starts_with(&format!("{kind} is not allowed")),
+                "{sql}: {err}"
+            );
         }
     }
 }

@@ -30,4 +30,4 @@ pub mod secure_view;
 pub use auth::{AuthFailure, AuthFailureKind, Authenticator};
 pub use error::{Error, Result};
 pub use governor::{CatalogEntry, GovernedPlan, GovernedStream, Governor, TRUNCATED_METADATA_KEY};
-pub use policy::{Columns, Grant, Mask, TableClass, TokenScope, TokenType, DEFAULT_ROW_LIMIT};
+pub use policy::{Columns, DEFAULT_ROW_LIMIT, Grant, Mask, TableClass, TokenScope, TokenType};

@@ -178,7 +178,10 @@ mod tests {
     fn masked_types() {
         assert_eq!(masked_type(&Mask::Hash, &DataType::Int64), DataType::Utf8);
         assert_eq!(masked_type(&Mask::Null, &DataType::Int64), DataType::Int64);
-        assert_eq!(masked_type(&Mask::Redact, &DataType::Float64), DataType::Float64);
+        assert_eq!(
+            masked_type(&Mask::Redact, &DataType::Float64),
+            DataType::Float64
+        );
         assert_eq!(masked_type(&Mask::Redact, &DataType::Utf8), DataType::Utf8);
     }
 }

@@ -47,18 +47,13 @@ impl FromStr for TokenType {
 }
 
 /// Which columns of a table a grant exposes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Columns {
     /// Every column of the table (subject to attachment/vector flags).
+    #[default]
     All,
     /// Exactly these columns.
     List(Vec<String>),
-}
-
-impl Default for Columns {
-    fn default() -> Self {
-        Columns::All
-    }
 }
 
 impl Columns {
@@ -145,7 +140,9 @@ impl FromStr for Mask {
             _ => {}
         }
         let bad = || {
-            format!("unknown mask '{s}' (expected hash, redact, null or partial(keep_first, keep_last))")
+            format!(
+                "unknown mask '{s}' (expected hash, redact, null or partial(keep_first, keep_last))"
+            )
         };
         let inner = t
             .strip_prefix("partial(")
@@ -330,10 +327,22 @@ mod tests {
             allow_rules: vec![],
             deny_rules: vec![],
         };
-        assert!(g("lake.sales.orders").specificity("lake.sales.orders").is_some());
-        assert!(g("lake.sales.orders").specificity("lake.sales.orders2").is_none());
+        assert!(
+            g("lake.sales.orders")
+                .specificity("lake.sales.orders")
+                .is_some()
+        );
+        assert!(
+            g("lake.sales.orders")
+                .specificity("lake.sales.orders2")
+                .is_none()
+        );
         assert!(g("lake.sales.*").specificity("lake.sales.orders").is_some());
-        assert!(g("lake.sales.*").specificity("lake.salesx.orders").is_none());
+        assert!(
+            g("lake.sales.*")
+                .specificity("lake.salesx.orders")
+                .is_none()
+        );
         assert!(g("lake.*").specificity("lake.hr.people").is_some());
         assert!(g("lake.*").specificity("lakehouse.hr.people").is_none());
         let scope = TokenScope {
@@ -348,8 +357,14 @@ mod tests {
             can_export_vectors: false,
             grants: vec![g("lake.*"), g("lake.sales.orders"), g("lake.sales.*")],
         };
-        assert_eq!(scope.grant_for("lake.sales.orders").unwrap().table, "lake.sales.orders");
-        assert_eq!(scope.grant_for("lake.sales.customers").unwrap().table, "lake.sales.*");
+        assert_eq!(
+            scope.grant_for("lake.sales.orders").unwrap().table,
+            "lake.sales.orders"
+        );
+        assert_eq!(
+            scope.grant_for("lake.sales.customers").unwrap().table,
+            "lake.sales.*"
+        );
         assert_eq!(scope.grant_for("lake.hr.people").unwrap().table, "lake.*");
         assert!(scope.may_see_prefix("lake"));
         assert!(scope.may_see_prefix("lake.hr"));

@@ -54,7 +54,8 @@ impl RuleCompiler {
         if parsed.alias.is_some() {
             return Err(format!("rule `{rule}` must not have an alias"));
         }
-        bind_token_attributes(&mut parsed.expr, attributes).map_err(|e| format!("rule `{rule}`: {e}"))?;
+        bind_token_attributes(&mut parsed.expr, attributes)
+            .map_err(|e| format!("rule `{rule}`: {e}"))?;
         let expr = self
             .state
             .create_logical_expr_from_sql_expr(parsed, schema)
@@ -63,7 +64,9 @@ impl RuleCompiler {
             .get_type(schema)
             .map_err(|e| format!("rule `{rule}`: {}", describe(&e)))?;
         if !matches!(ty, DataType::Boolean | DataType::Null) {
-            return Err(format!("rule `{rule}` is not a boolean expression (it is {ty})"));
+            return Err(format!(
+                "rule `{rule}` is not a boolean expression (it is {ty})"
+            ));
         }
         // Surface type errors (e.g. comparing a number with text) now, not at query time.
         self.state
@@ -78,7 +81,9 @@ fn describe(e: &datafusion::error::DataFusionError) -> String {
     use datafusion::error::DataFusionError;
     match e.find_root() {
         DataFusionError::SchemaError(inner, _) => match inner.as_ref() {
-            SchemaError::FieldNotFound { field, .. } => format!("unknown column \"{}\"", field.name),
+            SchemaError::FieldNotFound { field, .. } => {
+                format!("unknown column \"{}\"", field.name)
+            }
             other => other.to_string(),
         },
         other => other.strip_backtrace(),
@@ -87,7 +92,10 @@ fn describe(e: &datafusion::error::DataFusionError) -> String {
 
 /// Replaces `token.<attr>` with literals; refuses subqueries and unknown
 /// attributes.
-fn bind_token_attributes(expr: &mut ast::Expr, attributes: &BTreeMap<String, Json>) -> Result<(), String> {
+fn bind_token_attributes(
+    expr: &mut ast::Expr,
+    attributes: &BTreeMap<String, Json>,
+) -> Result<(), String> {
     let mut error = None;
     let _ = visit_expressions_mut(expr, |e| {
         match e {
@@ -112,11 +120,17 @@ fn bind_token_attributes(expr: &mut ast::Expr, attributes: &BTreeMap<String, Jso
                 }
             }
             ast::Expr::CompoundIdentifier(parts)
-                if parts.first().is_some_and(|p| p.value.eq_ignore_ascii_case("token")) =>
+                if parts
+                    .first()
+                    .is_some_and(|p| p.value.eq_ignore_ascii_case("token")) =>
             {
                 error = Some(format!(
                     "\"{}\" is not a token attribute reference (use token.<attr>)",
-                    parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join(".")
+                    parts
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".")
                 ));
                 return ControlFlow::Break(());
             }
@@ -161,11 +175,17 @@ mod tests {
     #[test]
     fn binds_attributes_as_literals() {
         let c = RuleCompiler::new();
-        let e = c.compile("region = token.region", &attrs(), &schema()).unwrap();
+        let e = c
+            .compile("region = token.region", &attrs(), &schema())
+            .unwrap();
         assert_eq!(e.to_string(), "region = Utf8(\"eu\")");
-        let e = c.compile("region = token.quote", &attrs(), &schema()).unwrap();
+        let e = c
+            .compile("region = token.quote", &attrs(), &schema())
+            .unwrap();
         assert_eq!(e.to_string(), "region = Utf8(\"O'Brien\")");
-        let e = c.compile("amount < token.limit", &attrs(), &schema()).unwrap();
+        let e = c
+            .compile("amount < token.limit", &attrs(), &schema())
+            .unwrap();
         assert!(e.to_string().contains("100"), "{e}");
     }
 
@@ -173,7 +193,11 @@ mod tests {
     fn rejects_bad_rules() {
         let c = RuleCompiler::new();
         let err = |r: &str| c.compile(r, &attrs(), &schema()).unwrap_err();
-        assert!(err("nope = 1").contains("unknown column \"nope\""), "{}", err("nope = 1"));
+        assert!(
+            err("nope = 1").contains("unknown column \"nope\""),
+            "{}",
+            err("nope = 1")
+        );
         assert!(err("region = token.country").contains("unknown token attribute"));
         assert!(err("amount + 1").contains("not a boolean"));
         assert!(err("region IN (SELECT 1)").contains("subqueries"));

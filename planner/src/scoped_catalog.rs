@@ -141,9 +141,19 @@ impl SchemaProvider for ScopedSchema {
             .get(&format!("{}.{name}", self.namespace))
             .cloned()
             .unwrap_or_default();
-        let view = SecureView::compile(&full, inner.schema(), grant, &self.scope, &class, &self.compiler)
-            .map_err(|e| plan_datafusion_err!("the policy for {full} cannot be applied: {e}"))?;
-        Ok(Some(Arc::new(SecureViewProvider::new(inner, Arc::new(view)))))
+        let view = SecureView::compile(
+            &full,
+            inner.schema(),
+            grant,
+            &self.scope,
+            &class,
+            &self.compiler,
+        )
+        .map_err(|e| plan_datafusion_err!("the policy for {full} cannot be applied: {e}"))?;
+        Ok(Some(Arc::new(SecureViewProvider::new(
+            inner,
+            Arc::new(view),
+        ))))
     }
 
     fn table_exist(&self, name: &str) -> bool {

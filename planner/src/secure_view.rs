@@ -102,12 +102,14 @@ impl SecureView {
                 }
             }
         }
-        for (c, _) in &grant.masks {
+        for c in grant.masks.keys() {
             if source.field_with_name(c).is_err() {
                 return Err(format!("grant on {table}: mask on unknown column \"{c}\""));
             }
             if !grant.columns.contains(c) {
-                return Err(format!("grant on {table}: mask on column \"{c}\" which is not granted"));
+                return Err(format!(
+                    "grant on {table}: mask on column \"{c}\" which is not granted"
+                ));
             }
         }
 
@@ -134,8 +136,16 @@ impl SecureView {
         let df_schema = DFSchema::try_from(Arc::clone(&source))
             .map_err(|e| format!("table {table}: {}", e.strip_backtrace()))?;
         let compile = |rule: &String| compiler.compile(rule, &scope.attributes, &df_schema);
-        let allow = grant.allow_rules.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
-        let deny = grant.deny_rules.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
+        let allow = grant
+            .allow_rules
+            .iter()
+            .map(compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        let deny = grant
+            .deny_rules
+            .iter()
+            .map(compile)
+            .collect::<Result<Vec<_>, _>>()?;
 
         // Enforcement: sensitivity <= clearance IS TRUE
         //          AND (allow_1 IS TRUE OR …)      (when there are allow rules)
@@ -145,9 +155,9 @@ impl SecureView {
         let mut enforce = Vec::new();
         let mut pruning = Vec::new();
         if let Some(sc) = &class.sensitivity_column {
-            let f = source
-                .field_with_name(sc)
-                .map_err(|_| format!("table {table}: sensitivity column \"{sc}\" does not exist"))?;
+            let f = source.field_with_name(sc).map_err(|_| {
+                format!("table {table}: sensitivity column \"{sc}\" does not exist")
+            })?;
             if !f.data_type().is_integer() {
                 return Err(format!(
                     "table {table}: sensitivity column \"{sc}\" must be an integer column, not {}",
@@ -182,7 +192,10 @@ impl SecureView {
             h.update(serde_json::to_vec(grant).unwrap_or_default());
             h.update(serde_json::to_vec(&scope.attributes).unwrap_or_default());
             h.update(scope.max_sensitivity.to_le_bytes());
-            h.update([u8::from(scope.allow_attachments), u8::from(scope.can_export_vectors)]);
+            h.update([
+                u8::from(scope.allow_attachments),
+                u8::from(scope.can_export_vectors),
+            ]);
             h.update(serde_json::to_vec(class).unwrap_or_default());
             hex::encode(&h.finalize()[..8])
         };
@@ -216,9 +229,10 @@ impl SecureView {
 /// Whether `t` is a list of floating point numbers (an embedding).
 pub fn is_float_list(t: &DataType) -> bool {
     match t {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) | DataType::ListView(f) => {
-            f.data_type().is_floating()
-        }
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f) => f.data_type().is_floating(),
         _ => false,
     }
 }
@@ -231,8 +245,10 @@ pub fn is_safe_predicate(e: &Expr) -> bool {
     match e {
         Expr::Column(_) | Expr::Literal(..) => true,
         Expr::BinaryExpr(b) => {
-            matches!(b.op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | IsDistinctFrom | IsNotDistinctFrom)
-                && is_safe_predicate(&b.left)
+            matches!(
+                b.op,
+                Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | IsDistinctFrom | IsNotDistinctFrom
+            ) && is_safe_predicate(&b.left)
                 && is_safe_predicate(&b.right)
         }
         Expr::Not(x)
@@ -251,7 +267,9 @@ pub fn is_safe_predicate(e: &Expr) -> bool {
             is_safe_predicate(&b.expr) && is_safe_predicate(&b.low) && is_safe_predicate(&b.high)
         }
         Expr::Like(l) => {
-            is_safe_predicate(&l.expr) && matches!(*l.pattern, Expr::Literal(..)) && l.escape_char.is_none()
+            is_safe_predicate(&l.expr)
+                && matches!(*l.pattern, Expr::Literal(..))
+                && l.escape_char.is_none()
         }
         _ => false,
     }
@@ -318,7 +336,10 @@ impl TableProvider for SecureViewProvider {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Inexact: DataFusion keeps every user filter above the view; the
         // safe ones are also handed to the connector for pruning.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
@@ -341,7 +362,10 @@ impl TableProvider for SecureViewProvider {
         // the policy and the pruning hints read.
         let mut hints: Vec<Expr> = view.pruning.clone();
         hints.extend(filters.iter().filter_map(|f| self.pushable_user_filter(f)));
-        let mut needed: BTreeSet<usize> = wanted.iter().map(|i| view.columns[*i].source_index).collect();
+        let mut needed: BTreeSet<usize> = wanted
+            .iter()
+            .map(|i| view.columns[*i].source_index)
+            .collect();
         let mut referenced = Vec::new();
         if let Some(p) = &view.predicate {
             referenced.extend(p.column_refs().into_iter().cloned());
@@ -363,7 +387,10 @@ impl TableProvider for SecureViewProvider {
             .map(|(h, _)| h.clone())
             .collect();
 
-        let scan = self.inner.scan(state, Some(&source_projection), &pushed, None).await?;
+        let scan = self
+            .inner
+            .scan(state, Some(&source_projection), &pushed, None)
+            .await?;
         let scan_schema = DFSchema::try_from(scan.schema())?;
 
         let mut plan = scan;
@@ -380,7 +407,10 @@ impl TableProvider for SecureViewProvider {
                 None => c,
                 Some(m) => mask_expr(m, c, source_type)?,
             };
-            exprs.push((state.create_physical_expr(e, &scan_schema)?, vc.name.clone()));
+            exprs.push((
+                state.create_physical_expr(e, &scan_schema)?,
+                vc.name.clone(),
+            ));
         }
         let plan: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, plan)?);
         Ok(Arc::new(SecureViewExec::new(plan, Arc::clone(view))))
@@ -418,7 +448,11 @@ impl SecureViewExec {
 
 impl DisplayAs for SecureViewExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecureViewExec: table={}, policy={}", self.view.table, self.view.fingerprint)?;
+        write!(
+            f,
+            "SecureViewExec: table={}, policy={}",
+            self.view.table, self.view.fingerprint
+        )?;
         match &self.view.predicate {
             Some(p) => write!(f, ", rows=[{p}]")?,
             None => write!(f, ", rows=all")?,
@@ -471,7 +505,11 @@ impl ExecutionPlan for SecureViewExec {
         Ok(Arc::new(SecureViewExec::new(input, Arc::clone(&self.view))))
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
         self.input.execute(partition, context)
     }
 }
@@ -483,8 +521,12 @@ mod tests {
 
     #[test]
     fn safe_predicates() {
-        assert!(is_safe_predicate(&col("a").eq(lit(1)).and(col("b").is_null())));
-        assert!(is_safe_predicate(&col("a").in_list(vec![lit(1), lit(2)], false)));
+        assert!(is_safe_predicate(
+            &col("a").eq(lit(1)).and(col("b").is_null())
+        ));
+        assert!(is_safe_predicate(
+            &col("a").in_list(vec![lit(1), lit(2)], false)
+        ));
         assert!(!is_safe_predicate(&(lit(1) / col("a")).eq(lit(1))));
         assert!(!is_safe_predicate(&Expr::Not(Box::new(
             datafusion::prelude::cast(col("a"), DataType::Int32).eq(lit(1))

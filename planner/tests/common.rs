@@ -8,24 +8,36 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, Float32Builder, Float64Array, Int32Array, Int64Array, ListBuilder, RecordBatch,
-    StringArray,
+    ArrayRef, BinaryArray, Float32Builder, Float64Array, Int32Array, Int64Array, ListBuilder,
+    RecordBatch, StringArray,
 };
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::datasource::MemTable;
 use sluice_planner::{CatalogEntry, Governor, TableClass, TokenScope};
 
-/// Builds the governor over the test catalog.
-pub fn governor() -> Governor {
+/// The test catalog without any policy.
+pub fn raw_catalog() -> Arc<dyn CatalogProvider> {
     let catalog = MemoryCatalogProvider::new();
     let sales = MemorySchemaProvider::new();
-    sales.register_table("orders".into(), table(orders())).unwrap();
-    sales.register_table("customers".into(), table(customers())).unwrap();
+    sales
+        .register_table("orders".into(), table(orders()))
+        .unwrap();
+    sales
+        .register_table("customers".into(), table(customers()))
+        .unwrap();
     let hr = MemorySchemaProvider::new();
-    hr.register_table("salaries".into(), table(salaries())).unwrap();
+    hr.register_table("salaries".into(), table(salaries()))
+        .unwrap();
     catalog.register_schema("sales", Arc::new(sales)).unwrap();
     catalog.register_schema("hr", Arc::new(hr)).unwrap();
+    Arc::new(catalog)
+}
+
+/// Builds the governor over the test catalog.
+pub fn governor() -> Governor {
     let mut classes = HashMap::new();
     classes.insert(
         "sales.orders".to_string(),
@@ -39,7 +51,7 @@ pub fn governor() -> Governor {
     g.add_catalog(
         "lake",
         CatalogEntry {
-            provider: Arc::new(catalog) as Arc<dyn CatalogProvider>,
+            provider: raw_catalog(),
             tables: classes,
         },
     );
@@ -52,7 +64,15 @@ fn table(batch: RecordBatch) -> Arc<MemTable> {
 
 fn orders() -> RecordBatch {
     // id, region, customer, email, amount, sensitivity
-    let rows: [(i64, Option<&str>, i64, &str, Option<f64>, Option<i32>); 9] = [
+    type Row = (
+        i64,
+        Option<&'static str>,
+        i64,
+        &'static str,
+        Option<f64>,
+        Option<i32>,
+    );
+    let rows: [Row; 9] = [
         (1, Some("eu"), 10, "a@x.com", Some(100.0), Some(0)),
         (2, Some("eu"), 11, "b@x.com", Some(20000.0), Some(1)),
         (3, Some("us"), 10, "c@x.com", Some(50.0), Some(0)),
@@ -77,18 +97,36 @@ fn orders() -> RecordBatch {
         Field::new("customer_email", DataType::Utf8, true),
         Field::new("amount", DataType::Float64, true),
         Field::new("sensitivity", DataType::Int32, true),
-        Field::new("embedding", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true),
+        Field::new(
+            "embedding",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            true,
+        ),
         Field::new("attachment", DataType::Binary, true),
     ]);
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
-        Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
-        Arc::new(StringArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
-        Arc::new(Float64Array::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())),
-        Arc::new(Int32Array::from(rows.iter().map(|r| r.5).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        )),
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int32Array::from(
+            rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+        )),
         Arc::new(emb.finish()),
-        Arc::new(BinaryArray::from_iter_values(rows.iter().map(|r| format!("att{}", r.0).into_bytes()))),
+        Arc::new(BinaryArray::from_iter_values(
+            rows.iter().map(|r| format!("att{}", r.0).into_bytes()),
+        )),
     ];
     RecordBatch::try_new(Arc::new(schema), cols).unwrap()
 }
@@ -103,7 +141,9 @@ fn customers() -> RecordBatch {
         Arc::new(schema),
         vec![
             Arc::new(Int64Array::from(vec![10, 11, 12, 13, 14, 15])),
-            Arc::new(StringArray::from(vec!["Ann", "Bob", "Cid", "Dee", "Eve", "Fay"])),
+            Arc::new(StringArray::from(vec![
+                "Ann", "Bob", "Cid", "Dee", "Eve", "Fay",
+            ])),
             Arc::new(StringArray::from(vec!["DE", "US", "FR", "JP", "DE", "US"])),
         ],
     )
@@ -128,17 +168,25 @@ fn salaries() -> RecordBatch {
 /// The named test tokens.
 pub fn token(name: &str) -> Arc<TokenScope> {
     let json = match name {
-        "admin" => r#"{"token_id":"t-admin","name":"admin","admin":true,"max_sensitivity":9,
-            "allow_attachments":true,"can_export_vectors":true,"grants":[{"table":"lake.*"}]}"#,
-        "eu" => r#"{"token_id":"t-eu","name":"eu","attributes":{"region":"eu"},"max_sensitivity":2,
+        "admin" => {
+            r#"{"token_id":"t-admin","name":"admin","admin":true,"max_sensitivity":9,
+            "allow_attachments":true,"can_export_vectors":true,"grants":[{"table":"lake.*"}]}"#
+        }
+        "eu" => {
+            r#"{"token_id":"t-eu","name":"eu","attributes":{"region":"eu"},"max_sensitivity":2,
             "grants":[
               {"table":"lake.sales.orders","columns":["order_id","region","customer_id","customer_email","amount"],
                "masks":{"customer_email":"hash"},"allow_rules":["region = token.region"],"deny_rules":["amount > 10000"]},
-              {"table":"lake.sales.customers","columns":["customer_id","name"]}]}"#,
-        "auditor" => r#"{"token_id":"t-auditor","name":"auditor","max_sensitivity":1,
-            "grants":[{"table":"lake.sales.*","masks":{"customer_email":"partial(1,4)"}}]}"#,
-        "tiny" => r#"{"token_id":"t-tiny","name":"tiny","max_sensitivity":9,"row_limit":2,
-            "grants":[{"table":"lake.sales.orders","columns":["order_id","region"]}]}"#,
+              {"table":"lake.sales.customers","columns":["customer_id","name"]}]}"#
+        }
+        "auditor" => {
+            r#"{"token_id":"t-auditor","name":"auditor","max_sensitivity":1,
+            "grants":[{"table":"lake.sales.*","masks":{"customer_email":"partial(1,4)"}}]}"#
+        }
+        "tiny" => {
+            r#"{"token_id":"t-tiny","name":"tiny","max_sensitivity":9,"row_limit":2,
+            "grants":[{"table":"lake.sales.orders","columns":["order_id","region"]}]}"#
+        }
         "nothing" => r#"{"token_id":"t-nothing","name":"nothing","grants":[]}"#,
         other => panic!("unknown test token {other}"),
     };

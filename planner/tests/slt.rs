@@ -40,7 +40,10 @@ impl sqllogictest::AsyncDB for GovernedDb {
         let is_explain = schema.fields().len() == 2 && schema.field(0).name() == "plan_type";
         let stream = plan.execute().await.map_err(err)?;
         let truncated = stream.truncation_flag();
-        let batches: Vec<_> = stream.try_collect().await.map_err(|e| SltError(e.to_string()))?;
+        let batches: Vec<_> = stream
+            .try_collect()
+            .await
+            .map_err(|e| SltError(e.to_string()))?;
         let options = FormatOptions::default().with_null("NULL");
         let mut rows = Vec::new();
         for batch in &batches {
@@ -50,11 +53,16 @@ impl sqllogictest::AsyncDB for GovernedDb {
                 .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
                 .collect();
             for r in 0..batch.num_rows() {
-                let values: Vec<String> = formatters.iter().map(|f| f.value(r).to_string()).collect();
+                let values: Vec<String> =
+                    formatters.iter().map(|f| f.value(r).to_string()).collect();
                 if is_explain {
                     // One row per plan line, so EXPLAIN output reads naturally in the file.
                     for (i, line) in values[1].lines().enumerate() {
-                        let label = if i == 0 { values[0].clone() } else { String::new() };
+                        let label = if i == 0 {
+                            values[0].clone()
+                        } else {
+                            String::new()
+                        };
                         rows.push(vec![label, line.trim_end().to_string()]);
                     }
                 } else {
@@ -107,7 +115,13 @@ async fn slt_files() {
         runner.with_validator(whitespace_insensitive);
         if complete {
             runner
-                .update_test_file(file, " ", whitespace_insensitive, sqllogictest::default_normalizer, sqllogictest::strict_column_validator)
+                .update_test_file(
+                    file,
+                    " ",
+                    whitespace_insensitive,
+                    sqllogictest::default_normalizer,
+                    sqllogictest::strict_column_validator,
+                )
                 .await
                 .unwrap();
         } else if let Err(e) = runner.run_file_async(file).await {

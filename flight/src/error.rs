@@ -1,0 +1,209 @@
+//! Errors of the Flight SQL service and their one mapping to `tonic::Status`.
+//!
+//! [`Error`] → [`Status`] is a single exhaustive match: adding a variant
+//! forces a decision about its status code, its client message and its log
+//! level. Internal failures reach the client only as a generic message; the
+//! detail is logged.
+
+use arrow::error::ArrowError;
+use arrow_flight::error::FlightError;
+use datafusion::error::DataFusionError;
+use sluice_planner::AuthFailureKind;
+use tonic::Status;
+
+use crate::ticket::{ParamsError, TicketError};
+
+/// What every authentication failure tells the client.
+pub(crate) const AUTH_FAILED: &str = "authentication failed";
+
+/// Errors of the Flight SQL service.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// Missing, malformed, unknown, expired, revoked or out-of-audience
+    /// credentials (the kind is for logs and metrics only).
+    #[error("{AUTH_FAILED}")]
+    Unauthenticated(AuthFailureKind),
+    /// A ticket or prepared-statement handle was refused.
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
+    /// Planning or execution through the governor.
+    #[error(transparent)]
+    Planner(#[from] sluice_planner::Error),
+    /// A catalog lookup in the scoped session failed.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    /// Client-supplied parameters could not be decoded or bound.
+    #[error("invalid parameters: {0}")]
+    Params(#[from] ParamsError),
+    /// A write (update, ingest, Substrait execution, transaction) was asked of
+    /// a read-only gateway.
+    #[error("sluice is read-only: {0}")]
+    ReadOnly(&'static str),
+    /// A well-formed request for something sluice does not offer.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A request that does not make sense as sent.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Encoding a response failed (server side).
+    #[error("arrow error: {0}")]
+    Arrow(#[from] ArrowError),
+    /// The Flight encoder failed; a `Tonic` error inside is a status this
+    /// mapping already produced upstream and is passed through.
+    #[error(transparent)]
+    Flight(#[from] FlightError),
+}
+
+/// Result alias of the crate.
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Unauthenticated(kind) => match kind {
+                AuthFailureKind::Unavailable => {
+                    tracing::warn!(reason = kind.as_str(), "token store unavailable");
+                    Status::unavailable("authentication is temporarily unavailable")
+                }
+                AuthFailureKind::Malformed
+                | AuthFailureKind::Unknown
+                | AuthFailureKind::Expired
+                | AuthFailureKind::Revoked
+                | AuthFailureKind::Audience => {
+                    tracing::info!(reason = kind.as_str(), "authentication failed");
+                    Status::unauthenticated(AUTH_FAILED)
+                }
+            },
+            Error::Ticket(e) => {
+                tracing::info!(reason = %e, "ticket refused");
+                match e {
+                    TicketError::Malformed | TicketError::WrongKind => {
+                        Status::invalid_argument(e.to_string())
+                    }
+                    TicketError::BadSignature | TicketError::WrongToken => {
+                        Status::permission_denied(e.to_string())
+                    }
+                    TicketError::Expired => Status::failed_precondition(format!(
+                        "{e}: call GetFlightInfo (or CreatePreparedStatement) again"
+                    )),
+                }
+            }
+            Error::Planner(e) => match e {
+                sluice_planner::Error::Refused(msg) => Status::invalid_argument(msg),
+                sluice_planner::Error::InvalidPolicy(msg) => {
+                    tracing::warn!(error = %msg, "token policy cannot be applied");
+                    Status::failed_precondition(format!("invalid policy: {msg}"))
+                }
+                sluice_planner::Error::DataFusion(e) => datafusion_status(&e),
+            },
+            Error::DataFusion(e) => datafusion_status(&e),
+            Error::Params(e) => Status::invalid_argument(format!("invalid parameters: {e}")),
+            Error::ReadOnly(what) => {
+                Status::invalid_argument(format!("sluice is read-only: {what}"))
+            }
+            Error::Unsupported(msg) => Status::unimplemented(msg),
+            Error::InvalidRequest(msg) => Status::invalid_argument(msg),
+            Error::Arrow(e) => internal(&e),
+            Error::Flight(e) => match e {
+                FlightError::Tonic(status) => *status,
+                FlightError::Arrow(_)
+                | FlightError::NotYetImplemented(_)
+                | FlightError::ProtocolError(_)
+                | FlightError::DecodeError(_)
+                | FlightError::ExternalError(_) => internal(&e),
+            },
+        }
+    }
+}
+
+/// User errors (bad SQL, unknown or disallowed table or column — the
+/// planner words "does not exist" and "not granted" identically) keep their
+/// message; everything else is internal and generic.
+fn datafusion_status(err: &DataFusionError) -> Status {
+    let root = err.find_root();
+    match root {
+        DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::SQL(..)
+        | DataFusionError::NotImplemented(_) => Status::invalid_argument(root.strip_backtrace()),
+        DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
+            Status::invalid_argument("division by zero")
+        }
+        DataFusionError::ResourcesExhausted(_) => {
+            tracing::warn!(error = %err, "query exceeded resource limits");
+            Status::resource_exhausted("query exceeded the gateway's resource limits")
+        }
+        _ => internal(err),
+    }
+}
+
+fn internal(err: &dyn std::error::Error) -> Status {
+    tracing::error!(error = %err, "internal error in Flight SQL request");
+    Status::internal("internal error (see server logs)")
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn status(e: Error) -> Status {
+        e.into()
+    }
+
+    #[test]
+    fn every_auth_failure_looks_the_same() {
+        for kind in [
+            AuthFailureKind::Malformed,
+            AuthFailureKind::Unknown,
+            AuthFailureKind::Expired,
+            AuthFailureKind::Revoked,
+            AuthFailureKind::Audience,
+        ] {
+            let s = status(Error::Unauthenticated(kind));
+            assert_eq!(s.code(), Code::Unauthenticated);
+            assert_eq!(s.message(), "authentication failed");
+        }
+    }
+
+    #[test]
+    fn planner_errors() {
+        let s = status(Error::Planner(sluice_planner::Error::Refused(
+            "DROP TABLE is not allowed".into(),
+        )));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("DROP TABLE is not allowed"));
+
+        let s = status(Error::Planner(sluice_planner::Error::InvalidPolicy(
+            "x".into(),
+        )));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+
+        let nf = DataFusionError::Plan("table 'lake.s.t' not found or not allowed".into());
+        let s = status(Error::Planner(sluice_planner::Error::DataFusion(
+            nf.context("while planning"),
+        )));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(
+            s.message().contains("not found or not allowed"),
+            "{}",
+            s.message()
+        );
+
+        let s = status(Error::Planner(sluice_planner::Error::DataFusion(
+            DataFusionError::Execution("object store: secret path /x".into()),
+        )));
+        assert_eq!(s.code(), Code::Internal);
+        assert!(!s.message().contains("secret"));
+    }
+
+    #[test]
+    fn ticket_errors() {
+        let s = status(Error::Ticket(TicketError::WrongToken));
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert_eq!(s.message(), "ticket was not issued to this token");
+        let s = status(Error::Ticket(TicketError::BadSignature));
+        assert_eq!(s.code(), Code::PermissionDenied);
+    }
+}

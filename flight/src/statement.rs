@@ -1,0 +1,261 @@
+//! Statement queries: `CommandStatementQuery` → `FlightInfo` with a signed
+//! ticket, and `DoGet(TicketStatementQuery)` → the governed result stream
+//! followed by the truncation trailer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
+use arrow_flight::utils::batches_to_flight_data;
+use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use datafusion::execution::RecordBatchStream;
+use futures::{StreamExt, stream};
+use prost::Message;
+use sluice_planner::{GovernedPlan, GovernedStream, TRUNCATED_METADATA_KEY, TokenScope};
+use tonic::Status;
+
+use crate::error::{Error, Result};
+use crate::service::{DoGetStream, SluiceFlightSqlService};
+use crate::ticket::{Kind, decode_params};
+
+/// The schema as it goes over the wire: the encoder hydrates dictionaries,
+/// so `FlightInfo` must announce the hydrated schema.
+pub(crate) fn flight_schema(schema: SchemaRef) -> SchemaRef {
+    FlightDataEncoderBuilder::new()
+        .with_schema(Arc::clone(&schema))
+        .build(stream::empty())
+        .known_schema()
+        .unwrap_or(schema)
+}
+
+/// The JSON carried by the trailing `FlightData` of every statement result.
+pub(crate) fn trailer_json(truncated: bool, rows: u64) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert(TRUNCATED_METADATA_KEY.to_owned(), truncated.into());
+    m.insert("rows".to_owned(), rows.into());
+    serde_json::Value::Object(m).to_string()
+}
+
+impl SluiceFlightSqlService {
+    /// Plans `sql` under `scope` and binds `params` (a one-row IPC stream)
+    /// when given. A statement with placeholders but no bound values, or
+    /// with a different number of values, is refused. Values are cast to
+    /// the placeholder types the planner inferred where those are known.
+    pub(crate) async fn governed_plan(
+        &self,
+        scope: &Arc<TokenScope>,
+        sql: &str,
+        params: Option<&[u8]>,
+    ) -> Result<GovernedPlan> {
+        let plan = self.governor().plan(scope, sql).await?;
+        let types = plan.parameter_types()?;
+        let Some(params) = params else {
+            if types.is_empty() {
+                return Ok(plan);
+            }
+            return Err(Error::InvalidRequest(format!(
+                "the statement has {} parameter(s) but no values are bound; \
+                 bind them with DoPut on the prepared statement",
+                types.len()
+            )));
+        };
+        let values = decode_params(params)?;
+        if values.len() != types.len() {
+            return Err(Error::InvalidRequest(format!(
+                "the statement has {} parameter(s) but {} value(s) are bound",
+                types.len(),
+                values.len()
+            )));
+        }
+        let values = values
+            .into_iter()
+            .zip(types)
+            .enumerate()
+            .map(|(i, (value, ty))| match ty {
+                Some(ty) if value.data_type() != ty => value.cast_to(&ty).map_err(|e| {
+                    Error::InvalidRequest(format!(
+                        "parameter ${}: cannot convert {} to {ty}: {}",
+                        i + 1,
+                        value.data_type(),
+                        e.strip_backtrace()
+                    ))
+                }),
+                _ => Ok(value),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(plan.bind(values)?)
+    }
+
+    /// Plans the statement (so errors surface now) and returns a `FlightInfo`
+    /// with its schema and one endpoint whose ticket is self-contained.
+    pub(crate) async fn statement_flight_info(
+        &self,
+        scope: &Arc<TokenScope>,
+        sql: &str,
+        params: Option<Vec<u8>>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo> {
+        let plan = self.governed_plan(scope, sql, params.as_deref()).await?;
+        let schema = flight_schema(plan.schema());
+        let handle = self.signer().seal(
+            Kind::Ticket,
+            &scope.token_id,
+            sql,
+            params,
+            SystemTime::now(),
+        );
+        let ticket = TicketStatementQuery {
+            statement_handle: handle,
+        };
+        let endpoint =
+            FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+        Ok(FlightInfo::new()
+            .try_with_schema(&schema)?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor)
+            .with_ordered(true))
+    }
+
+    /// DoGet with a statement ticket: verify it for the caller, re-plan under
+    /// the caller's current scope, stream.
+    pub(crate) async fn do_get_ticket(
+        &self,
+        scope: &Arc<TokenScope>,
+        ticket: TicketStatementQuery,
+    ) -> Result<DoGetStream> {
+        let claims = self.signer().open(
+            &ticket.statement_handle,
+            Kind::Ticket,
+            &scope.token_id,
+            SystemTime::now(),
+        )?;
+        self.execute(scope, &claims.sql, claims.params.as_deref())
+            .await
+    }
+
+    /// Plans, binds and executes a statement; the result stream ends with
+    /// the truncation trailer.
+    pub(crate) async fn execute(
+        &self,
+        scope: &Arc<TokenScope>,
+        sql: &str,
+        params: Option<&[u8]>,
+    ) -> Result<DoGetStream> {
+        let plan = self.governed_plan(scope, sql, params).await?;
+        let stream = plan.execute().await?;
+        // The physical stream's schema is what the batches really carry.
+        let schema = stream.schema();
+        Ok(result_stream(scope.token_id.clone(), schema, stream))
+    }
+}
+
+/// The trailer: a zero-row record batch of the result schema whose
+/// `app_metadata` is [`trailer_json`].
+///
+/// A message with *only* `app_metadata` (empty IPC header) would be the
+/// minimal form, but Go's Arrow IPC reader (ADBC Flight SQL driver) panics on
+/// it ("index out of range") and arrow-rs' `FlightDataDecoder` rejects it, so
+/// the metadata rides on an empty batch, which every reader accepts: pyarrow
+/// `read_chunk()` returns it with `data.num_rows == 0` and `app_metadata` set,
+/// `read_all()` and ADBC simply see no extra rows.
+pub(crate) fn trailer_message(
+    schema: &SchemaRef,
+    truncated: bool,
+    rows: u64,
+) -> Result<FlightData> {
+    let empty = RecordBatch::new_empty(Arc::clone(schema));
+    let mut messages = batches_to_flight_data(schema, vec![empty])?;
+    // [schema, batch]: the schema is hydrated, so there are no dictionaries.
+    let batch = messages
+        .pop()
+        .ok_or_else(|| ArrowError::IpcError("empty trailer encoding".to_owned()))?;
+    Ok(batch.with_app_metadata(trailer_json(truncated, rows)))
+}
+
+/// Encodes a governed stream as Flight data, then appends the trailer
+/// ([`trailer_message`]) carrying `{"sluice.truncated": bool, "rows": n}`.
+/// If the stream fails, the error ends the response and no trailer is sent.
+fn result_stream(token_id: String, schema: SchemaRef, stream: GovernedStream) -> DoGetStream {
+    let wire_schema = flight_schema(Arc::clone(&schema));
+    let truncated = stream.truncation_flag();
+    let rows = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicBool::new(false));
+
+    let counted = {
+        let rows = Arc::clone(&rows);
+        stream.map(move |item| match item {
+            Ok(batch) => {
+                rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                Ok(batch)
+            }
+            Err(e) => Err(FlightError::Tonic(Box::new(Status::from(Error::Planner(
+                e.into(),
+            ))))),
+        })
+    };
+    let data = {
+        let failed = Arc::clone(&failed);
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(counted)
+            .map(move |item| {
+                item.map_err(|e| {
+                    failed.store(true, Ordering::Relaxed);
+                    Status::from(Error::from(e))
+                })
+            })
+    };
+    let trailer = stream::once(async move {
+        let truncated = truncated.load(Ordering::SeqCst);
+        let rows = rows.load(Ordering::Relaxed);
+        tracing::info!(token_id = %token_id, rows, truncated, "flight statement finished");
+        trailer_message(&wire_schema, truncated, rows).map_err(Status::from)
+    })
+    .filter(move |_| futures::future::ready(!failed.load(Ordering::Relaxed)));
+    Box::pin(data.chain(trailer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailer_is_an_empty_batch_with_metadata() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+        use futures::TryStreamExt;
+
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let trailer = trailer_message(&schema, true, 7).unwrap();
+        assert!(!trailer.data_header.is_empty());
+        let mut msgs = batches_to_flight_data(&schema, vec![]).unwrap();
+        msgs.push(trailer);
+        let decoded: Vec<_> = futures::executor::block_on(
+            FlightDataDecoder::new(stream::iter(msgs.into_iter().map(Ok))).try_collect(),
+        )
+        .unwrap();
+        let last = decoded.last().unwrap();
+        match &last.payload {
+            DecodedPayload::RecordBatch(b) => assert_eq!(b.num_rows(), 0),
+            _ => panic!("trailer is not a record batch"),
+        }
+        let v: serde_json::Value = serde_json::from_slice(&last.inner.app_metadata).unwrap();
+        assert_eq!(v["sluice.truncated"], serde_json::Value::Bool(true));
+        assert_eq!(v["rows"], serde_json::json!(7));
+    }
+
+    #[test]
+    fn trailer_format() {
+        let v: serde_json::Value = serde_json::from_str(&trailer_json(true, 10)).unwrap();
+        assert_eq!(v["sluice.truncated"], serde_json::Value::Bool(true));
+        assert_eq!(v["rows"], serde_json::json!(10));
+        let v: serde_json::Value = serde_json::from_str(&trailer_json(false, 0)).unwrap();
+        assert_eq!(v["sluice.truncated"], serde_json::Value::Bool(false));
+    }
+}

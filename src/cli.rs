@@ -1,0 +1,362 @@
+//! The command line.
+//!
+//! Machine-readable output (secrets, JSON) goes to stdout; everything meant
+//! for a person (context, warnings, logs) goes to stderr, so
+//! `SECRET=$(sluice init --config sluice.toml)` just works.
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin;
+use crate::catalogs::load_governor;
+use crate::config::{Config, LogFormat, redact_url};
+use crate::error::{Error, Result};
+use crate::logging;
+use crate::serve;
+use crate::store::Store;
+use crate::token::{TokenRecord, TokenSpec};
+
+/// sluice: a token-scoped SQL gateway (Arrow Flight SQL over Iceberg).
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    /// Log line format on stderr: `text` or `json`. Overrides `[log] format`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SLUICE__LOG__FORMAT",
+        ignore_case = true
+    )]
+    pub log_format: Option<LogFormat>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory and the token store, run migrations and
+    /// create the first admin token. Prints only its secret on stdout.
+    Init(InitArgs),
+    /// Serve Flight SQL (`[server] flight_addr`) and the admin HTTP API
+    /// (`[server] http_addr`) until SIGINT or SIGTERM.
+    Serve(ConfigArg),
+    /// Manage tokens directly in the store (no running server needed).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Build a demo Iceberg warehouse, a config, an admin token and two
+    /// restricted tokens in a directory, print client snippets, then serve.
+    Demo(DemoArgs),
+}
+
+/// The config file option shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Path of the TOML config file (see sluice.example.toml). Environment
+    /// variables `SLUICE__SECTION__KEY` override its keys.
+    #[arg(
+        long,
+        short = 'c',
+        env = "SLUICE_CONFIG",
+        default_value = "sluice.toml"
+    )]
+    pub config: PathBuf,
+}
+
+/// `sluice init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Create another admin token even if the store already has an active one.
+    #[arg(long)]
+    pub force_new_admin: bool,
+    /// Name of the admin token.
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+}
+
+/// `sluice token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token from a JSON token document (validated against the
+    /// catalogs). Prints `{"id":…,"secret":…}` on stdout.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The token document (`-` reads stdin). Same format as `POST /v1/tokens`.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Recorded as the token's `created_by`.
+        #[arg(long, default_value = "cli")]
+        created_by: String,
+    },
+    /// List every token (never secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token as JSON (never its secret).
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The token's id.
+        id: String,
+    },
+    /// Revoke a token; takes effect at its next request on every replica.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The token's id.
+        id: String,
+        /// Allow revoking the last active admin token (`serve` will then
+        /// refuse to start until `sluice init --force-new-admin`).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `sluice demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Directory for the warehouse, config, store and tokens.json; an
+    /// existing demo directory is reused.
+    #[arg(long, default_value = "./demo")]
+    pub dir: PathBuf,
+    /// Rows of the demo orders table (only when the warehouse is built).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Set everything up and print the snippets, but do not serve.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Flight SQL listen address written into the demo config.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub flight_addr: SocketAddr,
+    /// Admin HTTP API listen address written into the demo config.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init(args) => {
+            let config = load(&args.config, cli.log_format)?;
+            init(&config, &args).await
+        }
+        Command::Serve(args) => {
+            let config = load(&args, cli.log_format)?;
+            tracing::info!(config = %args.config.display(), "starting");
+            serve::serve(&config).await
+        }
+        Command::Token(cmd) => token(cmd, cli.log_format).await,
+        Command::Demo(args) => {
+            logging::init(cli.log_format.unwrap_or_default(), None);
+            crate::demo::run(&args).await
+        }
+    }
+}
+
+/// Loads the config and installs logging (CLI format > config format).
+fn load(arg: &ConfigArg, log_format: Option<LogFormat>) -> Result<Config> {
+    let config = Config::load(&arg.config)?;
+    logging::init(
+        log_format.unwrap_or(config.log.format),
+        config.log.filter.as_deref(),
+    );
+    tracing::debug!(?config, "configuration loaded");
+    Ok(config)
+}
+
+/// Opens the store named by the config and applies migrations.
+pub async fn open_store(config: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&config.server.data_dir).map_err(Error::io(&config.server.data_dir))?;
+    let store = Store::connect(config.store.url()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn init(config: &Config, args: &InitArgs) -> Result<()> {
+    let store = open_store(config).await?;
+    store.ticket_key().await?;
+    let admins = store.count_active_admins(Utc::now()).await?;
+    if admins > 0 && !args.force_new_admin {
+        return Err(Error::Refused(format!(
+            "the store already has {admins} active admin token(s); \
+             use --force-new-admin to create another"
+        )));
+    }
+    let created = store
+        .create_token(
+            &TokenSpec::admin(&args.name, config.policy.default_row_limit),
+            "init",
+            config.policy.default_row_limit,
+        )
+        .await?;
+    eprintln!(
+        "sluice: initialised {} (store {}); created admin token {} '{}'.\n\
+         sluice: its secret is printed below and shown only once: keep it safe.",
+        config.server.data_dir.display(),
+        redact_url(config.store.url()),
+        created.id,
+        args.name
+    );
+    println!("{}", created.secret);
+    store.close().await;
+    Ok(())
+}
+
+async fn token(cmd: TokenCommand, log_format: Option<LogFormat>) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            config,
+            file,
+            created_by,
+        } => {
+            let cfg = load(&config, log_format)?;
+            let body = if file.as_os_str() == "-" {
+                let mut s = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut s)
+                    .map_err(Error::io("<stdin>"))?;
+                s
+            } else {
+                std::fs::read(&file).map_err(Error::io(&file))?
+            };
+            let spec = TokenSpec::from_json(&body).map_err(|e| Error::InvalidToken(vec![e]))?;
+            let store = open_store(&cfg).await?;
+            let governor = load_governor(&cfg).await?;
+            let created = admin::create_token(
+                &store,
+                &governor,
+                &spec,
+                &created_by,
+                cfg.policy.default_row_limit,
+            )
+            .await?;
+            print_json(&created)?;
+            store.close().await;
+        }
+        TokenCommand::List { config, json } => {
+            let cfg = load(&config, log_format)?;
+            let store = open_store(&cfg).await?;
+            let tokens = store.list_tokens().await?;
+            if json {
+                print_json(&tokens)?;
+            } else {
+                print_table(&tokens)?;
+            }
+            store.close().await;
+        }
+        TokenCommand::Show { config, id } => {
+            let cfg = load(&config, log_format)?;
+            let store = open_store(&cfg).await?;
+            let record = store
+                .get_token(&id)
+                .await?
+                .ok_or_else(|| Error::TokenNotFound(id.clone()))?;
+            print_json(&serde_json::json!({ "status": admin::status(&record), "token": record }))?;
+            store.close().await;
+        }
+        TokenCommand::Revoke { config, id, force } => {
+            let cfg = load(&config, log_format)?;
+            let store = open_store(&cfg).await?;
+            let record = admin::revoke_token(&store, &id, force).await?;
+            eprintln!("sluice: token {} '{}' revoked", record.id, record.name);
+            print_json(&record)?;
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Refused(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+fn print_table(tokens: &[TokenRecord]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let w = tokens
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let io = Error::io("<stdout>");
+    let mut lines = format!(
+        "{:<36}  {:<w$}  {:<6}  {:<5}  {:<7}  EXPIRES\n",
+        "ID", "NAME", "TYPE", "ADMIN", "STATUS"
+    );
+    for t in tokens {
+        lines.push_str(&format!(
+            "{:<36}  {:<w$}  {:<6}  {:<5}  {:<7}  {}\n",
+            t.id,
+            t.name,
+            t.token_type.as_str(),
+            if t.admin { "yes" } else { "no" },
+            admin::status(t),
+            t.expires_at
+                .map(|e| e.to_rfc3339())
+                .unwrap_or_else(|| "never".into()),
+        ));
+    }
+    out.write_all(lines.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_documented_commands() {
+        let cli = Cli::try_parse_from([
+            "sluice", "token", "create", "--config", "x.toml", "--file", "t.json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Token(TokenCommand::Create { .. })
+        ));
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            "x.toml",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, Some(LogFormat::Json));
+        let cli = Cli::try_parse_from(["sluice", "demo", "--no-serve", "--rows", "10"]).unwrap();
+        let Command::Demo(d) = cli.command else {
+            panic!()
+        };
+        assert!(d.no_serve);
+        assert_eq!(d.rows, 10);
+        let cli =
+            Cli::try_parse_from(["sluice", "init", "--config", "x.toml", "--force-new-admin"])
+                .unwrap();
+        let Command::Init(i) = cli.command else {
+            panic!()
+        };
+        assert!(i.force_new_admin);
+    }
+}

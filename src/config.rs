@@ -1,0 +1,633 @@
+//! Configuration: one TOML file plus `SLUICE__SECTION__KEY` environment
+//! overrides (DESIGN §8).
+//!
+//! Every key is documented in `sluice.example.toml` at the repository root.
+//! Loading is two steps: [`Config::load`] extracts the file and the
+//! environment with figment, then [`Config::resolve`] fills derived defaults
+//! (the SQLite store under the data dir) and turns relative paths into
+//! absolute ones against the current directory, so later code never depends
+//! on the working directory again.
+//!
+//! Secrets (store passwords, S3 keys, catalog properties that look like
+//! credentials) are redacted in `Debug`, so a config can be logged.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use sluice_planner::TableClass;
+
+use crate::error::{Error, Result};
+
+/// Prefix of environment overrides: `SLUICE__SERVER__HTTP_ADDR=…` sets
+/// `[server] http_addr`. Keys are lower-cased.
+pub const ENV_PREFIX: &str = "SLUICE__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen addresses and the data directory.
+    pub server: ServerConfig,
+    /// The token store.
+    pub store: StoreConfig,
+    /// Gateway-wide policy defaults.
+    pub policy: PolicyConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Catalogs by the name clients see (`SELECT … FROM <name>.ns.table`).
+    pub catalogs: BTreeMap<String, CatalogConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Flight SQL listen address.
+    pub flight_addr: SocketAddr,
+    /// Admin HTTP API listen address.
+    pub http_addr: SocketAddr,
+    /// Directory for the embedded store and local state.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            flight_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./sluice-data"),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path` or `postgres://user:password@host/db`. Default:
+    /// `sqlite://<data_dir>/sluice.db`. After [`Config::resolve`] it is
+    /// always set, and SQLite paths are absolute.
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// The resolved store URL (empty before [`Config::resolve`]).
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Row limit of tokens that do not set one.
+    pub default_row_limit: u64,
+    /// Lifetime of Flight tickets, in seconds.
+    pub ticket_ttl_secs: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            default_row_limit: sluice_planner::DEFAULT_ROW_LIMIT,
+            ticket_ttl_secs: 3600,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Lifetime of Flight tickets.
+    pub fn ticket_ttl(&self) -> Duration {
+        Duration::from_secs(self.ticket_ttl_secs)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `sluice=debug,info`). `RUST_LOG` wins.
+    pub filter: Option<String>,
+}
+
+/// What kind of system a catalog is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// Apache Iceberg.
+    Iceberg,
+}
+
+/// Which Iceberg catalog implementation to talk to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IcebergCatalogType {
+    /// SQL catalog (SQLite or Postgres; pyiceberg's `SqlCatalog`).
+    #[default]
+    Sql,
+    /// REST catalog.
+    Rest,
+}
+
+/// `[catalogs.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Always `iceberg` for now.
+    pub kind: CatalogKind,
+    /// `sql` (default) or `rest`.
+    #[serde(default)]
+    pub catalog: IcebergCatalogType,
+    /// The Iceberg catalog's own name; default: the section key.
+    #[serde(default)]
+    pub catalog_name: Option<String>,
+    /// SQL catalog database URI, or the REST endpoint.
+    pub uri: String,
+    /// Warehouse location (`file:///…`, a plain path, or `s3://…`).
+    #[serde(default)]
+    pub warehouse: Option<String>,
+    /// Extra catalog properties passed through verbatim.
+    #[serde(default)]
+    pub props: Props,
+    /// S3 settings for `s3://` warehouses.
+    #[serde(default)]
+    pub s3: Option<S3Settings>,
+    /// Classification per `namespace.table`.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableClassConfig>,
+}
+
+/// Catalog properties. `Debug` redacts values whose key looks like a credential.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Props(pub BTreeMap<String, String>);
+
+impl fmt::Debug for Props {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SENSITIVE: [&str; 6] = ["secret", "password", "token", "credential", "key", "auth"];
+        let mut m = f.debug_map();
+        for (k, v) in &self.0 {
+            let lk = k.to_ascii_lowercase();
+            if SENSITIVE.iter().any(|s| lk.contains(s)) {
+                m.entry(k, &"[redacted]");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
+    }
+}
+
+/// `[catalogs.<name>.s3]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// Custom endpoint (MinIO, …).
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key (redacted in `Debug`).
+    pub secret_access_key: Option<Secret>,
+    /// Path-style addressing (needed by most S3-compatible servers).
+    pub path_style: bool,
+}
+
+/// `[catalogs.<name>.tables."ns.table"]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TableClassConfig {
+    /// Integer column holding each row's sensitivity.
+    pub sensitivity_column: Option<String>,
+    /// Attachment columns (hidden unless `allow_attachments`).
+    pub attachment_columns: Vec<String>,
+    /// Embedding columns (hidden unless `can_export_vectors`). Default:
+    /// every list / fixed-size list of floating point column.
+    pub vector_columns: Option<Vec<String>>,
+}
+
+impl From<&TableClassConfig> for TableClass {
+    fn from(c: &TableClassConfig) -> Self {
+        TableClass {
+            sensitivity_column: c.sensitivity_column.clone(),
+            attachment_columns: c.attachment_columns.clone(),
+            vector_columns: c.vector_columns.clone(),
+        }
+    }
+}
+
+/// A secret string: `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself, for handing to the component that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Config {
+    /// Loads `path` (must exist) plus environment overrides, then
+    /// [`resolve`](Self::resolve)s against the current directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::Config(format!(
+                "config file {} not found (see sluice.example.toml for every key)",
+                path.display()
+            )));
+        }
+        let cwd = std::env::current_dir().map_err(Error::io("."))?;
+        Self::from_figment(Self::figment(Some(path)))?.resolve(&cwd)
+    }
+
+    /// The figment: the TOML file (if any), then `SLUICE__…` environment
+    /// variables on top.
+    pub fn figment(path: Option<&Path>) -> Figment {
+        let mut f = Figment::new();
+        if let Some(path) = path {
+            f = f.merge(Toml::file_exact(path));
+        }
+        f.merge(Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// Extracts a config from a figment (no path resolution).
+    pub fn from_figment(figment: Figment) -> Result<Self> {
+        figment.extract().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Validates, fills the default store URL and makes every local path
+    /// absolute against `base`.
+    pub fn resolve(mut self, base: &Path) -> Result<Self> {
+        let mut problems = Vec::new();
+        self.server.data_dir = absolute(base, &self.server.data_dir);
+        self.store.url = Some(match self.store.url.take() {
+            None => sqlite_url(&self.server.data_dir.join("sluice.db"), None),
+            Some(url) if is_sqlite_url(&url) => match normalize_sqlite_url(&url, base) {
+                Ok(u) => u,
+                Err(e) => {
+                    problems.push(format!("store.url: {e}"));
+                    url
+                }
+            },
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => url,
+            Some(url) => {
+                problems.push(format!(
+                    "store.url: unsupported scheme in '{}' (expected sqlite:// or postgres://)",
+                    redact_url(&url)
+                ));
+                url
+            }
+        });
+        if self.policy.default_row_limit == 0 {
+            problems.push("policy.default_row_limit must be at least 1".into());
+        }
+        if self.policy.ticket_ttl_secs == 0 {
+            problems.push("policy.ticket_ttl_secs must be at least 1".into());
+        }
+        for (name, cat) in &mut self.catalogs {
+            if name.is_empty() || name.contains('.') || name.contains(char::is_whitespace) {
+                problems.push(format!(
+                    "catalogs.{name}: catalog names must be non-empty, without dots or spaces"
+                ));
+            }
+            if cat.uri.trim().is_empty() {
+                problems.push(format!("catalogs.{name}.uri must be set"));
+            }
+            if cat.catalog == IcebergCatalogType::Sql && is_sqlite_url(&cat.uri) {
+                match normalize_sqlite_url(&cat.uri, base) {
+                    Ok(u) => cat.uri = u,
+                    Err(e) => problems.push(format!("catalogs.{name}.uri: {e}")),
+                }
+            }
+            if let Some(w) = &cat.warehouse {
+                cat.warehouse = Some(normalize_warehouse(w, base));
+            }
+            for table in cat.tables.keys() {
+                let parts: Vec<&str> = table.split('.').collect();
+                if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+                    problems.push(format!(
+                        "catalogs.{name}.tables.\"{table}\": expected \"namespace.table\""
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(Error::Config(problems.join("; ")))
+        }
+    }
+
+    /// Table classifications of one catalog, keyed `namespace.table`.
+    pub fn table_classes(&self, catalog: &str) -> std::collections::HashMap<String, TableClass> {
+        self.catalogs
+            .get(catalog)
+            .map(|c| {
+                c.tables
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.into()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Whether `url` is a SQLite URL (`sqlite:` scheme).
+pub fn is_sqlite_url(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sqlite:"))
+}
+
+/// The file path (or `:memory:`) and query string of a SQLite URL.
+///
+/// Accepted forms: `sqlite:///abs/x.db` (sqlx), `sqlite:////abs/x.db`
+/// (SQLAlchemy / pyiceberg), `sqlite://./rel.db`, `sqlite://rel.db`,
+/// `sqlite:rel.db`, `sqlite::memory:`; any may end in `?key=value…`.
+pub fn split_sqlite_url(url: &str) -> Option<(&str, Option<&str>)> {
+    if !is_sqlite_url(url) {
+        return None;
+    }
+    let rest = &url[7..];
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    // SQLAlchemy's absolute form has four slashes: keep exactly one.
+    let rest = if rest.starts_with("//") {
+        &rest[1..]
+    } else {
+        rest
+    };
+    Some(match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    })
+}
+
+/// Rewrites a SQLite URL to sqlx's absolute form `sqlite:///abs/path[?query]`,
+/// resolving a relative path against `base`.
+pub fn normalize_sqlite_url(url: &str, base: &Path) -> std::result::Result<String, String> {
+    let (path, query) = split_sqlite_url(url).ok_or_else(|| format!("not a sqlite URL: {url}"))?;
+    if path.is_empty() {
+        return Err(format!("no database path in '{url}'"));
+    }
+    if path == ":memory:" {
+        return Ok(url.to_string());
+    }
+    Ok(sqlite_url(&absolute(base, Path::new(path)), query))
+}
+
+fn sqlite_url(path: &Path, query: Option<&str>) -> String {
+    let mut s = format!("sqlite://{}", path.display());
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}
+
+/// A warehouse location: URLs with a scheme other than `file:` are kept;
+/// plain paths and `file:` URLs become `file:///abs/path`.
+pub fn normalize_warehouse(w: &str, base: &Path) -> String {
+    let path = if let Some(rest) = w.strip_prefix("file://") {
+        rest
+    } else if let Some(rest) = w.strip_prefix("file:") {
+        rest
+    } else if w.contains("://") {
+        return w.to_string();
+    } else {
+        w
+    };
+    format!("file://{}", absolute(base, Path::new(path)).display())
+}
+
+/// `path` made absolute against `base`, with `.` components removed.
+pub fn absolute(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+/// A URL with its password (if any) replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Cannot fail: the URL has a host (it has a password).
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "[unparseable url]".to_string(),
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail::expect_with` fixes the closure's error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[server]
+flight_addr = "127.0.0.1:50052"
+http_addr = "127.0.0.1:8081"
+data_dir = "./data"
+
+[store]
+url = "postgres://sluice:hunter2@db.internal/sluice"
+
+[policy]
+default_row_limit = 500
+ticket_ttl_secs = 60
+
+[log]
+format = "json"
+
+[catalogs.lake]
+kind = "iceberg"
+catalog = "sql"
+catalog_name = "warehouse1"
+uri = "sqlite:////abs/catalog.db"
+warehouse = "./wh"
+props = { "s3.secret-access-key" = "abc", "client.region" = "eu" }
+
+[catalogs.lake.s3]
+endpoint = "http://127.0.0.1:9000"
+secret_access_key = "very-secret"
+path_style = true
+
+[catalogs.lake.tables."sales.orders"]
+sensitivity_column = "sensitivity"
+attachment_columns = ["attachment"]
+vector_columns = ["embedding"]
+"#;
+
+    #[test]
+    fn full_file_parses_and_resolves() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("sluice.toml", FULL)?;
+            let cfg = Config::from_figment(Config::figment(Some(Path::new("sluice.toml"))))
+                .unwrap()
+                .resolve(Path::new("/base"))
+                .unwrap();
+            assert_eq!(cfg.server.flight_addr.port(), 50052);
+            assert_eq!(cfg.server.data_dir, Path::new("/base/data"));
+            assert_eq!(cfg.policy.default_row_limit, 500);
+            assert_eq!(cfg.log.format, LogFormat::Json);
+            let lake = &cfg.catalogs["lake"];
+            assert_eq!(lake.uri, "sqlite:///abs/catalog.db");
+            assert_eq!(lake.warehouse.as_deref(), Some("file:///base/wh"));
+            assert_eq!(lake.catalog_name.as_deref(), Some("warehouse1"));
+            let classes = cfg.table_classes("lake");
+            assert_eq!(
+                classes["sales.orders"].sensitivity_column.as_deref(),
+                Some("sensitivity")
+            );
+            let dbg = format!("{cfg:?}");
+            assert!(!dbg.contains("hunter2"), "{dbg}");
+            assert!(!dbg.contains("very-secret"), "{dbg}");
+            assert!(!dbg.contains("\"abc\""), "{dbg}");
+            assert!(dbg.contains("client.region"), "{dbg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.example.toml");
+        let cfg = Config::from_figment(Figment::from(Toml::file_exact(path)))
+            .unwrap()
+            .resolve(Path::new("/base"))
+            .unwrap();
+        assert_eq!(cfg.store.url(), "sqlite:///base/sluice-data/sluice.db");
+        assert_eq!(cfg.catalogs["lake"].uri, "sqlite:///abs/path/catalog.db");
+        assert_eq!(cfg.policy.default_row_limit, 10_000);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("sluice.toml", FULL)?;
+            jail.set_env("SLUICE__SERVER__HTTP_ADDR", "127.0.0.1:9999");
+            jail.set_env("SLUICE__POLICY__DEFAULT_ROW_LIMIT", "7");
+            jail.set_env("SLUICE__LOG__FORMAT", "text");
+            jail.set_env("SLUICE__CATALOGS__LAKE__URI", "sqlite:///other.db");
+            let cfg = Config::from_figment(Config::figment(Some(Path::new("sluice.toml"))))
+                .unwrap()
+                .resolve(Path::new("/base"))
+                .unwrap();
+            assert_eq!(cfg.server.http_addr.port(), 9999);
+            assert_eq!(cfg.policy.default_row_limit, 7);
+            assert_eq!(cfg.log.format, LogFormat::Text);
+            assert_eq!(cfg.catalogs["lake"].uri, "sqlite:///other.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_put_the_store_under_the_data_dir() {
+        let cfg = Config::from_figment(Figment::new())
+            .unwrap()
+            .resolve(Path::new("/work"))
+            .unwrap();
+        assert_eq!(cfg.store.url(), "sqlite:///work/sluice-data/sluice.db");
+        assert_eq!(cfg.server.http_addr.port(), 8080);
+        assert_eq!(cfg.policy.ticket_ttl(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("sluice.toml", "[server]\nflight_adr = \"127.0.0.1:1\"\n")?;
+            let err = Config::from_figment(Config::figment(Some(Path::new("sluice.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("flight_adr"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        let base = Path::new("/b");
+        let mut cfg = Config::default();
+        cfg.store.url = Some("mysql://x".into());
+        cfg.policy.default_row_limit = 0;
+        let err = cfg.resolve(base).unwrap_err().to_string();
+        assert!(
+            err.contains("store.url") && err.contains("default_row_limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls() {
+        let b = Path::new("/cwd");
+        let n = |u: &str| normalize_sqlite_url(u, b).unwrap();
+        assert_eq!(n("sqlite:///abs/x.db"), "sqlite:///abs/x.db");
+        assert_eq!(n("sqlite:////abs/x.db"), "sqlite:///abs/x.db");
+        assert_eq!(n("sqlite://./rel/x.db"), "sqlite:///cwd/rel/x.db");
+        assert_eq!(n("sqlite://rel.db"), "sqlite:///cwd/rel.db");
+        assert_eq!(n("sqlite:rel.db?mode=rwc"), "sqlite:///cwd/rel.db?mode=rwc");
+        assert_eq!(n("sqlite::memory:"), "sqlite::memory:");
+        assert!(normalize_sqlite_url("sqlite://", b).is_err());
+        assert_eq!(normalize_warehouse("./wh", b), "file:///cwd/wh");
+        assert_eq!(normalize_warehouse("file:///abs/wh", b), "file:///abs/wh");
+        assert_eq!(normalize_warehouse("s3://bucket/wh", b), "s3://bucket/wh");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("postgres://u:p4ss@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(format!("{:?}", Secret::new("x")), "\"[redacted]\"");
+    }
+}

@@ -1,0 +1,75 @@
+//! The admin API's error model: one exhaustive mapping to status codes and
+//! `{"error": "..."}` bodies.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::Error;
+
+/// An error answer of the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Any authentication failure (missing, malformed, unknown, expired,
+    /// revoked, wrong audience): always the same answer.
+    #[error("authentication failed")]
+    Unauthenticated,
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is invalid; the message names the problem.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency (the store) is unreachable.
+    #[error("service unavailable")]
+    Unavailable,
+    /// Anything else; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidToken(problems) => {
+                ApiError::BadRequest(format!("invalid token: {}", problems.join("; ")))
+            }
+            Error::TokenNotFound(id) => ApiError::NotFound(format!("token '{id}' not found")),
+            Error::Refused(m) => ApiError::Conflict(m),
+            Error::Store(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "admin API internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut resp = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

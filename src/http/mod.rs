@@ -1,0 +1,103 @@
+//! The admin HTTP API (axum) served on `[server] http_addr`:
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `POST /v1/tokens` | admin | create a token from a token document; `201 {"id","secret"}` |
+//! | `GET /v1/tokens` | admin | every token (never secrets or hashes) |
+//! | `GET /v1/tokens/{id}` | admin | one token |
+//! | `DELETE /v1/tokens/{id}` | admin | revoke |
+//! | `GET /v1/tokens/{id}/introspect` | admin, or the token itself | effective scope |
+//! | `GET /health` | anyone | liveness, always 200 |
+//! | `GET /ready` | anyone | 200 when the store answers, else 503 |
+//!
+//! Every authentication failure is `401 {"error":"authentication failed"}`;
+//! a valid non-admin token gets 403. Each request gets an `x-request-id`
+//! (kept from the client when well-formed) and one log line.
+
+mod error;
+mod extract;
+mod health;
+#[cfg(test)]
+mod tests;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use sluice_planner::{Authenticator, Governor};
+use tracing::Instrument as _;
+
+pub use error::ApiError;
+pub use extract::Caller;
+
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The token store.
+    pub store: Store,
+    /// Authenticates bearer secrets.
+    pub auth: Arc<dyn Authenticator>,
+    /// Validates token documents against the catalogs; computes introspection.
+    pub governor: Arc<Governor>,
+    /// Row limit of token documents without one.
+    pub default_row_limit: u64,
+}
+
+/// The admin API router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", get(tokens::show).delete(tokens::revoke))
+        .route("/v1/tokens/{id}/introspect", get(tokens::introspect))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn(request_span))
+        .with_state(state)
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Request id, span and one access log line per request.
+async fn request_span(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!(
+        "http",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        token_id = tracing::field::Empty,
+    );
+    let start = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = resp.status().as_u16(),
+            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID, v);
+    }
+    resp
+}

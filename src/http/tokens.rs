@@ -1,0 +1,84 @@
+//! `/v1/tokens` handlers.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::{ApiError, AppState, Caller};
+use crate::admin::{self, Introspection};
+use crate::token::{CreatedToken, TokenRecord, TokenSpec};
+
+/// `POST /v1/tokens`: create a token (admin).
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    caller.require_admin()?;
+    let spec = TokenSpec::from_json(&body).map_err(ApiError::BadRequest)?;
+    let created = admin::create_token(
+        &state.store,
+        &state.governor,
+        &spec,
+        &format!("token:{}", caller.0.token_id),
+        state.default_row_limit,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `GET /v1/tokens`: every token (admin).
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenRecord>>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(state.store.list_tokens().await?))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<TokenRecord, ApiError> {
+    state
+        .store
+        .get_token(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token '{id}' not found")))
+}
+
+/// `GET /v1/tokens/{id}` (admin).
+pub(super) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TokenRecord>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(find(&state, &id).await?))
+}
+
+/// `DELETE /v1/tokens/{id}`: revoke (admin). Idempotent; refuses the last
+/// active admin token (409).
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TokenRecord>, ApiError> {
+    caller.require_admin()?;
+    let record = admin::revoke_token(&state.store, &id, false).await?;
+    tracing::info!(token_id = %id, revoked_by = %caller.0.token_id, "token revoked over the admin API");
+    Ok(Json(record))
+}
+
+/// `GET /v1/tokens/{id}/introspect`: an admin, or the token itself.
+pub(super) async fn introspect(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Introspection>, ApiError> {
+    if !caller.0.admin && caller.0.token_id != id {
+        return Err(ApiError::Forbidden(
+            "a token may only introspect itself unless it is an admin token".into(),
+        ));
+    }
+    let record = find(&state, &id).await?;
+    Ok(Json(admin::introspect(&state.governor, record).await?))
+}

@@ -1,0 +1,33 @@
+//! sluice: a token-scoped SQL gateway (DESIGN.md).
+//!
+//! This crate is the `sluice` binary's library half: everything the binary
+//! does is reachable from here so integration tests can drive it.
+//!
+//! Modules:
+//! - [`config`]: the TOML file + `SLUICE__SECTION__KEY` environment overrides;
+//! - [`store`]: the token store (SQLite embedded default, Postgres in production);
+//! - [`token`]: the token document accepted by the admin API and the CLI;
+//! - [`admin`]: token administration shared by the CLI and the HTTP API;
+//! - [`auth`]: the [`sluice_planner::Authenticator`] backed by the store;
+//! - [`catalogs`]: turns `[catalogs.*]` into a [`sluice_planner::Governor`];
+//! - [`http`]: the admin HTTP API (`/v1/tokens`, `/health`, `/ready`);
+//! - [`serve`]: wiring of Flight SQL + HTTP with graceful shutdown;
+//! - [`cli`]: the command line (`init`, `serve`, `token`, `demo`);
+//! - [`demo`]: the one-command demo (warehouse, tokens, snippets).
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod catalogs;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod logging;
+pub mod serve;
+pub mod store;
+pub mod token;
+
+pub use error::{Error, Result};

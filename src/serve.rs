@@ -1,0 +1,273 @@
+//! `sluice serve`: Flight SQL on `flight_addr` and the admin HTTP API on
+//! `http_addr`, sharing one store, one governor and one authenticator;
+//! graceful shutdown on SIGINT / SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use sluice_flight::FlightConfig;
+use sluice_planner::{Authenticator, Governor};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::StoreAuthenticator;
+use crate::catalogs::load_governor;
+use crate::config::{Config, redact_url};
+use crate::error::{Error, Result};
+use crate::http::{self, AppState};
+use crate::store::Store;
+
+/// Everything the servers share.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// The token store.
+    pub store: Store,
+    /// Catalogs and policy.
+    pub governor: Arc<Governor>,
+    /// Bearer authentication.
+    pub auth: Arc<dyn Authenticator>,
+    /// Flight ticket settings.
+    pub flight: FlightConfig,
+    /// Row limit of token documents without one.
+    pub default_row_limit: u64,
+}
+
+/// Bound listening sockets (bind first, so `:0` ports are known).
+#[derive(Debug)]
+pub struct Listeners {
+    /// Flight SQL.
+    pub flight: TcpListener,
+    /// Admin HTTP API.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both addresses.
+    pub async fn bind(flight: SocketAddr, http: SocketAddr) -> Result<Self> {
+        let bind = |what: &'static str| {
+            move |e: std::io::Error| Error::Server {
+                what,
+                message: format!("cannot listen: {e}"),
+            }
+        };
+        Ok(Self {
+            flight: TcpListener::bind(flight)
+                .await
+                .map_err(bind("Flight SQL server"))?,
+            http: TcpListener::bind(http).await.map_err(bind("HTTP server"))?,
+        })
+    }
+}
+
+/// Opens the store, checks it is initialised, loads the catalogs.
+pub async fn prepare(config: &Config) -> Result<Gateway> {
+    let store = Store::connect(config.store.url()).await?;
+    store.migrate().await?;
+    if store.count_active_admins(Utc::now()).await? == 0 {
+        return Err(Error::Refused(format!(
+            "the token store ({}) has no active admin token: run `sluice init --config FILE` first",
+            redact_url(config.store.url())
+        )));
+    }
+    let ticket_key = store.ticket_key().await?;
+    let governor = Arc::new(load_governor(config).await?);
+    let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::new(store.clone()));
+    Ok(Gateway {
+        store,
+        governor,
+        auth,
+        flight: FlightConfig {
+            ticket_key,
+            ticket_ttl: config.policy.ticket_ttl(),
+            server_name: "sluice".into(),
+            server_version: env!("CARGO_PKG_VERSION").into(),
+        },
+        default_row_limit: config.policy.default_row_limit,
+    })
+}
+
+/// Serves until `shutdown` completes, then drains both servers.
+pub async fn run(
+    gateway: Gateway,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (tx, rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+
+    let addr = |l: &TcpListener| {
+        l.local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let flight_addr = addr(&listeners.flight);
+    let http_addr = addr(&listeners.http);
+
+    let flight_service = sluice_flight::flight_service(
+        Arc::clone(&gateway.governor),
+        Arc::clone(&gateway.auth),
+        gateway.flight.clone(),
+    );
+    let flight = tonic::transport::Server::builder()
+        .add_service(flight_service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listeners.flight),
+            stopped(rx.clone()),
+        );
+    let flight = async move {
+        flight.await.map_err(|e| Error::Server {
+            what: "Flight SQL server",
+            message: e.to_string(),
+        })
+    };
+
+    let app = http::router(AppState {
+        store: gateway.store.clone(),
+        auth: Arc::clone(&gateway.auth),
+        governor: Arc::clone(&gateway.governor),
+        default_row_limit: gateway.default_row_limit,
+    });
+    let http = axum::serve(
+        listeners.http,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(rx));
+    let http = async move {
+        http.await.map_err(|e| Error::Server {
+            what: "HTTP server",
+            message: e.to_string(),
+        })
+    };
+
+    tracing::info!(
+        flight_addr = %flight_addr,
+        http_addr = %http_addr,
+        store = gateway.store.kind(),
+        "sluice serving"
+    );
+    let result = tokio::try_join!(flight, http).map(|_| ());
+    gateway.store.close().await;
+    tracing::info!("sluice stopped");
+    result
+}
+
+/// Loads everything from `config`, binds, and serves until SIGINT/SIGTERM.
+pub async fn serve(config: &Config) -> Result<()> {
+    let gateway = prepare(config).await?;
+    let listeners = Listeners::bind(config.server.flight_addr, config.server.http_addr).await?;
+    run(gateway, listeners, shutdown_signal()).await
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::token::TokenSpec;
+
+    async fn http_get(addr: SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Both servers come up on the bound sockets and stop on the shutdown signal.
+    #[tokio::test]
+    async fn serves_and_shuts_down() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .create_token(&TokenSpec::admin("admin", 10), "test", 10)
+            .await
+            .unwrap();
+        let gateway = Gateway {
+            flight: FlightConfig {
+                ticket_key: store.ticket_key().await.unwrap(),
+                ticket_ttl: std::time::Duration::from_secs(60),
+                server_name: "sluice".into(),
+                server_version: "test".into(),
+            },
+            auth: Arc::new(StoreAuthenticator::new(store.clone())),
+            store,
+            governor: Arc::new(Governor::new()),
+            default_row_limit: 10,
+        };
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listeners = Listeners::bind(any, any).await.unwrap();
+        let http_addr = listeners.http.local_addr().unwrap();
+        let flight_addr = listeners.flight.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(gateway, listeners, async {
+            let _ = rx.await;
+        }));
+
+        let health = http_get(http_addr, "/health").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        let ready = http_get(http_addr, "/ready").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        let tokens = http_get(http_addr, "/v1/tokens").await;
+        assert!(tokens.starts_with("HTTP/1.1 401"), "{tokens}");
+        // The Flight port accepts connections.
+        tokio::net::TcpStream::connect(flight_addr).await.unwrap();
+
+        tx.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("servers stop after the shutdown signal")
+            .unwrap()
+            .unwrap();
+        assert!(tokio::net::TcpStream::connect(http_addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn refuses_without_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        let config = config.resolve(dir.path()).unwrap();
+        let err = prepare(&config).await.unwrap_err().to_string();
+        assert!(err.contains("run `sluice init"), "{err}");
+    }
+}
