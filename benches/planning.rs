@@ -12,7 +12,7 @@
 //! `cargo bench --bench planning` prints both; the ratio is the policy's
 //! overhead on planning.
 
-#[path = "../planner/tests/common.rs"]
+#[path = "../planner/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

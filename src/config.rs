@@ -92,13 +92,27 @@ impl fmt::Debug for StoreConfig {
 }
 
 /// `[policy]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Row limit of tokens that do not set one.
     pub default_row_limit: u64,
     /// Lifetime of Flight tickets, in seconds.
     pub ticket_ttl_secs: u64,
+    /// Key of the `hash` mask (HMAC-SHA256), at least 16 bytes. Default: a
+    /// random key generated once and kept in the store. Set it when hashes
+    /// must stay comparable across stores (never logged).
+    pub mask_key: Option<String>,
+}
+
+impl fmt::Debug for PolicyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyConfig")
+            .field("default_row_limit", &self.default_row_limit)
+            .field("ticket_ttl_secs", &self.ticket_ttl_secs)
+            .field("mask_key", &self.mask_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for PolicyConfig {
@@ -106,6 +120,7 @@ impl Default for PolicyConfig {
         Self {
             default_row_limit: sluice_planner::DEFAULT_ROW_LIMIT,
             ticket_ttl_secs: 3600,
+            mask_key: None,
         }
     }
 }

@@ -72,7 +72,16 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         )));
     }
     let ticket_key = store.ticket_key().await?;
-    let governor = Arc::new(load_governor(config).await?);
+    let mask_key = match &config.policy.mask_key {
+        Some(k) if k.len() >= 16 => k.as_bytes().to_vec(),
+        Some(_) => {
+            return Err(Error::Refused(
+                "[policy] mask_key must be at least 16 bytes long".to_string(),
+            ));
+        }
+        None => store.mask_key().await?,
+    };
+    let governor = Arc::new(load_governor(config).await?.with_mask_key(&mask_key));
     let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::new(store.clone()));
     Ok(Gateway {
         store,

@@ -277,8 +277,14 @@ impl TokenSpec {
                 ));
             }
         }
-        if self.audience.orgs.iter().any(|o| o.trim().is_empty()) {
-            problems.push("audience.orgs must not contain empty names".to_string());
+        if !self.audience.orgs.is_empty() {
+            // Refused rather than stored unenforced: an org restriction that
+            // is silently ignored would fail open.
+            problems.push(
+                "audience.orgs is not supported yet (clients carry no verified organisation); \
+                 restrict by audience.cidrs"
+                    .to_string(),
+            );
         }
         for (i, g) in self.grants.iter().enumerate() {
             if g.table.trim().is_empty() {

@@ -143,13 +143,9 @@ impl SluiceFlightSqlService {
         // Bind now so that wrong counts or types are reported by DoPut.
         self.governed_plan(scope, &claims.sql, params.as_deref())
             .await?;
-        let handle = self.signer().seal(
-            Kind::Prepared,
-            &scope.token_id,
-            &claims.sql,
-            params,
-            SystemTime::now(),
-        );
+        // The new handle keeps the original lifetime: re-binding must not
+        // keep a handle alive forever.
+        let handle = self.signer().rebind(&claims, params);
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle),
         })

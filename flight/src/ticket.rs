@@ -134,16 +134,28 @@ impl TicketSigner {
             Kind::Prepared => self.handle_ttl,
         };
         let issued_at = unix_seconds(now);
-        let claims = Claims {
+        self.sign(&Claims {
             kind,
             token_id: token_id.to_owned(),
             sql: sql.to_owned(),
             params,
             issued_at,
             expires_at: issued_at.saturating_add(ttl.as_secs().max(1)),
-        };
+        })
+    }
+
+    /// The same claims with other bound parameters, keeping the original
+    /// issue and expiry times.
+    pub(crate) fn rebind(&self, claims: &Claims, params: Option<Vec<u8>>) -> Bytes {
+        self.sign(&Claims {
+            params,
+            ..claims.clone()
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> Bytes {
         // Serializing plain strings, integers and an enum cannot fail.
-        let payload = serde_json::to_vec(&claims).unwrap_or_default();
+        let payload = serde_json::to_vec(claims).unwrap_or_default();
         let mut out = Vec::with_capacity(MAGIC.len() + payload.len() + TAG_LEN);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&payload);

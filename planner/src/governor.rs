@@ -21,7 +21,10 @@ use datafusion::common::SchemaError;
 use datafusion::datasource::TableProvider;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::{SQLOptions, SessionConfig};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
@@ -49,6 +52,7 @@ pub struct CatalogEntry {
 pub struct Governor {
     catalogs: BTreeMap<String, CatalogEntry>,
     target_partitions: Option<usize>,
+    mask_key: Option<Arc<[u8]>>,
 }
 
 /// A statement planned in a token's scoped session, policy applied.
@@ -66,6 +70,7 @@ pub struct GovernedStream {
     remaining: u64,
     truncated: Arc<AtomicBool>,
     done: bool,
+    schema: Option<SchemaRef>,
 }
 
 impl Governor {
@@ -82,6 +87,13 @@ impl Governor {
     /// Fixes DataFusion's `target_partitions` (default: the number of cores).
     pub fn with_target_partitions(mut self, n: usize) -> Self {
         self.target_partitions = Some(n.max(1));
+        self
+    }
+
+    /// Keys the `hash` mask: HMAC-SHA256 under `key` instead of plain
+    /// SHA-256, so masked values cannot be recovered by hashing guesses.
+    pub fn with_mask_key(mut self, key: &[u8]) -> Self {
+        self.mask_key = Some(Arc::from(key));
         self
     }
 
@@ -107,6 +119,14 @@ impl Governor {
         }
         // Identifiers are case-insensitive like in Trino and Iceberg tooling.
         config.options_mut().sql_parser.enable_ident_normalization = true;
+        // DataFusion 53 loses the NULL group of `DISTINCT … ORDER BY … LIMIT`
+        // when it pushes the limit into the aggregate (found by the oracle);
+        // correctness first.
+        config
+            .options_mut()
+            .optimizer
+            .enable_distinct_aggregation_soft_limit = false;
+        config.options_mut().optimizer.enable_topk_aggregation = false;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
@@ -124,6 +144,7 @@ impl Governor {
                     Arc::new(entry.tables.clone()),
                     Arc::clone(scope),
                     Arc::clone(compiler()),
+                    self.mask_key.clone(),
                 )),
             );
         }
@@ -137,8 +158,9 @@ impl Governor {
         let ctx = self.context(scope);
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
+        let mut statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
         guard::check(&statement)?;
+        number_placeholders(&mut statement);
         let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
         SQLOptions::new()
             .with_allow_ddl(false)
@@ -169,18 +191,51 @@ impl Governor {
         if scope.row_limit == 0 {
             problems.push("row_limit must be at least 1".to_string());
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for grant in &scope.grants {
+            if !seen.insert(grant.table.as_str()) {
+                problems.push(format!(
+                    "two grants for {}: merge them into one (which would apply is ambiguous)",
+                    grant.table
+                ));
+            }
+        }
         for grant in &scope.grants {
             let tables = self.matching_tables(&grant.table).await;
             if tables.is_empty() {
                 problems.push(format!("grant on {}: no such table", grant.table));
                 continue;
             }
-            // A glob's columns, masks and rules must resolve in every table it
-            // matches: a table where they do not would be unqueryable.
+            // Rules must resolve in every table a grant matches (a table where
+            // they do not would be unqueryable); a glob's columns and masks
+            // apply where they exist, but each must exist somewhere.
+            if grant.table.ends_with('*') {
+                let mut names: Vec<&String> = grant.masks.keys().collect();
+                if let crate::policy::Columns::List(cols) = &grant.columns {
+                    names.extend(cols);
+                }
+                for name in names {
+                    if !tables
+                        .iter()
+                        .any(|(_, t, _)| t.schema().field_with_name(name).is_ok())
+                    {
+                        problems.push(format!(
+                            "grant on {}: no matched table has a column \"{name}\"",
+                            grant.table
+                        ));
+                    }
+                }
+            }
             for (full, provider, class) in tables {
-                if let Err(e) =
-                    SecureView::compile(&full, provider.schema(), grant, scope, &class, compiler())
-                {
+                if let Err(e) = SecureView::compile(
+                    &full,
+                    provider.schema(),
+                    grant,
+                    scope,
+                    &class,
+                    compiler(),
+                    None,
+                ) {
                     problems.push(e);
                 }
             }
@@ -203,6 +258,9 @@ impl Governor {
                     continue;
                 };
                 for tname in schema.table_names() {
+                    if crate::scoped_catalog::is_metadata_table(&tname) {
+                        continue;
+                    }
                     let full = format!("{cname}.{sname}.{tname}");
                     let probe = crate::policy::Grant {
                         table: pattern.to_string(),
@@ -226,6 +284,35 @@ impl Governor {
             }
         }
         out
+    }
+}
+
+/// Numbers positional `?` placeholders as `$1, $2, …` in order of
+/// appearance (DataFusion only understands numbered ones).
+fn number_placeholders(statement: &mut DFStatement) {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_mut};
+    use std::ops::ControlFlow;
+    let mut n = 0usize;
+    let mut visit = |s: &mut SqlStatement| {
+        let _ = visit_expressions_mut(s, |e| {
+            if let SqlExpr::Value(v) = e
+                && let Value::Placeholder(p) = &mut v.value
+                && p == "?"
+            {
+                n += 1;
+                *p = format!("${n}");
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    };
+    match statement {
+        DFStatement::Statement(s) => visit(s),
+        DFStatement::Explain(e) => {
+            if let DFStatement::Statement(s) = e.statement.as_mut() {
+                visit(s);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -266,9 +353,12 @@ impl GovernedPlan {
         &self.ctx
     }
 
-    /// The Arrow schema of the result.
+    /// The Arrow schema of the result, as announced to clients before the
+    /// statement runs. Every field is nullable (the physical plan may be
+    /// less precise about nullability than the logical one), and the result
+    /// stream is conformed to exactly this schema.
     pub fn schema(&self) -> SchemaRef {
-        Arc::new(self.plan.schema().as_arrow().clone())
+        announced_schema(self.plan.schema().as_arrow())
     }
 
     /// Types of the placeholders `$1..$n`, in order (`None` when DataFusion
@@ -302,6 +392,8 @@ impl GovernedPlan {
     /// Optimises and runs the plan; the stream stops after `row_limit` rows.
     pub async fn execute(self) -> Result<GovernedStream> {
         let limit = self.scope.row_limit;
+        let redact = matches!(self.plan, LogicalPlan::Explain(_)) && !self.scope.admin;
+        let announced = self.schema();
         let plan = match &self.plan {
             // One row more than the limit tells a truncated result from a complete one.
             LogicalPlan::Explain(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Analyze(_) => {
@@ -319,9 +411,120 @@ impl GovernedPlan {
             .execute_logical_plan(plan)
             .await
             .map_err(friendly)?;
+        if redact {
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await.map_err(friendly)?;
+            let batches = batches
+                .iter()
+                .map(redact_explain)
+                .collect::<Result<Vec<_>>>()?;
+            let stream = MemoryStream::try_new(batches, schema, None)?;
+            return Ok(GovernedStream::new(Box::pin(stream), limit).conform_to(announced));
+        }
         let stream = df.execute_stream().await.map_err(friendly)?;
-        Ok(GovernedStream::new(stream, limit))
+        Ok(GovernedStream::new(stream, limit).conform_to(announced))
     }
+}
+
+fn announced_schema(schema: &arrow::datatypes::Schema) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
+/// Gives `batch` exactly `schema`'s fields, casting columns whose type the
+/// physical plan chose differently (e.g. Int32 for a UNION the logical plan
+/// typed Int64).
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
+    if batch.schema_ref().as_ref() == schema.as_ref() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let options =
+        arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
+/// EXPLAIN for tokens that are not admins: the physical plan stops at each
+/// `SecureViewExec`, which shows its table, policy fingerprint and masks but
+/// not the rule text, the number of hidden columns, or anything below it
+/// (the connector scan reads hidden columns the policy needs).
+fn redact_explain(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::array::{Array, StringArray};
+    let (Some(kind), Some(plan)) = (
+        batch.column(0).as_any().downcast_ref::<StringArray>(),
+        batch.column(1).as_any().downcast_ref::<StringArray>(),
+    ) else {
+        return Err(Error::Refused(
+            "EXPLAIN output has an unexpected shape".to_string(),
+        ));
+    };
+    let plans: StringArray = (0..batch.num_rows())
+        .map(|i| {
+            let text = plan.value(i);
+            if kind.value(i).starts_with("physical_plan") {
+                Some(redact_physical_plan(text))
+            } else {
+                Some(text.to_string())
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(
+        batch.schema(),
+        vec![Arc::clone(batch.column(0)), Arc::new(plans)],
+    )
+    .map_err(DataFusionError::from)?)
+}
+
+fn redact_physical_plan(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut skip_below: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(level) = skip_below {
+            if indent > level {
+                continue;
+            }
+            skip_below = None;
+        }
+        if let Some(pos) = line.find("SecureViewExec:") {
+            let head = &line[..pos];
+            let node = &line[pos..];
+            let shown = match node.find(", rows=") {
+                Some(cut) if node[cut..].starts_with(", rows=all") => {
+                    format!("{}, rows=all", &node[..cut])
+                }
+                Some(cut) => format!("{}, rows=filtered", &node[..cut]),
+                None => node.to_string(),
+            };
+            out.push(format!("{head}{shown}"));
+            skip_below = Some(indent);
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    out.join("\n")
 }
 
 impl GovernedStream {
@@ -332,7 +535,14 @@ impl GovernedStream {
             remaining: limit,
             truncated: Arc::new(AtomicBool::new(false)),
             done: false,
+            schema: None,
         }
+    }
+
+    /// Conforms every batch to `schema` (see [`GovernedPlan::schema`]).
+    pub fn conform_to(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
     }
 
     /// Whether rows were cut so far (final once the stream has ended).
@@ -362,6 +572,13 @@ impl Stream for GovernedStream {
                 }
                 other => return other,
             };
+            let batch = match &self.schema {
+                Some(schema) => match conform(batch, schema) {
+                    Ok(b) => b,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                },
+                None => batch,
+            };
             let n = batch.num_rows() as u64;
             if n == 0 {
                 continue;
@@ -385,7 +602,7 @@ impl Stream for GovernedStream {
 
 impl RecordBatchStream for GovernedStream {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        self.schema.clone().unwrap_or_else(|| self.inner.schema())
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Only queries are accepted: `SELECT`, `WITH`, `VALUES`, `EXPLAIN` (not
 //! `EXPLAIN ANALYZE`, whose operator metrics would count rows the policy
-//! hides), `SHOW TABLES`, `SHOW COLUMNS` and `DESCRIBE`. Everything else is
+//! hides, nor `EXPLAIN VERBOSE` / `FORMAT`, whose statistics and schemas
+//! would describe what lies below a secure view), `SHOW TABLES`,
+//! `SHOW COLUMNS` and `DESCRIBE`. Everything else is
 //! refused here with a message naming the statement, and again by
 //! DataFusion's own `SQLOptions` check on the logical plan (defence in
 //! depth: e.g. `SELECT … INTO` plans as DDL and is caught there).
@@ -20,6 +22,15 @@ pub fn check(stmt: &DFStatement) -> Result<()> {
             if e.analyze {
                 return Err(refused("EXPLAIN ANALYZE"));
             }
+            if e.verbose {
+                return Err(refused("EXPLAIN VERBOSE"));
+            }
+            if e.format
+                .as_deref()
+                .is_some_and(|f| !f.eq_ignore_ascii_case("indent"))
+            {
+                return Err(refused("EXPLAIN FORMAT"));
+            }
             check(&e.statement)
         }
         DFStatement::CreateExternalTable(_) => Err(refused("CREATE EXTERNAL TABLE")),
@@ -35,10 +46,20 @@ fn check_sql(s: &Statement) -> Result<()> {
         | Statement::ShowColumns { .. }
         | Statement::ExplainTable { .. } => Ok(()),
         Statement::Explain {
-            analyze, statement, ..
+            analyze,
+            verbose,
+            format,
+            statement,
+            ..
         } => {
             if *analyze {
                 return Err(refused("EXPLAIN ANALYZE"));
+            }
+            if *verbose {
+                return Err(refused("EXPLAIN VERBOSE"));
+            }
+            if format.is_some() {
+                return Err(refused("EXPLAIN FORMAT"));
             }
             check_sql(statement)
         }
@@ -144,7 +165,7 @@ mod tests {
             "WITH t AS (SELECT 1 AS a) SELECT * FROM t",
             "VALUES (1), (2)",
             "EXPLAIN SELECT 1",
-            "EXPLAIN VERBOSE SELECT 1",
+            "EXPLAIN FORMAT INDENT SELECT 1",
             "SHOW TABLES",
             "SHOW COLUMNS FROM lake.sales.orders",
             "DESCRIBE lake.sales.orders",
@@ -169,6 +190,8 @@ mod tests {
             ("COPY (SELECT 1) TO '/tmp/x.parquet'", "COPY"),
             ("SET datafusion.execution.batch_size = 1", "SET"),
             ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE"),
+            ("EXPLAIN VERBOSE SELECT 1", "EXPLAIN VERBOSE"),
+            ("EXPLAIN FORMAT TREE SELECT 1", "EXPLAIN FORMAT"),
             ("EXPLAIN CREATE TABLE t (a INT)", "CREATE TABLE"),
             ("PREPARE p AS SELECT 1", "PREPARE"),
             ("RESET datafusion.execution.batch_size", "RESET"),

@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::{cast, lit};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::policy::Mask;
@@ -38,13 +39,19 @@ fn is_text(t: &DataType) -> bool {
 }
 
 /// The logical expression presenting `column` (of type `source`) masked.
-pub fn mask_expr(mask: &Mask, column: Expr, source: &DataType) -> Result<Expr> {
+/// `key`: the deployment's key for the `hash` mask.
+pub fn mask_expr(
+    mask: &Mask,
+    column: Expr,
+    source: &DataType,
+    key: Option<&Arc<[u8]>>,
+) -> Result<Expr> {
     let null = || ScalarValue::try_from(source).map(lit);
     Ok(match mask {
         Mask::Null => null()?,
         Mask::Redact if !is_text(source) => null()?,
         _ => Expr::ScalarFunction(ScalarFunction::new_udf(
-            Arc::new(ScalarUDF::new_from_impl(MaskUdf::new(*mask))),
+            Arc::new(ScalarUDF::new_from_impl(MaskUdf::new(*mask, key.cloned()))),
             vec![cast(column, DataType::Utf8)],
         )),
     })
@@ -55,13 +62,14 @@ pub fn mask_expr(mask: &Mask, column: Expr, source: &DataType) -> Result<Expr> {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MaskUdf {
     mask: Mask,
+    key: Option<Arc<[u8]>>,
     name: String,
     signature: Signature,
 }
 
 impl MaskUdf {
-    /// The UDF for `mask` (`hash`, `redact` or `partial`).
-    pub fn new(mask: Mask) -> Self {
+    /// The UDF for `mask` (`hash`, `redact` or `partial`); `key` keys the hash.
+    pub fn new(mask: Mask, key: Option<Arc<[u8]>>) -> Self {
         let name = match mask {
             Mask::Partial {
                 keep_first,
@@ -71,6 +79,7 @@ impl MaskUdf {
         };
         Self {
             mask,
+            key,
             name,
             signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
         }
@@ -102,18 +111,35 @@ impl ScalarUDFImpl for MaskUdf {
         let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
             return exec_err!("{} expects Utf8, got {}", self.name, array.data_type());
         };
-        Ok(ColumnarValue::Array(apply_mask(&self.mask, strings)))
+        Ok(ColumnarValue::Array(apply_mask(
+            &self.mask,
+            strings,
+            self.key.as_deref(),
+        )))
     }
 }
 
-/// Applies a text mask to every value of `input`.
-pub fn apply_mask(mask: &Mask, input: &StringArray) -> ArrayRef {
+/// Applies a text mask to every value of `input`. The `hash` mask is
+/// HMAC-SHA256 under `key` when there is one (so a hash cannot be reversed
+/// by hashing a dictionary of guesses), plain SHA-256 otherwise.
+pub fn apply_mask(mask: &Mask, input: &StringArray, key: Option<&[u8]>) -> ArrayRef {
+    let mac = key.map(|k| {
+        <Hmac<Sha256> as Mac>::new_from_slice(k)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+    });
     let mut out = StringBuilder::with_capacity(input.len(), input.len() * 16);
     for value in input.iter() {
         match (mask, value) {
             (Mask::Redact, _) => out.append_value(REDACTED),
             (_, None) => out.append_null(),
-            (Mask::Hash, Some(v)) => out.append_value(hex::encode(Sha256::digest(v.as_bytes()))),
+            (Mask::Hash, Some(v)) => match &mac {
+                Some(mac) => {
+                    let mut m = mac.clone();
+                    m.update(v.as_bytes());
+                    out.append_value(hex::encode(m.finalize().into_bytes()))
+                }
+                None => out.append_value(hex::encode(Sha256::digest(v.as_bytes()))),
+            },
             (
                 Mask::Partial {
                     keep_first,
@@ -160,7 +186,7 @@ mod tests {
     #[test]
     fn masks_on_arrays() {
         let input = StringArray::from(vec![Some("abc"), None]);
-        let h = apply_mask(&Mask::Hash, &input);
+        let h = apply_mask(&Mask::Hash, &input, None);
         let h = h.as_any().downcast_ref::<StringArray>().unwrap();
         // FIPS 180-2 test vector for "abc".
         assert_eq!(
@@ -168,7 +194,15 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert!(h.is_null(1));
-        let r = apply_mask(&Mask::Redact, &input);
+        // RFC 4231 test case 2: HMAC-SHA256(key "Jefe", "what do ya want for nothing?").
+        let rfc = StringArray::from(vec!["what do ya want for nothing?"]);
+        let keyed = apply_mask(&Mask::Hash, &rfc, Some(b"Jefe"));
+        let keyed = keyed.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(
+            keyed.value(0),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let r = apply_mask(&Mask::Redact, &input, None);
         let r = r.as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(r.value(0), REDACTED);
         assert_eq!(r.value(1), REDACTED);

@@ -76,6 +76,21 @@ impl RuleCompiler {
     }
 }
 
+impl RuleCompiler {
+    /// Applies DataFusion's type coercion and simplification to `expr`, so
+    /// that e.g. `amount > 10000` on a double column becomes
+    /// `amount > Float64(10000)`: the form connectors can translate.
+    pub fn normalize(&self, expr: Expr, schema: &DFSchema) -> datafusion::common::Result<Expr> {
+        use datafusion::common::tree_node::TreeNode;
+        use datafusion::logical_expr::simplify::SimplifyContext;
+        use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
+        use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+        let coerced = expr.rewrite(&mut TypeCoercionRewriter::new(schema))?.data;
+        let context = SimplifyContext::default().with_schema(std::sync::Arc::new(schema.clone()));
+        ExprSimplifier::new(context).simplify(coerced)
+    }
+}
+
 fn describe(e: &datafusion::error::DataFusionError) -> String {
     use datafusion::common::SchemaError;
     use datafusion::error::DataFusionError;

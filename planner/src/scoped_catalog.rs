@@ -25,6 +25,7 @@ pub struct ScopedCatalog {
     classes: Arc<HashMap<String, TableClass>>,
     scope: Arc<TokenScope>,
     compiler: Arc<RuleCompiler>,
+    mask_key: Option<Arc<[u8]>>,
 }
 
 impl ScopedCatalog {
@@ -35,6 +36,7 @@ impl ScopedCatalog {
         classes: Arc<HashMap<String, TableClass>>,
         scope: Arc<TokenScope>,
         compiler: Arc<RuleCompiler>,
+        mask_key: Option<Arc<[u8]>>,
     ) -> Self {
         Self {
             name,
@@ -42,6 +44,7 @@ impl ScopedCatalog {
             classes,
             scope,
             compiler,
+            mask_key,
         }
     }
 
@@ -53,6 +56,7 @@ impl ScopedCatalog {
             classes: Arc::clone(&self.classes),
             scope: Arc::clone(&self.scope),
             compiler: Arc::clone(&self.compiler),
+            mask_key: self.mask_key.clone(),
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct ScopedSchema {
     classes: Arc<HashMap<String, TableClass>>,
     scope: Arc<TokenScope>,
     compiler: Arc<RuleCompiler>,
+    mask_key: Option<Arc<[u8]>>,
 }
 
 impl ScopedSchema {
@@ -107,7 +112,7 @@ impl ScopedSchema {
     }
 
     fn granted(&self, table: &str) -> bool {
-        self.scope.grant_for(&self.full_name(table)).is_some()
+        !is_metadata_table(table) && self.scope.grant_for(&self.full_name(table)).is_some()
     }
 }
 
@@ -130,6 +135,9 @@ impl SchemaProvider for ScopedSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let full = self.full_name(name);
+        if is_metadata_table(name) {
+            return Ok(None);
+        }
         let Some(grant) = self.scope.grant_for(&full) else {
             return Ok(None);
         };
@@ -148,6 +156,7 @@ impl SchemaProvider for ScopedSchema {
             &self.scope,
             &class,
             &self.compiler,
+            self.mask_key.as_ref(),
         )
         .map_err(|e| plan_datafusion_err!("the policy for {full} cannot be applied: {e}"))?;
         Ok(Some(Arc::new(SecureViewProvider::new(
@@ -171,4 +180,11 @@ impl SchemaProvider for ScopedSchema {
     fn deregister_table(&self, _name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         not_impl_err!("sluice is read-only: tables cannot be dropped")
     }
+}
+
+/// Connector metadata tables (Iceberg's `t$snapshots`, `t$manifests`, …)
+/// describe every row and file of a table, hidden ones included: no token
+/// sees them through a grant on the table.
+pub fn is_metadata_table(name: &str) -> bool {
+    name.contains('$')
 }

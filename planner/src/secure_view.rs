@@ -70,6 +70,8 @@ pub struct SecureView {
     pub pruning: Vec<Expr>,
     /// Short hash identifying the policy (grant, bound attributes, flags).
     pub fingerprint: String,
+    /// Key of the `hash` mask (HMAC-SHA256); `None`: plain SHA-256.
+    pub mask_key: Option<Arc<[u8]>>,
     source_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -83,6 +85,7 @@ impl SecureView {
         scope: &TokenScope,
         class: &TableClass,
         compiler: &RuleCompiler,
+        mask_key: Option<&Arc<[u8]>>,
     ) -> Result<Self, String> {
         let hidden_kind = |f: &Field| -> Option<&'static str> {
             if class.attachment_columns.iter().any(|c| c == f.name()) && !scope.allow_attachments {
@@ -95,17 +98,25 @@ impl SecureView {
             (is_vector && !scope.can_export_vectors).then_some("vector")
         };
 
-        if let crate::policy::Columns::List(cols) = &grant.columns {
-            for c in cols {
+        // An exact grant must name existing columns. A glob grant's columns
+        // and masks apply to the tables that have them (validation checks
+        // that each name exists in at least one matched table).
+        let is_glob = grant.table.ends_with('*');
+        if !is_glob {
+            if let crate::policy::Columns::List(cols) = &grant.columns {
+                for c in cols {
+                    if source.field_with_name(c).is_err() {
+                        return Err(format!("grant on {table}: unknown column \"{c}\""));
+                    }
+                }
+            }
+            for c in grant.masks.keys() {
                 if source.field_with_name(c).is_err() {
-                    return Err(format!("grant on {table}: unknown column \"{c}\""));
+                    return Err(format!("grant on {table}: mask on unknown column \"{c}\""));
                 }
             }
         }
         for c in grant.masks.keys() {
-            if source.field_with_name(c).is_err() {
-                return Err(format!("grant on {table}: mask on unknown column \"{c}\""));
-            }
             if !grant.columns.contains(c) {
                 return Err(format!(
                     "grant on {table}: mask on column \"{c}\" which is not granted"
@@ -153,7 +164,7 @@ impl SecureView {
         // Pruning hints are the same conditions in a form a connector can use:
         // each keeps exactly the rows where it is TRUE.
         let mut enforce = Vec::new();
-        let mut pruning = Vec::new();
+        let mut pruning: Vec<Expr> = Vec::new();
         if let Some(sc) = &class.sensitivity_column {
             let f = source.field_with_name(sc).map_err(|_| {
                 format!("table {table}: sensitivity column \"{sc}\" does not exist")
@@ -185,7 +196,13 @@ impl SecureView {
             pruning.push(Expr::Not(Box::new(d)));
         }
         let predicate = enforce.into_iter().reduce(Expr::and);
-        pruning.retain(is_safe_predicate);
+        // Hints must be typed like the columns (a connector cannot compare a
+        // double column with an integer literal) and must not be able to fail.
+        let pruning: Vec<Expr> = pruning
+            .into_iter()
+            .filter_map(|e| compiler.normalize(e, &df_schema).ok())
+            .filter(is_safe_predicate)
+            .collect();
 
         let fingerprint = {
             let mut h = Sha256::new();
@@ -207,6 +224,7 @@ impl SecureView {
             predicate,
             pruning,
             fingerprint,
+            mask_key: mask_key.cloned(),
             schema: Arc::new(Schema::new(fields)),
             source_schema: source,
         })
@@ -405,7 +423,7 @@ impl TableProvider for SecureViewProvider {
             let c = col(Column::new_unqualified(&vc.name));
             let e = match &vc.mask {
                 None => c,
-                Some(m) => mask_expr(m, c, source_type)?,
+                Some(m) => mask_expr(m, c, source_type, view.mask_key.as_ref())?,
             };
             exprs.push((
                 state.create_physical_expr(e, &scan_schema)?,
@@ -448,19 +466,21 @@ impl SecureViewExec {
 
 impl DisplayAs for SecureViewExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keep this order: `governor::redact_explain` cuts the line at `, rows=`
+        // for tokens that may not see their policy's internals.
         write!(
             f,
             "SecureViewExec: table={}, policy={}",
             self.view.table, self.view.fingerprint
         )?;
-        match &self.view.predicate {
-            Some(p) => write!(f, ", rows=[{p}]")?,
-            None => write!(f, ", rows=all")?,
-        }
         let masks = self.view.masks();
         if !masks.is_empty() {
             let m: Vec<String> = masks.iter().map(|(c, m)| format!("{c}:{m}")).collect();
             write!(f, ", masks=[{}]", m.join(", "))?;
+        }
+        match &self.view.predicate {
+            Some(p) => write!(f, ", rows=[{p}]")?,
+            None => write!(f, ", rows=all")?,
         }
         if !self.view.blocked_columns.is_empty() {
             write!(f, ", hidden_columns={}", self.view.blocked_columns.len())?;

@@ -28,6 +28,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// `meta` key of the Flight ticket HMAC key (hex).
 const TICKET_KEY: &str = "flight_ticket_key";
+const MASK_KEY: &str = "mask_hash_key";
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has.
 macro_rules! with_pool {
@@ -176,20 +177,31 @@ impl Store {
     /// The Flight ticket HMAC key (32 bytes), generated on first use and
     /// shared by every replica using this store.
     pub async fn ticket_key(&self) -> Result<Vec<u8>> {
+        self.random_key(TICKET_KEY).await
+    }
+
+    /// The key of the `hash` mask (HMAC-SHA256, 32 bytes), generated on
+    /// first use and shared by every replica, unless `[policy] mask_key` is
+    /// configured.
+    pub async fn mask_key(&self) -> Result<Vec<u8>> {
+        self.random_key(MASK_KEY).await
+    }
+
+    async fn random_key(&self, name: &str) -> Result<Vec<u8>> {
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng
             .try_fill_bytes(&mut fresh)
             .map_err(|e| Error::Refused(format!("random number generator failed: {e}")))?;
         let hex_key = self
-            .meta_insert_if_absent(TICKET_KEY, &hex::encode(fresh))
+            .meta_insert_if_absent(name, &hex::encode(fresh))
             .await?;
         let key = hex::decode(&hex_key).map_err(|e| Error::Corrupt {
-            what: format!("meta.{TICKET_KEY}"),
+            what: format!("meta.{name}"),
             message: e.to_string(),
         })?;
         if key.len() < 32 {
             return Err(Error::Corrupt {
-                what: format!("meta.{TICKET_KEY}"),
+                what: format!("meta.{name}"),
                 message: "shorter than 32 bytes".into(),
             });
         }

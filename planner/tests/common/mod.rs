@@ -47,7 +47,7 @@ pub fn governor() -> Governor {
             vector_columns: None,
         },
     );
-    let mut g = Governor::new();
+    let mut g = Governor::new().with_mask_key(MASK_KEY);
     g.add_catalog(
         "lake",
         CatalogEntry {
@@ -140,11 +140,19 @@ fn customers() -> RecordBatch {
     RecordBatch::try_new(
         Arc::new(schema),
         vec![
-            Arc::new(Int64Array::from(vec![10, 11, 12, 13, 14, 15])),
+            Arc::new(Int64Array::from(vec![10, 11, 12, 13, 14, 15, 16])),
             Arc::new(StringArray::from(vec![
-                "Ann", "Bob", "Cid", "Dee", "Eve", "Fay",
+                "Ann", "Bob", "Cid", "Dee", "Eve", "Fay", "Gus",
             ])),
-            Arc::new(StringArray::from(vec!["DE", "US", "FR", "JP", "DE", "US"])),
+            Arc::new(StringArray::from(vec![
+                Some("DE"),
+                Some("US"),
+                Some("FR"),
+                Some("JP"),
+                Some("DE"),
+                Some("US"),
+                None,
+            ])),
         ],
     )
     .unwrap()
@@ -165,6 +173,9 @@ fn salaries() -> RecordBatch {
     .unwrap()
 }
 
+/// The key of the `hash` mask in tests: hashes are HMAC-SHA256 under it.
+pub const MASK_KEY: &[u8] = b"sluice-test-mask-key";
+
 /// The named test tokens.
 pub fn token(name: &str) -> Arc<TokenScope> {
     let json = match name {
@@ -178,6 +189,12 @@ pub fn token(name: &str) -> Arc<TokenScope> {
               {"table":"lake.sales.orders","columns":["order_id","region","customer_id","customer_email","amount"],
                "masks":{"customer_email":"hash"},"allow_rules":["region = token.region"],"deny_rules":["amount > 10000"]},
               {"table":"lake.sales.customers","columns":["customer_id","name"]}]}"#
+        }
+        "eu_ops" => {
+            r#"{"token_id":"t-eu-ops","name":"eu_ops","admin":true,"attributes":{"region":"eu"},"max_sensitivity":2,
+            "grants":[
+              {"table":"lake.sales.orders","columns":["order_id","region","customer_id","customer_email","amount"],
+               "masks":{"customer_email":"hash"},"allow_rules":["region = token.region"],"deny_rules":["amount > 10000"]}]}"#
         }
         "auditor" => {
             r#"{"token_id":"t-auditor","name":"auditor","max_sensitivity":1,

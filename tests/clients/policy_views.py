@@ -1,0 +1,276 @@
+"""The DESIGN §4 oracle side: a token's secure views, rebuilt in DuckDB.
+
+Given a token definition (the JSON body sent to ``POST /v1/tokens``), the
+lake's source tables and the operator's column classification, build an
+in-memory DuckDB database in which ``lake.<ns>.<table>`` holds exactly what
+the token may see:
+
+* a table exists iff some grant matches it (the most specific grant wins:
+  exact name > longer glob > shorter glob > ``*``);
+* only granted columns exist, in the table's column order; attachment
+  columns only with ``allow_attachments``, vector columns only with
+  ``can_export_vectors``;
+* masked columns hold the masked value (``hash``, ``redact``, ``null``,
+  ``partial(a,b)``);
+* rows: sensitivity <= max_sensitivity (NULL sensitivity invisible) AND
+  (no allow rule OR some allow rule IS TRUE) AND every deny rule IS FALSE.
+  Rules are evaluated over the raw (unmasked) columns, with ``token.<attr>``
+  replaced by the attribute's literal value.
+
+This module is deliberately independent of sluice: the oracle must not share
+code (or bugs) with the system under test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+
+import duckdb
+import pyarrow as pa
+
+CATALOG = "lake"
+DEFAULT_ROW_LIMIT = 10000
+_TOKEN_ATTR = re.compile(r"\btoken\.([A-Za-z_][A-Za-z0-9_]*)\b")
+_PARTIAL = re.compile(r"^\s*partial\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableView:
+    """What one token sees of one table."""
+
+    fq_name: str                 # lake.sales.orders
+    columns: list[str]           # visible columns, in table order
+    hidden_columns: list[str]    # table columns the token cannot reference
+    select_list: list[str]       # DuckDB expressions (masked) aliased to the column name
+    where: str                   # DuckDB row predicate over raw columns
+
+
+
+#: The key of sluice's `hash` mask in these tests (written into the test
+#: config as `[policy] mask_key`): `hash` is HMAC-SHA256 under it.
+MASK_KEY = "sluice-conformance-mask-key"
+
+
+def mask_hash(value):
+    """sluice's `hash` mask of one text value (None stays None)."""
+    if value is None:
+        return None
+    return hmac.new(MASK_KEY.encode(), value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def register_udfs(con) -> None:
+    """Makes `sluice_hash(varchar)` available in a DuckDB connection."""
+    con.create_function("sluice_hash", mask_hash, [duckdb.sqltypes.VARCHAR], duckdb.sqltypes.VARCHAR,
+                        null_handling="special")
+
+
+def grant_specificity(pattern: str, table: str) -> int | None:
+    """How specifically a grant's ``table`` pattern matches ``table``
+    (fully qualified); None if it does not match."""
+    if pattern == table:
+        return 1 << 30
+    if pattern == "*":
+        return 0
+    if not pattern.endswith(".*"):
+        return None
+    prefix = pattern[:-2]
+    if not table.startswith(prefix + ".") or len(table) == len(prefix) + 1:
+        return None
+    return prefix.count(".") + 1
+
+
+def grant_for(token: dict, table: str) -> dict | None:
+    best, best_s = None, -1
+    for g in token.get("grants", []):
+        s = grant_specificity(g["table"], table)
+        if s is not None and s > best_s:
+            best, best_s = g, s
+    return best
+
+
+def sql_literal(value) -> str:
+    """A DuckDB (and DataFusion) SQL literal for a JSON attribute value."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"unsupported attribute value {value!r}")
+
+
+def bind_rule(rule: str, attributes: dict) -> str:
+    def sub(m: re.Match) -> str:
+        key = m.group(1)
+        if key not in attributes:
+            raise KeyError(f"rule {rule!r} uses token.{key}, which the token lacks")
+        return sql_literal(attributes[key])
+
+    return _TOKEN_ATTR.sub(sub, rule)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def mask_expr(column: str, mask: str, arrow_type: pa.DataType) -> str:
+    """DuckDB expression computing the masked value of ``column``."""
+    col = quote_ident(column)
+    is_text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    text = col if is_text else f"CAST({col} AS VARCHAR)"
+    m = mask.strip().lower()
+    if m == "hash":
+        return f"sluice_hash({text})"
+    if m == "null":
+        return f"CAST(NULL AS {_duck_type(arrow_type)})"
+    if m == "redact":
+        if is_text:
+            # A constant: NULLs are redacted too (no NULL-ness leak).
+            return "CAST('[REDACTED]' AS VARCHAR)"
+        return f"CAST(NULL AS {_duck_type(arrow_type)})"
+    pm = _PARTIAL.match(m)
+    if pm:
+        a, b = int(pm.group(1)), int(pm.group(2))
+        n = f"length({text})"
+        return (
+            f"CASE WHEN {text} IS NULL THEN NULL "
+            f"WHEN {n} <= {a + b} THEN repeat('*', {n}) "
+            f"ELSE left({text}, {a}) || repeat('*', {n} - {a + b}) || right({text}, {b}) END"
+        )
+    raise ValueError(f"unknown mask {mask!r}")
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_int32(t):
+        return "INTEGER"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
+    if pa.types.is_float32(t):
+        return "FLOAT"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "VARCHAR"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "BLOB"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_list(t):
+        return _duck_type(t.value_type) + "[]"
+    raise TypeError(f"no DuckDB type for {t}")
+
+
+def table_view(token: dict, ident: str, source: pa.Table, table_class: dict | None) -> TableView | None:
+    """The secure view of ``lake.<ident>`` for ``token``; None if not granted."""
+    fq = f"{CATALOG}.{ident}"
+    grant = grant_for(token, fq)
+    if grant is None:
+        return None
+    cls = table_class or {}
+    attachments = set(cls.get("attachment_columns", []))
+    if cls.get("vector_columns") is not None:
+        vectors = set(cls["vector_columns"])
+    else:  # every list of floating point values
+        vectors = {
+            f.name
+            for f in source.schema
+            if (pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type))
+            and pa.types.is_floating(f.type.value_type)
+        }
+    granted = grant.get("columns", "*")
+    visible = []
+    for f in source.schema:
+        if granted != "*" and "*" not in granted and f.name not in granted:
+            continue
+        if f.name in attachments and not token.get("allow_attachments", False):
+            continue
+        if f.name in vectors and not token.get("can_export_vectors", False):
+            continue
+        visible.append(f.name)
+    masks = grant.get("masks", {})
+    select_list = []
+    for name in visible:
+        expr = quote_ident(name)
+        if name in masks:
+            expr = mask_expr(name, masks[name], source.schema.field(name).type)
+        select_list.append(f"{expr} AS {quote_ident(name)}")
+
+    attributes = token.get("attributes", {})
+    conds = []
+    sens = cls.get("sensitivity_column")
+    if sens:
+        max_s = int(token.get("max_sensitivity", 0))
+        conds.append(f"({quote_ident(sens)} IS NOT NULL AND {quote_ident(sens)} <= {max_s})")
+    allow = [bind_rule(r, attributes) for r in grant.get("allow_rules", [])]
+    if allow:
+        conds.append("(" + " OR ".join(f"(({r}) IS TRUE)" for r in allow) + ")")
+    for r in grant.get("deny_rules", []):
+        conds.append(f"(({bind_rule(r, attributes)}) IS FALSE)")
+    where = " AND ".join(conds) if conds else "TRUE"
+    hidden = [f.name for f in source.schema if f.name not in visible]
+    return TableView(fq, visible, hidden, select_list, where)
+
+
+@dataclasses.dataclass
+class OracleDB:
+    """A DuckDB database holding one token's secure views."""
+
+    con: duckdb.DuckDBPyConnection
+    views: dict[str, TableView]   # fq name -> view
+
+    @property
+    def hidden_columns(self) -> set[str]:
+        return {c for v in self.views.values() for c in v.hidden_columns}
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def build_oracle_db(
+    token: dict,
+    sources: dict[str, pa.Table],
+    table_classes: dict[str, dict],
+) -> OracleDB:
+    """DuckDB in-memory DB with ``lake.<ns>.<table>`` = the token's secure views."""
+    con = duckdb.connect(":memory:")
+    register_udfs(con)
+    con.execute("SET threads TO 1")
+    con.execute(f"ATTACH ':memory:' AS {CATALOG}")
+    views: dict[str, TableView] = {}
+    created_schemas: set[str] = set()
+    for ident, src in sources.items():
+        view = table_view(token, ident, src, table_classes.get(ident))
+        if view is None:
+            continue
+        ns, name = ident.split(".")
+        if ns not in created_schemas:
+            con.execute(f"CREATE SCHEMA {CATALOG}.{ns}")
+            created_schemas.add(ns)
+        reg = f"src_{ns}_{name}"
+        con.register(reg, src)
+        cols = ", ".join(view.select_list) if view.select_list else "NULL AS _none"
+        con.execute(f"CREATE TABLE {view.fq_name} AS SELECT {cols} FROM {reg} WHERE {view.where}")
+        con.unregister(reg)
+        views[view.fq_name] = view
+    return OracleDB(con, views)
+
+
+def build_full_db(sources: dict[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    """DuckDB with every table unrestricted (validates the queries themselves)."""
+    con = duckdb.connect(":memory:")
+    register_udfs(con)
+    con.execute("SET threads TO 1")
+    con.execute(f"ATTACH ':memory:' AS {CATALOG}")
+    for ns in sorted({i.split(".")[0] for i in sources}):
+        con.execute(f"CREATE SCHEMA {CATALOG}.{ns}")
+    for ident, src in sources.items():
+        reg = "src_" + ident.replace(".", "_")
+        con.register(reg, src)
+        con.execute(f"CREATE TABLE {CATALOG}.{ident} AS SELECT * FROM {reg}")
+        con.unregister(reg)
+    return con

@@ -1,0 +1,182 @@
+"""Token definitions used by the client tests (bodies of ``POST /v1/tokens``).
+
+``ORACLE_TOKENS`` are the tokens the DESIGN §4 oracle runs every query as;
+each covers a different mix of policy features. Their ``row_limit`` is above
+the data size so the oracle never sees truncation. ``PROBES`` lists, per
+oracle token, predicates that are TRUE on some hidden row and on no visible
+row (the division probe of DESIGN §4.5); ``test_oracle`` checks both halves
+of that claim against the data before using them.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+#: Far enough ahead for any test run, computed so the suite does not start
+#: failing on a fixed date.
+EXPIRES = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
+ORDERS = "lake.sales.orders"
+CUSTOMERS = "lake.sales.customers"
+ORACLE_ROW_LIMIT = 100_000
+
+
+def token_body(name: str, grants: list[dict], **fields) -> dict:
+    body = {
+        "name": name,
+        "token_type": "public",
+        "expires_at": EXPIRES,
+        "grants": grants,
+    }
+    body.update(fields)
+    return body
+
+
+#: The example token of the task brief (row_limit 1000: truncation tests);
+#: only ``expires_at`` is relative instead of a fixed date.
+EU_ANALYST = token_body(
+    "eu-analyst",
+    [
+        {
+            "table": ORDERS,
+            "columns": ["order_id", "region", "amount", "customer_email"],
+            "masks": {"customer_email": "hash"},
+            "allow_rules": ["region = token.region"],
+            "deny_rules": ["amount > 10000"],
+        }
+    ],
+    attributes={"region": "eu"},
+    max_sensitivity=2,
+    row_limit=1000,
+    allow_attachments=False,
+    can_export_vectors=False,
+)
+
+#: Reads every visible row of sales.* (for metadata / truncation tests).
+SALES_READER = token_body(
+    "sales-reader",
+    [{"table": "lake.sales.*", "columns": "*"}],
+    max_sensitivity=3,
+    row_limit=1000,
+)
+
+ORACLE_TOKENS: dict[str, dict] = {
+    # Row rule on a token attribute + hash mask + deny rule; vector and
+    # attachment columns listed in the grant but absent (flags false).
+    "rowrule_hash_deny": token_body(
+        "oracle-rowrule-hash-deny",
+        [
+            {
+                "table": ORDERS,
+                "columns": [
+                    "order_id", "region", "customer_id", "customer_email",
+                    "amount", "created_at", "embedding", "attachment",
+                ],
+                "masks": {"customer_email": "hash"},
+                "allow_rules": ["region = token.region"],
+                "deny_rules": ["amount > 10000"],
+            },
+            {"table": CUSTOMERS, "columns": ["customer_id", "name", "country"]},
+        ],
+        attributes={"region": "eu"},
+        max_sensitivity=2,
+        row_limit=ORACLE_ROW_LIMIT,
+        allow_attachments=False,
+        can_export_vectors=False,
+    ),
+    # Sensitivity clearance + partial masks + column subset; attachments on.
+    "clearance_partial": token_body(
+        "oracle-clearance-partial",
+        [
+            {
+                "table": ORDERS,
+                "columns": [
+                    "order_id", "region", "customer_id", "customer_email",
+                    "amount", "sensitivity", "attachment",
+                ],
+                "masks": {"customer_email": "partial(2,4)"},
+            },
+            {
+                "table": CUSTOMERS,
+                "columns": "*",
+                "masks": {"name": "partial(1,1)", "tier": "redact"},
+            },
+        ],
+        max_sensitivity=1,
+        row_limit=ORACLE_ROW_LIMIT,
+        allow_attachments=True,
+        can_export_vectors=False,
+    ),
+    # Namespace glob; a deny rule that is NULL on some rows (NULL hides);
+    # vectors exportable, attachments not.
+    "glob_deny_null": token_body(
+        "oracle-glob-deny-null",
+        [
+            {
+                "table": "lake.sales.*",
+                "columns": "*",
+                "deny_rules": ["customer_id % 7 = 0"],
+            }
+        ],
+        max_sensitivity=1,
+        row_limit=ORACLE_ROW_LIMIT,
+        allow_attachments=False,
+        can_export_vectors=True,
+    ),
+    # Several allow rules (any TRUE admits), numeric + string attributes,
+    # rules on a column that is itself masked (rules see raw values), redact
+    # and null masks.
+    "multi_allow_redact": token_body(
+        "oracle-multi-allow-redact",
+        [
+            {
+                "table": ORDERS,
+                "columns": "*",
+                "masks": {"region": "redact", "customer_email": "null"},
+                "allow_rules": ["region = 'us'", "amount < token.min_amount"],
+                "deny_rules": ["sensitivity = 3"],
+            },
+            {
+                "table": CUSTOMERS,
+                "columns": ["customer_id", "name", "tier"],
+                "allow_rules": ["tier = token.tier"],
+            },
+        ],
+        attributes={"min_amount": 100, "tier": "gold"},
+        max_sensitivity=3,
+        row_limit=ORACLE_ROW_LIMIT,
+    ),
+}
+
+#: Per oracle token: (table, predicate) pairs that select hidden rows only
+#: (or that reference a column the token lacks, which must be refused).
+PROBES: dict[str, list[tuple[str, str]]] = {
+    "rowrule_hash_deny": [
+        (ORDERS, "region <> 'eu'"),
+        (ORDERS, "region IS NULL"),
+        (ORDERS, "amount > 10000"),
+        (ORDERS, "amount IS NULL"),
+        # References a column the token lacks: must be refused, not evaluated.
+        (ORDERS, "sensitivity = 3"),
+    ],
+    "clearance_partial": [
+        (ORDERS, "sensitivity >= 2"),
+        (ORDERS, "sensitivity IS NULL"),
+    ],
+    "glob_deny_null": [
+        (ORDERS, "customer_id % 7 = 0"),
+        (ORDERS, "customer_id IS NULL"),
+        (ORDERS, "sensitivity > 1"),
+        (CUSTOMERS, "customer_id % 7 = 0"),
+    ],
+    "multi_allow_redact": [
+        (ORDERS, "sensitivity = 3"),
+        (ORDERS, "sensitivity IS NULL"),
+        (CUSTOMERS, "tier <> 'gold'"),
+        (CUSTOMERS, "tier IS NULL"),
+    ],
+}
+
+
+def oracle_token(key: str) -> dict:
+    return copy.deepcopy(ORACLE_TOKENS[key])
