@@ -274,8 +274,8 @@ async fn review_no_credentials_no_data() {
         let s = raw
             .do_get(Request::new(Ticket::new(cmd)))
             .await
-            .err()
-            .expect("refused");
+            .map(|_| ())
+            .expect_err("refused");
         assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
     }
     let action = Action {
@@ -291,8 +291,8 @@ async fn review_no_credentials_no_data() {
     let s = raw
         .do_action(Request::new(action))
         .await
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
     let s = raw
         .do_action(Request::new(Action {
@@ -300,8 +300,8 @@ async fn review_no_credentials_no_data() {
             body: Default::default(),
         }))
         .await
-        .err()
-        .expect("refused");
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
 }
 
@@ -344,7 +344,10 @@ async fn review_ticket_kind_confusion() {
         .as_any()
         .encode_to_vec(),
     );
-    let s = fetch(&channel, BOB, t).await.err().expect("refused");
+    let s = fetch(&channel, BOB, t)
+        .await
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     // statement ticket as prepared handle (DoGet with CommandPreparedStatementQuery)
     let info = c
@@ -361,7 +364,10 @@ async fn review_ticket_kind_confusion() {
         .as_any()
         .encode_to_vec(),
     );
-    let s = fetch(&channel, BOB, t).await.err().expect("refused");
+    let s = fetch(&channel, BOB, t)
+        .await
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
     // alice cannot DoGet bob's prepared handle
     let t = Ticket::new(
@@ -371,7 +377,10 @@ async fn review_ticket_kind_confusion() {
         .as_any()
         .encode_to_vec(),
     );
-    let s = fetch(&channel, ALICE, t).await.err().expect("refused");
+    let s = fetch(&channel, ALICE, t)
+        .await
+        .map(|_| ())
+        .expect_err("refused");
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     drop(stmt);
 }
