@@ -130,6 +130,11 @@ impl Audience {
     /// Whether a request from `client` is inside the audience's networks.
     /// With a CIDR list, a request whose address is unknown is refused.
     pub fn allows_client(&self, client: Option<IpAddr>) -> bool {
+        // Org restrictions cannot be verified yet: a token that has one
+        // (stored before creation started refusing them) fails closed.
+        if !self.orgs.is_empty() {
+            return false;
+        }
         if self.cidrs.is_empty() {
             return true;
         }
@@ -398,6 +403,21 @@ impl fmt::Debug for CreatedToken {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn org_audiences_fail_closed() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let open = Audience::default();
+        assert!(open.allows_client(Some(local)));
+        // A stored token with an org restriction (which cannot be verified
+        // yet) is refused rather than allowed from anywhere.
+        let orgs = Audience {
+            orgs: vec!["acme".into()],
+            ..Audience::default()
+        };
+        assert!(!orgs.allows_client(Some(local)));
+    }
+
     use super::*;
 
     const EXAMPLE: &str = r#"{"name": "eu-analyst", "token_type": "public", "expires_at": "2027-01-01T00:00:00Z",

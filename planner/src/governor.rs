@@ -29,10 +29,11 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::guard;
+use crate::masks::MaskKey;
 use crate::policy::{TableClass, TokenScope};
 use crate::rules::RuleCompiler;
 use crate::scoped_catalog::ScopedCatalog;
-use crate::secure_view::SecureView;
+use crate::secure_view::{SecureView, SecureViewExec};
 
 /// Key of the Flight `app_metadata` / schema metadata / Trino warning that
 /// reports a truncated result.
@@ -52,7 +53,7 @@ pub struct CatalogEntry {
 pub struct Governor {
     catalogs: BTreeMap<String, CatalogEntry>,
     target_partitions: Option<usize>,
-    mask_key: Option<Arc<[u8]>>,
+    mask_key: Option<MaskKey>,
 }
 
 /// A statement planned in a token's scoped session, policy applied.
@@ -93,7 +94,7 @@ impl Governor {
     /// Keys the `hash` mask: HMAC-SHA256 under `key` instead of plain
     /// SHA-256, so masked values cannot be recovered by hashing guesses.
     pub fn with_mask_key(mut self, key: &[u8]) -> Self {
-        self.mask_key = Some(Arc::from(key));
+        self.mask_key = Some(MaskKey::new(key));
         self
     }
 
@@ -160,7 +161,7 @@ impl Governor {
         let dialect = state.config().options().sql_parser.dialect;
         let mut statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
         guard::check(&statement)?;
-        number_placeholders(&mut statement);
+        number_placeholders(&mut statement)?;
         let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
         SQLOptions::new()
             .with_allow_ddl(false)
@@ -289,18 +290,22 @@ impl Governor {
 
 /// Numbers positional `?` placeholders as `$1, $2, …` in order of
 /// appearance (DataFusion only understands numbered ones).
-fn number_placeholders(statement: &mut DFStatement) {
+fn number_placeholders(statement: &mut DFStatement) -> Result<()> {
     use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value, visit_expressions_mut};
     use std::ops::ControlFlow;
     let mut n = 0usize;
+    let mut numbered = false;
     let mut visit = |s: &mut SqlStatement| {
         let _ = visit_expressions_mut(s, |e| {
             if let SqlExpr::Value(v) = e
                 && let Value::Placeholder(p) = &mut v.value
-                && p == "?"
             {
-                n += 1;
-                *p = format!("${n}");
+                if p == "?" {
+                    n += 1;
+                    *p = format!("${n}");
+                } else {
+                    numbered = true;
+                }
             }
             ControlFlow::<()>::Continue(())
         });
@@ -314,6 +319,12 @@ fn number_placeholders(statement: &mut DFStatement) {
         }
         _ => {}
     }
+    if n > 0 && numbered {
+        return Err(Error::Refused(
+            "use either ? or $1, $2, … placeholders in one statement, not both".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// The process-wide rule compiler (stateless after construction).
@@ -392,8 +403,14 @@ impl GovernedPlan {
     /// Optimises and runs the plan; the stream stops after `row_limit` rows.
     pub async fn execute(self) -> Result<GovernedStream> {
         let limit = self.scope.row_limit;
-        let redact = matches!(self.plan, LogicalPlan::Explain(_)) && !self.scope.admin;
         let announced = self.schema();
+        if let LogicalPlan::Explain(explain) = &self.plan
+            && !self.scope.admin
+        {
+            let batch = explain_redacted(&self.ctx, explain).await?;
+            let stream = MemoryStream::try_new(vec![batch], Arc::clone(&announced), None)?;
+            return Ok(GovernedStream::new(Box::pin(stream), limit).conform_to(announced));
+        }
         let plan = match &self.plan {
             // One row more than the limit tells a truncated result from a complete one.
             LogicalPlan::Explain(_) | LogicalPlan::DescribeTable(_) | LogicalPlan::Analyze(_) => {
@@ -411,16 +428,6 @@ impl GovernedPlan {
             .execute_logical_plan(plan)
             .await
             .map_err(friendly)?;
-        if redact {
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(friendly)?;
-            let batches = batches
-                .iter()
-                .map(redact_explain)
-                .collect::<Result<Vec<_>>>()?;
-            let stream = MemoryStream::try_new(batches, schema, None)?;
-            return Ok(GovernedStream::new(Box::pin(stream), limit).conform_to(announced));
-        }
         let stream = df.execute_stream().await.map_err(friendly)?;
         Ok(GovernedStream::new(stream, limit).conform_to(announced))
     }
@@ -453,7 +460,11 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<
             if c.data_type() == f.data_type() {
                 Ok(Arc::clone(c))
             } else {
-                arrow::compute::cast(c, f.data_type())
+                let strict = arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow::compute::cast_with_options(c, f.data_type(), &strict)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -466,65 +477,55 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<
     )?)
 }
 
-/// EXPLAIN for tokens that are not admins: the physical plan stops at each
-/// `SecureViewExec`, which shows its table, policy fingerprint and masks but
-/// not the rule text, the number of hidden columns, or anything below it
-/// (the connector scan reads hidden columns the policy needs).
-fn redact_explain(batch: &RecordBatch) -> Result<RecordBatch> {
-    use arrow::array::{Array, StringArray};
-    let (Some(kind), Some(plan)) = (
-        batch.column(0).as_any().downcast_ref::<StringArray>(),
-        batch.column(1).as_any().downcast_ref::<StringArray>(),
-    ) else {
-        return Err(Error::Refused(
-            "EXPLAIN output has an unexpected shape".to_string(),
-        ));
-    };
-    let plans: StringArray = (0..batch.num_rows())
-        .map(|i| {
-            let text = plan.value(i);
-            if kind.value(i).starts_with("physical_plan") {
-                Some(redact_physical_plan(text))
-            } else {
-                Some(text.to_string())
-            }
-        })
-        .collect();
-    Ok(RecordBatch::try_new(
-        batch.schema(),
-        vec![Arc::clone(batch.column(0)), Arc::new(plans)],
+/// EXPLAIN for tokens that are not admins, rendered from the plan tree:
+/// every node above a secure view as DataFusion shows it, each
+/// `SecureViewExec` in its short form (table, masks, whether rows are
+/// filtered) and nothing below it: the connector scan and the policy filter
+/// read hidden columns. Built from the tree, not by editing text, so no
+/// literal can change what is shown.
+async fn explain_redacted(
+    ctx: &SessionContext,
+    explain: &datafusion::logical_expr::Explain,
+) -> Result<RecordBatch> {
+    use arrow::array::StringArray;
+    use datafusion::physical_plan::displayable;
+    let state = ctx.state();
+    let optimized = state.optimize(&explain.plan).map_err(friendly)?;
+    let physical = state
+        .create_physical_plan(&explain.plan)
+        .await
+        .map_err(friendly)?;
+    let mut lines = Vec::new();
+    render_redacted(&physical, 0, &mut lines, &|p| {
+        displayable(p).one_line().to_string()
+    });
+    let kinds = StringArray::from(vec!["logical_plan", "physical_plan"]);
+    let plans = StringArray::from(vec![
+        optimized.display_indent().to_string(),
+        lines.join("\n"),
+    ]);
+    let schema = Arc::new(explain.schema.as_arrow().clone());
+    Ok(
+        RecordBatch::try_new(schema, vec![Arc::new(kinds), Arc::new(plans)])
+            .map_err(DataFusionError::from)?,
     )
-    .map_err(DataFusionError::from)?)
 }
 
-fn redact_physical_plan(text: &str) -> String {
-    let mut out = Vec::new();
-    let mut skip_below: Option<usize> = None;
-    for line in text.lines() {
-        let indent = line.len() - line.trim_start().len();
-        if let Some(level) = skip_below {
-            if indent > level {
-                continue;
-            }
-            skip_below = None;
-        }
-        if let Some(pos) = line.find("SecureViewExec:") {
-            let head = &line[..pos];
-            let node = &line[pos..];
-            let shown = match node.find(", rows=") {
-                Some(cut) if node[cut..].starts_with(", rows=all") => {
-                    format!("{}, rows=all", &node[..cut])
-                }
-                Some(cut) => format!("{}, rows=filtered", &node[..cut]),
-                None => node.to_string(),
-            };
-            out.push(format!("{head}{shown}"));
-            skip_below = Some(indent);
-            continue;
-        }
-        out.push(line.to_string());
+fn render_redacted(
+    plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    depth: usize,
+    out: &mut Vec<String>,
+    show: &dyn Fn(&dyn datafusion::physical_plan::ExecutionPlan) -> String,
+) {
+    let pad = "  ".repeat(depth);
+    if let Some(view) = plan.as_any().downcast_ref::<SecureViewExec>() {
+        out.push(format!("{pad}{}", view.short_display()));
+        return;
     }
-    out.join("\n")
+    out.push(format!("{pad}{}", show(plan.as_ref()).trim_end()));
+    for child in plan.children() {
+        render_redacted(child, depth + 1, out, show);
+    }
 }
 
 impl GovernedStream {

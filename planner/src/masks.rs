@@ -22,6 +22,28 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::Mask;
 
+/// The deployment's key of the `hash` mask. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MaskKey(Arc<[u8]>);
+
+impl MaskKey {
+    /// Wraps key bytes.
+    pub fn new(key: &[u8]) -> Self {
+        Self(Arc::from(key))
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaskKey(<redacted>)")
+    }
+}
+
 /// The constant shown for redacted text.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -44,7 +66,7 @@ pub fn mask_expr(
     mask: &Mask,
     column: Expr,
     source: &DataType,
-    key: Option<&Arc<[u8]>>,
+    key: Option<&MaskKey>,
 ) -> Result<Expr> {
     let null = || ScalarValue::try_from(source).map(lit);
     Ok(match mask {
@@ -62,14 +84,14 @@ pub fn mask_expr(
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MaskUdf {
     mask: Mask,
-    key: Option<Arc<[u8]>>,
+    key: Option<MaskKey>,
     name: String,
     signature: Signature,
 }
 
 impl MaskUdf {
     /// The UDF for `mask` (`hash`, `redact` or `partial`); `key` keys the hash.
-    pub fn new(mask: Mask, key: Option<Arc<[u8]>>) -> Self {
+    pub fn new(mask: Mask, key: Option<MaskKey>) -> Self {
         let name = match mask {
             Mask::Partial {
                 keep_first,
@@ -114,7 +136,7 @@ impl ScalarUDFImpl for MaskUdf {
         Ok(ColumnarValue::Array(apply_mask(
             &self.mask,
             strings,
-            self.key.as_deref(),
+            self.key.as_ref().map(MaskKey::as_bytes),
         )))
     }
 }

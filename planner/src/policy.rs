@@ -258,6 +258,31 @@ impl TokenScope {
             .map(|(_, g)| g)
     }
 
+    /// The grant that applies to `table`: the most specific matching grant,
+    /// plus the masks of every other matching grant (e.g. a covering glob)
+    /// on columns it grants and does not mask itself, so a more specific
+    /// grant can never unmask what a broader one masks.
+    pub fn effective_grant(&self, table: &str) -> Option<Grant> {
+        let mut best = self.grant_for(table)?.clone();
+        for g in self
+            .grants
+            .iter()
+            .filter(|g| g.specificity(table).is_some())
+        {
+            for (column, mask) in &g.masks {
+                let granted = match &best.columns {
+                    Columns::All => true,
+                    Columns::List(cols) => cols.iter().any(|c| c.eq_ignore_ascii_case(column)),
+                };
+                let masked = best.masks.keys().any(|c| c.eq_ignore_ascii_case(column));
+                if granted && !masked {
+                    best.masks.insert(column.clone(), *mask);
+                }
+            }
+        }
+        Some(best)
+    }
+
     /// Whether any grant could match a table in `catalog` / `catalog.schema`.
     pub fn may_see_prefix(&self, prefix: &str) -> bool {
         self.grants.iter().any(|g| {

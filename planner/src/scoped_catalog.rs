@@ -13,6 +13,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::{Result, not_impl_err, plan_datafusion_err};
 use datafusion::datasource::TableProvider;
 
+use crate::masks::MaskKey;
 use crate::policy::{TableClass, TokenScope};
 use crate::rules::RuleCompiler;
 use crate::secure_view::{SecureView, SecureViewProvider};
@@ -25,7 +26,7 @@ pub struct ScopedCatalog {
     classes: Arc<HashMap<String, TableClass>>,
     scope: Arc<TokenScope>,
     compiler: Arc<RuleCompiler>,
-    mask_key: Option<Arc<[u8]>>,
+    mask_key: Option<MaskKey>,
 }
 
 impl ScopedCatalog {
@@ -36,7 +37,7 @@ impl ScopedCatalog {
         classes: Arc<HashMap<String, TableClass>>,
         scope: Arc<TokenScope>,
         compiler: Arc<RuleCompiler>,
-        mask_key: Option<Arc<[u8]>>,
+        mask_key: Option<MaskKey>,
     ) -> Self {
         Self {
             name,
@@ -103,7 +104,7 @@ pub struct ScopedSchema {
     classes: Arc<HashMap<String, TableClass>>,
     scope: Arc<TokenScope>,
     compiler: Arc<RuleCompiler>,
-    mask_key: Option<Arc<[u8]>>,
+    mask_key: Option<MaskKey>,
 }
 
 impl ScopedSchema {
@@ -138,7 +139,7 @@ impl SchemaProvider for ScopedSchema {
         if is_metadata_table(name) {
             return Ok(None);
         }
-        let Some(grant) = self.scope.grant_for(&full) else {
+        let Some(grant) = self.scope.effective_grant(&full) else {
             return Ok(None);
         };
         let Some(inner) = self.inner.table(name).await? else {
@@ -152,7 +153,7 @@ impl SchemaProvider for ScopedSchema {
         let view = SecureView::compile(
             &full,
             inner.schema(),
-            grant,
+            &grant,
             &self.scope,
             &class,
             &self.compiler,

@@ -25,6 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -32,13 +33,18 @@ use datafusion::common::{Column, DFSchema, Result};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
 use datafusion::prelude::{col, lit};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::masks::{mask_expr, masked_type};
+use crate::masks::{MaskKey, mask_expr, masked_type};
 use crate::policy::{Grant, Mask, TableClass, TokenScope};
 use crate::rules::RuleCompiler;
 
@@ -71,7 +77,7 @@ pub struct SecureView {
     /// Short hash identifying the policy (grant, bound attributes, flags).
     pub fingerprint: String,
     /// Key of the `hash` mask (HMAC-SHA256); `None`: plain SHA-256.
-    pub mask_key: Option<Arc<[u8]>>,
+    pub mask_key: Option<MaskKey>,
     source_schema: SchemaRef,
     schema: SchemaRef,
 }
@@ -85,7 +91,7 @@ impl SecureView {
         scope: &TokenScope,
         class: &TableClass,
         compiler: &RuleCompiler,
-        mask_key: Option<&Arc<[u8]>>,
+        mask_key: Option<&MaskKey>,
     ) -> Result<Self, String> {
         let hidden_kind = |f: &Field| -> Option<&'static str> {
             if class.attachment_columns.iter().any(|c| c == f.name()) && !scope.allow_attachments {
@@ -117,7 +123,9 @@ impl SecureView {
             }
         }
         for c in grant.masks.keys() {
-            if !grant.columns.contains(c) {
+            if let crate::policy::Columns::List(cols) = &grant.columns
+                && !cols.iter().any(|g| g.eq_ignore_ascii_case(c))
+            {
                 return Err(format!(
                     "grant on {table}: mask on column \"{c}\" which is not granted"
                 ));
@@ -132,9 +140,17 @@ impl SecureView {
                 blocked_columns.push(f.name().clone());
                 continue;
             }
-            let mask = grant.masks.get(f.name()).copied();
+            // Masks match column names case-insensitively: a mask must never
+            // miss its column over a difference in case.
+            let mask = grant
+                .masks
+                .iter()
+                .find(|(c, _)| c.eq_ignore_ascii_case(f.name()))
+                .map(|(_, m)| *m);
             fields.push(match &mask {
-                None => f.as_ref().clone(),
+                // Connector metadata (Iceberg's field ids) would reveal how many
+                // columns are hidden and where: drop it.
+                None => Field::new(f.name(), f.data_type().clone(), f.is_nullable()),
                 Some(m) => Field::new(f.name(), masked_type(m, f.data_type()), true),
             });
             columns.push(ViewColumn {
@@ -437,23 +453,39 @@ impl TableProvider for SecureViewProvider {
 
 /// The barrier above a secure view's subtree. It passes batches through
 /// unchanged and refuses every pushdown from its parents (filters, dynamic
-/// filters, limits, projections, sorts), so no user expression is evaluated
-/// below the policy. It reports unknown statistics, so no aggregate can be
+/// filters, limits, projections, sorts: it claims no input order and no
+/// output ordering), so no user expression is evaluated below the policy. It reports unknown statistics, so no aggregate can be
 /// answered from the connector's row counts.
 #[derive(Debug)]
 pub struct SecureViewExec {
     input: Arc<dyn ExecutionPlan>,
     view: Arc<SecureView>,
+    schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl SecureViewExec {
     /// Wraps the policy-enforcing subtree of `view`.
     pub fn new(input: Arc<dyn ExecutionPlan>, view: Arc<SecureView>) -> Self {
-        let properties = Arc::clone(input.properties());
+        // The output carries no field or schema metadata: connector metadata
+        // (Iceberg field ids) would reveal how many columns are hidden.
+        let fields: Vec<Field> = input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            input.output_partitioning().clone(),
+            input.pipeline_behavior(),
+            input.boundedness(),
+        ));
         Self {
             input,
             view,
+            schema,
             properties,
         }
     }
@@ -461,6 +493,24 @@ impl SecureViewExec {
     /// The view this node enforces.
     pub fn view(&self) -> &Arc<SecureView> {
         &self.view
+    }
+
+    /// How the node is shown to tokens that are not admins: the table, its
+    /// masks and whether rows are filtered; no rule text, no fingerprint,
+    /// nothing about hidden columns.
+    pub fn short_display(&self) -> String {
+        let mut s = format!("SecureViewExec: table={}", self.view.table);
+        let masks = self.view.masks();
+        if !masks.is_empty() {
+            let m: Vec<String> = masks.iter().map(|(c, m)| format!("{c}:{m}")).collect();
+            s.push_str(&format!(", masks=[{}]", m.join(", ")));
+        }
+        s.push_str(if self.view.predicate.is_some() {
+            ", rows=filtered"
+        } else {
+            ", rows=all"
+        });
+        s
     }
 }
 
@@ -507,7 +557,9 @@ impl ExecutionPlan for SecureViewExec {
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        // `false` keeps sort pushdown from moving a user's ORDER BY (whose
+        // expressions could fail or probe on hidden rows) below the barrier.
+        vec![false]
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
@@ -530,7 +582,21 @@ impl ExecutionPlan for SecureViewExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        let schema = Arc::clone(&self.schema);
+        let input = self.input.execute(partition, context)?;
+        let batches = input.map(move |batch| {
+            let batch = batch?;
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                Arc::clone(&schema),
+                batch.columns().to_vec(),
+                &options,
+            )?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        )))
     }
 }
 

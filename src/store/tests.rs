@@ -14,7 +14,7 @@ fn analyst() -> TokenSpec {
     TokenSpec::from_json(
         br#"{"name": "eu-analyst", "expires_at": "2099-01-01T00:00:00Z",
              "attributes": {"region": "eu"}, "max_sensitivity": 2,
-             "audience": {"cidrs": ["127.0.0.0/8"], "orgs": ["acme"]}, "rate_limit": 600,
+             "audience": {"cidrs": ["127.0.0.0/8"]}, "rate_limit": 600,
              "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region"],
                          "masks": {"region": "partial(1,0)"}, "allow_rules": ["region = token.region"],
                          "deny_rules": ["order_id > 10"]}]}"#,
