@@ -107,7 +107,8 @@ def main():
     ap.add_argument("--dir", default="/tmp/sluice-bench")
     args = ap.parse_args()
 
-    sh("cargo", "build", "--release", "-p", "sluice", "--bin", "sluice", "--example", "raw_query", cwd=ROOT)
+    sh("cargo", "build", "--release", "-p", "sluice", "--bin", "sluice", "--example", "raw_query", cwd=ROOT,
+       env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
     sluice = os.path.join(TARGET, "release", "sluice")
     raw = os.path.join(TARGET, "release", "examples", "raw_query")
 
@@ -162,7 +163,7 @@ def main():
             a = raw_run(sql)
             b = timed(lambda: flight_query(client, options, sql), args.iterations)
             duck_sql = sql.replace("lake.sales.orders", "orders")
-            c = timed(lambda: con.execute(duck_sql).fetch_arrow_table(), args.iterations)
+            c = timed(lambda: con.execute(duck_sql).to_arrow_table(), args.iterations)
             results[label] = {"datafusion_ms": round(a, 1), "sluice_flight_ms": round(b, 1), "duckdb_ms": round(c, 1),
                               "sluice_over_datafusion": round(b / a, 2), "sluice_over_duckdb": round(b / c, 2)}
         print(json.dumps({"rows": args.rows, "iterations": args.iterations, "results": results}, indent=2))
