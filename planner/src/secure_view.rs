@@ -211,7 +211,17 @@ impl SecureView {
             enforce.push(d.clone().is_false());
             pruning.push(Expr::Not(Box::new(d)));
         }
-        let predicate = enforce.into_iter().reduce(Expr::and);
+        // Enforcement runs in a FilterExec, which keeps exactly the rows whose
+        // predicate is TRUE. There, `c1 AND (a1 OR a2) AND NOT d` keeps the
+        // same rows as the spelled-out `c1 IS TRUE AND (a1 IS TRUE OR …) AND
+        // d IS FALSE` (NULL and FALSE are both dropped), and once coerced and
+        // simplified it is cheaper (casts unwrapped, no IS wrappers). The
+        // spelled-out form is the fallback if simplification fails.
+        let spelled_out = enforce.into_iter().reduce(Expr::and);
+        let predicate = match pruning.iter().cloned().reduce(Expr::and) {
+            Some(plain) => compiler.normalize(plain, &df_schema).ok().or(spelled_out),
+            None => spelled_out,
+        };
         // Hints must be typed like the columns (a connector cannot compare a
         // double column with an integer literal) and must not be able to fail.
         let pruning: Vec<Expr> = pruning
