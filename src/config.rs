@@ -40,6 +40,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The Trino client protocol on `http_addr`.
+    pub trino: TrinoConfig,
     /// Catalogs by the name clients see (`SELECT … FROM <name>.ns.table`).
     pub catalogs: BTreeMap<String, CatalogConfig>,
 }
@@ -130,6 +132,85 @@ impl PolicyConfig {
     pub fn ticket_ttl(&self) -> Duration {
         Duration::from_secs(self.ticket_ttl_secs)
     }
+}
+
+/// `[trino]`: the Trino client protocol (`POST /v1/statement`) on
+/// `http_addr`. Durations are written like Trino's (`"500ms"`, `"30s"`,
+/// `"5m"`, `"1h"`, `"1.5d"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrinoConfig {
+    /// Serve the Trino protocol.
+    pub enabled: bool,
+    /// A query whose client has not polled for this long is cancelled and
+    /// its resources freed (Trino's `query.client.timeout`).
+    #[serde(deserialize_with = "de_duration")]
+    pub client_timeout: Duration,
+    /// Longest a query may run; the session property
+    /// `query_max_run_time` can only lower it.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_run_time: Duration,
+    /// How long one poll waits for data before answering without any.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_wait: Duration,
+    /// Most rows in one result page.
+    pub page_max_rows: usize,
+    /// Most bytes of JSON row data in one result page (a page holds at
+    /// least one row).
+    pub page_max_bytes: usize,
+    /// Queries executing at once; further ones wait in state QUEUED.
+    pub max_concurrent_queries: usize,
+    /// Queries waiting at once; beyond that a query fails with
+    /// QUERY_QUEUE_FULL.
+    pub max_queued_queries: usize,
+    /// Base URL of `nextUri` / `infoUri` when sluice runs behind a proxy
+    /// (default: `http://` + the request's `Host`).
+    pub external_url: Option<String>,
+}
+
+impl Default for TrinoConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_timeout: Duration::from_secs(300),
+            max_run_time: Duration::from_secs(3600),
+            max_wait: Duration::from_secs(1),
+            page_max_rows: 65_536,
+            page_max_bytes: 4 << 20,
+            max_concurrent_queries: 16,
+            max_queued_queries: 1000,
+            external_url: None,
+        }
+    }
+}
+
+/// Parses a Trino-style duration: a decimal number and a unit (`ns`, `us`,
+/// `ms`, `s`, `m`, `h`, `d`).
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("duration '{text}' needs a unit (ms, s, m, h, d)"))?;
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}'"))?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        other => return Err(format!("unknown duration unit '{other}' in '{text}'")),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("invalid duration '{text}'"))
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// Log line format.
@@ -341,7 +422,27 @@ impl Config {
         if self.policy.ticket_ttl_secs == 0 {
             problems.push("policy.ticket_ttl_secs must be at least 1".into());
         }
+        let t = &self.trino;
+        if t.page_max_rows == 0 || t.page_max_bytes == 0 {
+            problems.push("trino.page_max_rows and trino.page_max_bytes must be at least 1".into());
+        }
+        if t.max_concurrent_queries == 0 {
+            problems.push("trino.max_concurrent_queries must be at least 1".into());
+        }
+        if t.client_timeout.is_zero() || t.max_run_time.is_zero() {
+            problems.push("trino.client_timeout and trino.max_run_time must be positive".into());
+        }
+        if let Some(u) = &t.external_url
+            && url::Url::parse(u).is_err()
+        {
+            problems.push(format!("trino.external_url: '{u}' is not a URL"));
+        }
         for (name, cat) in &mut self.catalogs {
+            if name == "system" {
+                problems.push(
+                    "catalogs.system: the name is reserved for Trino's system catalog".into(),
+                );
+            }
             if name.is_empty() || name.contains('.') || name.contains(char::is_whitespace) {
                 problems.push(format!(
                     "catalogs.{name}: catalog names must be non-empty, without dots or spaces"

@@ -29,5 +29,6 @@ pub mod logging;
 pub mod serve;
 pub mod store;
 pub mod token;
+pub mod trino;
 
 pub use error::{Error, Result};

@@ -32,6 +32,8 @@ pub struct Gateway {
     pub flight: FlightConfig,
     /// Row limit of token documents without one.
     pub default_row_limit: u64,
+    /// The Trino protocol settings.
+    pub trino: crate::config::TrinoConfig,
 }
 
 /// Bound listening sockets (bind first, so `:0` ports are known).
@@ -94,6 +96,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
             server_version: env!("CARGO_PKG_VERSION").into(),
         },
         default_row_limit: config.policy.default_row_limit,
+        trino: config.trino.clone(),
     })
 }
 
@@ -138,12 +141,27 @@ pub async fn run(
         })
     };
 
-    let app = http::router(AppState {
-        store: gateway.store.clone(),
-        auth: Arc::clone(&gateway.auth),
-        governor: Arc::clone(&gateway.governor),
-        default_row_limit: gateway.default_row_limit,
+    let trino_state = gateway.trino.enabled.then(|| {
+        crate::trino::TrinoState::new(
+            Arc::clone(&gateway.governor),
+            Arc::clone(&gateway.auth),
+            &gateway.trino,
+            listeners
+                .http
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        )
     });
+    let trino_queries = trino_state.as_ref().map(|s| Arc::clone(&s.queries));
+    let app = http::router_with(
+        AppState {
+            store: gateway.store.clone(),
+            auth: Arc::clone(&gateway.auth),
+            governor: Arc::clone(&gateway.governor),
+            default_row_limit: gateway.default_row_limit,
+        },
+        trino_state.map(crate::trino::router).unwrap_or_default(),
+    );
     let http = axum::serve(
         listeners.http,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -163,6 +181,9 @@ pub async fn run(
         "sluice serving"
     );
     let result = tokio::try_join!(flight, http).map(|_| ());
+    if let Some(q) = trino_queries {
+        q.shutdown();
+    }
     gateway.store.close().await;
     tracing::info!("sluice stopped");
     result
@@ -242,6 +263,7 @@ mod tests {
             store,
             governor: Arc::new(Governor::new()),
             default_row_limit: 10,
+            trino: Default::default(),
         };
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = Listeners::bind(any, any).await.unwrap();

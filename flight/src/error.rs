@@ -90,6 +90,7 @@ impl From<Error> for Status {
             }
             Error::Planner(e) => match e {
                 sluice_planner::Error::Refused(msg) => Status::invalid_argument(msg),
+                e @ sluice_planner::Error::NotFound { .. } => Status::not_found(e.to_string()),
                 sluice_planner::Error::InvalidPolicy(msg) => {
                     tracing::warn!(error = %msg, "token policy cannot be applied");
                     Status::failed_precondition(format!("invalid policy: {msg}"))

@@ -12,6 +12,15 @@ pub enum Error {
     /// A token's policy cannot be applied (unknown column in a rule, …).
     #[error("invalid policy: {0}")]
     InvalidPolicy(String),
+    /// A catalog, schema or table that does not exist for the token (the
+    /// same answer whether it does not exist or is not granted).
+    #[error("{kind} '{name}' does not exist")]
+    NotFound {
+        /// `Catalog`, `Schema` or `Table`.
+        kind: &'static str,
+        /// The name as the user wrote it (qualified).
+        name: String,
+    },
     /// Planning or execution error from DataFusion (table or column not
     /// found or not allowed, type errors, …).
     #[error(transparent)]
@@ -24,7 +33,7 @@ impl Error {
     /// internal or connector failure.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Error::Refused(_) | Error::InvalidPolicy(_) => true,
+            Error::Refused(_) | Error::InvalidPolicy(_) | Error::NotFound { .. } => true,
             Error::DataFusion(e) => matches!(
                 e.find_root(),
                 DataFusionError::Plan(_)

@@ -34,6 +34,8 @@ use crate::policy::{TableClass, TokenScope};
 use crate::rules::RuleCompiler;
 use crate::scoped_catalog::ScopedCatalog;
 use crate::secure_view::{SecureView, SecureViewExec};
+use crate::trino::metadata::{SYSTEM_CATALOG, SystemCatalog, TrinoCatalog};
+use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 
 /// Key of the Flight `app_metadata` / schema metadata / Trino warning that
 /// reports a truncated result.
@@ -46,6 +48,28 @@ pub struct CatalogEntry {
     pub provider: Arc<dyn CatalogProvider>,
     /// Classification per `namespace.table`.
     pub tables: HashMap<String, TableClass>,
+}
+
+/// The SQL dialect of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// DataFusion's SQL and metadata (Flight SQL).
+    #[default]
+    DataFusion,
+    /// Trino's: Trino function spellings, Trino-shaped
+    /// `information_schema` and `system.jdbc` (Trino HTTP).
+    Trino,
+}
+
+/// Per-session settings of a frontend.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// Catalog of unqualified names (default: the first visible catalog).
+    pub catalog: Option<String>,
+    /// Schema of unqualified names (default: `default`).
+    pub schema: Option<String>,
 }
 
 /// Holds the gateway's catalogs and turns token scopes into scoped sessions.
@@ -105,16 +129,32 @@ impl Governor {
 
     /// The token's scoped session: only its secure views exist in it.
     pub fn context(&self, scope: &Arc<TokenScope>) -> SessionContext {
-        let default_catalog = self
-            .catalogs
-            .keys()
-            .find(|c| scope.may_see_prefix(c))
-            .cloned()
-            .unwrap_or_else(|| "sluice".to_string());
+        self.context_with(scope, &SessionOptions::default())
+    }
+
+    /// The token's scoped session with a frontend's settings.
+    pub fn context_with(
+        &self,
+        scope: &Arc<TokenScope>,
+        options: &SessionOptions,
+    ) -> SessionContext {
+        let trino = options.dialect == Dialect::Trino;
+        let default_catalog = options.catalog.clone().unwrap_or_else(|| {
+            self.catalogs
+                .keys()
+                .find(|c| scope.may_see_prefix(c))
+                .cloned()
+                .unwrap_or_else(|| "sluice".to_string())
+        });
+        let default_schema = options
+            .schema
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
         let mut config = SessionConfig::new()
-            .with_information_schema(true)
+            // Trino sessions get Trino's information_schema from the catalogs.
+            .with_information_schema(!trino)
             .with_create_default_catalog_and_schema(false)
-            .with_default_catalog_and_schema(default_catalog, "default");
+            .with_default_catalog_and_schema(default_catalog, default_schema);
         if let Some(n) = self.target_partitions {
             config = config.with_target_partitions(n);
         }
@@ -133,21 +173,27 @@ impl Governor {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
+        let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
         for (name, entry) in &self.catalogs {
             if !scope.may_see_prefix(name) {
                 continue;
             }
-            ctx.register_catalog(
-                name,
-                Arc::new(ScopedCatalog::new(
-                    name.clone(),
-                    Arc::clone(&entry.provider),
-                    Arc::new(entry.tables.clone()),
-                    Arc::clone(scope),
-                    Arc::clone(compiler()),
-                    self.mask_key.clone(),
-                )),
-            );
+            let mut catalog: Arc<dyn CatalogProvider> = Arc::new(ScopedCatalog::new(
+                name.clone(),
+                Arc::clone(&entry.provider),
+                Arc::new(entry.tables.clone()),
+                Arc::clone(scope),
+                Arc::clone(compiler()),
+                self.mask_key.clone(),
+            ));
+            if trino {
+                catalog = Arc::new(TrinoCatalog::new(name.clone(), catalog));
+            }
+            ctx.register_catalog(name, Arc::clone(&catalog));
+            visible.push((name.clone(), catalog));
+        }
+        if trino && !self.catalogs.contains_key(SYSTEM_CATALOG) {
+            ctx.register_catalog(SYSTEM_CATALOG, Arc::new(SystemCatalog::new(visible)));
         }
         ctx
     }
@@ -156,11 +202,32 @@ impl Governor {
     /// plan may contain placeholders (`$1`, `?`); bind them with
     /// [`GovernedPlan::bind`].
     pub async fn plan(&self, scope: &Arc<TokenScope>, sql: &str) -> Result<GovernedPlan> {
-        let ctx = self.context(scope);
+        self.plan_with(scope, sql, &SessionOptions::default(), None)
+            .await
+    }
+
+    /// [`Governor::plan`] in a session with `options`. In the Trino
+    /// dialect, Trino function spellings are translated and `params` (the
+    /// literals of `EXECUTE … USING`) replace the `?` placeholders.
+    pub async fn plan_with(
+        &self,
+        scope: &Arc<TokenScope>,
+        sql: &str,
+        options: &SessionOptions,
+        params: Option<&[SqlExpr]>,
+    ) -> Result<GovernedPlan> {
+        let ctx = self.context_with(scope, options);
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let mut statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
         guard::check(&statement)?;
+        if options.dialect == Dialect::Trino {
+            crate::trino::dialect::rewrite(&mut statement, params)?;
+        } else if params.is_some() {
+            return Err(Error::Refused(
+                "USING parameters are only supported in Trino sessions".to_string(),
+            ));
+        }
         number_placeholders(&mut statement)?;
         let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
         SQLOptions::new()

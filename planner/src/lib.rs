@@ -13,7 +13,8 @@
 //! - [`secure_view`]: the secure-view table provider and its execution barrier;
 //! - [`scoped_catalog`]: catalogs that list only granted tables;
 //! - [`governor`]: session building, planning, row-limit enforcement;
-//! - [`auth`]: the authenticator interface frontends call.
+//! - [`auth`]: the authenticator interface frontends call;
+//! - [`trino`]: the Trino dialect (types, functions, metadata statements).
 
 #![forbid(unsafe_code)]
 
@@ -26,8 +27,15 @@ pub mod policy;
 pub mod rules;
 pub mod scoped_catalog;
 pub mod secure_view;
+pub mod trino;
 
 pub use auth::{AuthFailure, AuthFailureKind, Authenticator};
 pub use error::{Error, Result};
-pub use governor::{CatalogEntry, GovernedPlan, GovernedStream, Governor, TRUNCATED_METADATA_KEY};
+pub use governor::{
+    CatalogEntry, Dialect, GovernedPlan, GovernedStream, Governor, SessionOptions,
+    TRUNCATED_METADATA_KEY,
+};
 pub use policy::{Columns, DEFAULT_ROW_LIMIT, Grant, Mask, TableClass, TokenScope, TokenType};
+
+/// The sluice version (what `version()` answers in Trino sessions).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,7 +2,9 @@
 //! governed session over the test catalog of `common.rs`.
 //!
 //! `USE TOKEN <name>` (as a `statement ok`) switches the token for the
-//! following records. `SLUICE_SLT_COMPLETE=1` rewrites the expected results.
+//! following records; `USE DIALECT trino` / `USE DIALECT datafusion`
+//! switches the session dialect (Trino: catalog `lake`, schema `sales`,
+//! statements classified and planned like the Trino frontend does). `SLUICE_SLT_COMPLETE=1` rewrites the expected results.
 
 mod common;
 
@@ -12,12 +14,13 @@ use std::sync::Arc;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use sluice_planner::{Governor, TokenScope};
+use sluice_planner::{Dialect, Governor, SessionOptions, TokenScope};
 use sqllogictest::{DBOutput, DefaultColumnType};
 
 struct GovernedDb {
     governor: Arc<Governor>,
     scope: Arc<TokenScope>,
+    trino: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +37,25 @@ impl sqllogictest::AsyncDB for GovernedDb {
             self.scope = common::token(name.trim());
             return Ok(DBOutput::StatementComplete(0));
         }
+        if let Some(d) = sql.trim().strip_prefix("USE DIALECT ") {
+            self.trino = d.trim().eq_ignore_ascii_case("trino");
+            return Ok(DBOutput::StatementComplete(0));
+        }
         let err = |e: sluice_planner::Error| SltError(e.to_string());
-        let plan = self.governor.plan(&self.scope, sql).await.map_err(err)?;
+        let plan = if self.trino {
+            let statement = sluice_planner::trino::classify(sql).map_err(err)?;
+            let options = SessionOptions {
+                dialect: Dialect::Trino,
+                catalog: Some("lake".into()),
+                schema: Some("sales".into()),
+            };
+            self.governor
+                .plan_trino(&self.scope, &statement, &options, None)
+                .await
+                .map_err(err)?
+        } else {
+            self.governor.plan(&self.scope, sql).await.map_err(err)?
+        };
         let schema = plan.schema();
         let is_explain = schema.fields().len() == 2 && schema.field(0).name() == "plan_type";
         let stream = plan.execute().await.map_err(err)?;
@@ -108,6 +128,7 @@ async fn slt_files() {
                 Ok::<_, SltError>(GovernedDb {
                     governor,
                     scope: common::token("admin"),
+                    trino: false,
                 })
             }
         });

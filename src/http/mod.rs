@@ -53,15 +53,22 @@ pub struct AppState {
 
 /// The admin API router.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The admin API plus `extra` routes (the Trino protocol), behind the same
+/// request-id and access-log middleware.
+pub fn router_with(state: AppState, extra: Router) -> Router {
     Router::new()
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", get(tokens::show).delete(tokens::revoke))
         .route("/v1/tokens/{id}/introspect", get(tokens::introspect))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .with_state(state)
+        .merge(extra)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(request_span))
-        .with_state(state)
 }
 
 const REQUEST_ID: &str = "x-request-id";

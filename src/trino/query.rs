@@ -1,0 +1,453 @@
+//! Running Trino queries: one producer task per query pulls the governed
+//! stream, encodes pages and hands them over a bounded channel to the
+//! client's polls. Memory per query is bounded by the channel (two pages)
+//! plus one batch; `DELETE`, an abandoned client or the time limit abort
+//! the task, which drops the DataFusion stream and frees its memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::Value;
+use sluice_planner::GovernedPlan;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+
+use super::encode;
+use super::error::{
+    ABANDONED_QUERY, EXCEEDED_TIME_LIMIT, GENERIC_INTERNAL_ERROR, QUERY_QUEUE_FULL, TrinoError,
+    USER_CANCELED, from_datafusion, from_plan_error,
+};
+
+/// Query states as Trino reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Waiting for an execution slot.
+    Queued = 0,
+    /// Executing.
+    Running = 1,
+    /// All rows produced.
+    Finished = 2,
+    /// Failed or cancelled.
+    Failed = 3,
+}
+
+impl State {
+    /// Trino's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "QUEUED",
+            State::Running => "RUNNING",
+            State::Finished => "FINISHED",
+            State::Failed => "FAILED",
+        }
+    }
+
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Queued,
+            1 => State::Running,
+            2 => State::Finished,
+            _ => State::Failed,
+        }
+    }
+}
+
+/// Page and time bounds of queries.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most rows per page.
+    pub page_max_rows: usize,
+    /// Most JSON bytes per page.
+    pub page_max_bytes: usize,
+    /// How long a poll waits for data.
+    pub max_wait: Duration,
+    /// Idle time after which a query is abandoned.
+    pub client_timeout: Duration,
+    /// Gateway-wide run-time limit.
+    pub max_run_time: Duration,
+    /// Queries executing at once.
+    pub max_concurrent: usize,
+    /// Queries waiting at once.
+    pub max_queued: usize,
+}
+
+/// What the producer hands to polls.
+#[derive(Debug)]
+pub enum Msg {
+    /// Comma-separated JSON rows and their count.
+    Page(String, usize),
+    /// All rows were sent; whether the row limit cut the result.
+    Finished {
+        /// Rows were cut.
+        truncated: bool,
+    },
+}
+
+/// A response already sent for a page token, kept for retries.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// The page token it answered.
+    pub token: u64,
+    /// Body.
+    pub body: Bytes,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Per-query state behind the poll lock.
+#[derive(Debug)]
+pub struct Pages {
+    /// Pages from the producer.
+    pub rx: mpsc::Receiver<Msg>,
+    /// The last response (for retries).
+    pub last: Option<Cached>,
+    /// Whether the final response was produced.
+    pub done: bool,
+}
+
+/// One query.
+#[derive(Debug)]
+pub struct Query {
+    /// Trino query id.
+    pub id: String,
+    /// Unguessable part of the query's URLs.
+    pub slug: String,
+    /// The token that runs it (only it may poll, see or cancel it).
+    pub token_id: String,
+    /// `X-Trino-User` as sent (recorded, never trusted).
+    pub user: Option<String>,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// The result's columns (Trino JSON).
+    pub columns: Value,
+    /// Polling state.
+    pub pages: tokio::sync::Mutex<Pages>,
+    started: Instant,
+    state: AtomicU8,
+    last_access: Mutex<Instant>,
+    failure: Mutex<Option<TrinoError>>,
+    rows: AtomicU64,
+    truncated: AtomicBool,
+    task: Mutex<Option<AbortHandle>>,
+}
+
+impl Query {
+    /// Current state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Records a poll (resets the abandonment clock).
+    pub fn touch(&self) {
+        *self.last_access.lock().expect("lock") = Instant::now();
+    }
+
+    fn idle(&self) -> Duration {
+        self.last_access.lock().expect("lock").elapsed()
+    }
+
+    /// The failure, once the query failed.
+    pub fn failure(&self) -> Option<TrinoError> {
+        self.failure.lock().expect("lock").clone()
+    }
+
+    /// Fails the query (the first failure wins) and stops its producer.
+    pub fn fail(&self, error: TrinoError) {
+        {
+            let mut f = self.failure.lock().expect("lock");
+            if f.is_none() {
+                *f = Some(error);
+            }
+        }
+        self.set_state(State::Failed);
+        if let Some(task) = self.task.lock().expect("lock").take() {
+            task.abort();
+        }
+    }
+
+    /// Marks the final page as produced.
+    pub fn finish(&self, truncated: bool) {
+        self.truncated.store(truncated, Ordering::Release);
+        if self.state() != State::Failed {
+            self.set_state(State::Finished);
+        }
+    }
+
+    /// Rows handed to the client so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Acquire)
+    }
+
+    /// Counts rows handed to the client.
+    pub fn add_rows(&self, n: usize) {
+        self.rows.fetch_add(n as u64, Ordering::AcqRel);
+    }
+
+    /// Whether the row limit cut the result.
+    pub fn truncated(&self) -> bool {
+        self.truncated.load(Ordering::Acquire)
+    }
+
+    /// Time since the query was created.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// All running queries of this gateway.
+#[derive(Debug)]
+pub struct Queries {
+    map: Mutex<HashMap<String, Arc<Query>>>,
+    permits: Arc<Semaphore>,
+    queued: AtomicU64,
+    seq: AtomicU64,
+    /// Bounds.
+    pub limits: Limits,
+}
+
+impl Queries {
+    /// An empty registry.
+    pub fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            map: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(limits.max_concurrent)),
+            queued: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            limits,
+        })
+    }
+
+    /// A new Trino-style query id (`20241130_083100_00001_a1b2c`).
+    pub fn next_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..5].to_string();
+        format!(
+            "{}_{:05}_{suffix}",
+            Utc::now().format("%Y%m%d_%H%M%S"),
+            n % 100_000
+        )
+    }
+
+    /// Starts `plan` as query `id`: it queues for an execution slot, runs
+    /// within `run_time`, and streams pages to polls.
+    pub fn start(
+        self: &Arc<Self>,
+        id: String,
+        token_id: String,
+        user: Option<String>,
+        columns: Value,
+        plan: GovernedPlan,
+        run_time: Duration,
+    ) -> Result<Arc<Query>, TrinoError> {
+        if self.queued.load(Ordering::Acquire) >= self.limits.max_queued as u64
+            && self.permits.available_permits() == 0
+        {
+            return Err(TrinoError::new(
+                QUERY_QUEUE_FULL,
+                format!(
+                    "Too many queued queries: {} (trino.max_queued_queries)",
+                    self.limits.max_queued
+                ),
+            ));
+        }
+        let (tx, rx) = mpsc::channel(2);
+        let query = Arc::new(Query {
+            id: id.clone(),
+            slug: uuid::Uuid::new_v4().simple().to_string(),
+            token_id,
+            user,
+            created: Utc::now(),
+            columns,
+            pages: tokio::sync::Mutex::new(Pages {
+                rx,
+                last: None,
+                done: false,
+            }),
+            started: Instant::now(),
+            state: AtomicU8::new(State::Queued as u8),
+            last_access: Mutex::new(Instant::now()),
+            failure: Mutex::new(None),
+            rows: AtomicU64::new(0),
+            truncated: AtomicBool::new(false),
+            task: Mutex::new(None),
+        });
+        self.map
+            .lock()
+            .expect("lock")
+            .insert(id, Arc::clone(&query));
+        let handle = tokio::spawn(produce(
+            Arc::clone(self),
+            Arc::clone(&query),
+            plan,
+            tx,
+            run_time,
+        ));
+        *query.task.lock().expect("lock") = Some(handle.abort_handle());
+        Ok(query)
+    }
+
+    /// The query `id`, if it exists.
+    pub fn get(&self, id: &str) -> Option<Arc<Query>> {
+        self.map.lock().expect("lock").get(id).cloned()
+    }
+
+    /// Every query (for `GET /v1/query`).
+    pub fn all(&self) -> Vec<Arc<Query>> {
+        let mut all: Vec<_> = self.map.lock().expect("lock").values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Cancels and forgets query `id`.
+    pub fn cancel(&self, id: &str) {
+        if let Some(q) = self.map.lock().expect("lock").remove(id) {
+            q.fail(TrinoError::new(USER_CANCELED, "Query was canceled"));
+        }
+    }
+
+    /// Cancels queries whose clients stopped polling and forgets finished
+    /// ones nobody polled for a while. Returns how many were removed.
+    pub fn reap(&self) -> usize {
+        let timeout = self.limits.client_timeout;
+        let mut map = self.map.lock().expect("lock");
+        let stale: Vec<String> = map
+            .values()
+            .filter(|q| q.idle() > timeout)
+            .map(|q| q.id.clone())
+            .collect();
+        for id in &stale {
+            if let Some(q) = map.remove(id)
+                && !matches!(q.state(), State::Finished | State::Failed)
+            {
+                tracing::info!(query_id = %q.id, token_id = %q.token_id, "Trino query abandoned by its client");
+                q.fail(TrinoError::new(
+                    ABANDONED_QUERY,
+                    format!(
+                        "Query {} was abandoned: no poll for {:?} (trino.client_timeout)",
+                        q.id, timeout
+                    ),
+                ));
+            }
+        }
+        stale.len()
+    }
+
+    /// Runs [`Queries::reap`] periodically until the registry is dropped.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = (self.limits.client_timeout / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(queries) = weak.upgrade() else {
+                    return;
+                };
+                queries.reap();
+            }
+        });
+    }
+
+    /// Fails every query (shutdown).
+    pub fn shutdown(&self) {
+        let all: Vec<_> = self.map.lock().expect("lock").drain().collect();
+        for (_, q) in all {
+            q.fail(TrinoError::new(
+                super::error::SERVER_SHUTTING_DOWN,
+                "sluice is shutting down",
+            ));
+        }
+    }
+}
+
+/// The producer of one query.
+async fn produce(
+    queries: Arc<Queries>,
+    query: Arc<Query>,
+    plan: GovernedPlan,
+    tx: mpsc::Sender<Msg>,
+    run_time: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + run_time;
+    let limits = queries.limits.clone();
+    queries.queued.fetch_add(1, Ordering::AcqRel);
+    let permit =
+        tokio::time::timeout_at(deadline, Arc::clone(&queries.permits).acquire_owned()).await;
+    queries.queued.fetch_sub(1, Ordering::AcqRel);
+    let _permit = match permit {
+        Ok(Ok(p)) => p,
+        Ok(Err(_)) => {
+            query.fail(TrinoError::new(
+                GENERIC_INTERNAL_ERROR,
+                "query slots closed",
+            ));
+            return;
+        }
+        Err(_) => {
+            query.fail(time_limit(run_time));
+            return;
+        }
+    };
+    query.set_state(State::Running);
+    let run = async {
+        let mut stream = plan.execute().await.map_err(|e| from_plan_error(&e))?;
+        let mut page = String::new();
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|e| from_datafusion(&e))?;
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let room = limits.page_max_rows - rows;
+                let n = encode::write_rows(
+                    &batch,
+                    start,
+                    room,
+                    &mut page,
+                    limits.page_max_bytes,
+                    rows == 0,
+                )
+                .map_err(|e| from_datafusion(&e.into()))?;
+                start += n;
+                rows += n;
+                if rows >= limits.page_max_rows || page.len() >= limits.page_max_bytes {
+                    let full = std::mem::take(&mut page);
+                    if tx.send(Msg::Page(full, rows)).await.is_err() {
+                        return Ok(None); // the query is gone
+                    }
+                    rows = 0;
+                }
+            }
+        }
+        if rows > 0 && tx.send(Msg::Page(page, rows)).await.is_err() {
+            return Ok(None);
+        }
+        Ok::<_, TrinoError>(Some(stream.truncated()))
+    };
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(Ok(Some(truncated))) => {
+            let _ = tx.send(Msg::Finished { truncated }).await;
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => query.fail(e),
+        Err(_) => query.fail(time_limit(run_time)),
+    }
+}
+
+fn time_limit(limit: Duration) -> TrinoError {
+    TrinoError::new(
+        EXCEEDED_TIME_LIMIT,
+        format!("Query exceeded the maximum run time of {limit:?}"),
+    )
+}
