@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Statement, Value, ValueWithSpan,
-    visit_expressions_mut,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SelectItem, SetExpr, Statement,
+    Value, ValueWithSpan, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -70,6 +70,9 @@ pub fn rewrite(statement: &mut DFStatement, params: Option<&[Expr]>) -> Result<(
     if let Some(params) = params {
         substitute(stmt, params)?;
     }
+    if let Statement::Query(q) = stmt {
+        name_columns(q.body.as_mut());
+    }
     let mut error = None;
     let _ = visit_expressions_mut(stmt, |e| {
         match translate(e) {
@@ -85,6 +88,29 @@ pub fn rewrite(statement: &mut DFStatement, params: Option<&[Expr]>) -> Result<(
     match error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Trino names an output column that is neither a column reference nor
+/// aliased `_col<position>` (DataFusion would name it after the
+/// expression's text).
+fn name_columns(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                if let SelectItem::UnnamedExpr(e) = item
+                    && !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::new(format!("_col{i}")),
+                    };
+                }
+            }
+        }
+        SetExpr::SetOperation { left, .. } => name_columns(left),
+        SetExpr::Query(q) => name_columns(q.body.as_mut()),
+        _ => {}
     }
 }
 
@@ -338,24 +364,24 @@ mod tests {
     fn functions() {
         assert_eq!(
             rewritten("SELECT if(a > 1, 'x', 'y') FROM t", None),
-            "SELECT CASE WHEN (a > 1) THEN ('x') ELSE ('y') END FROM t"
+            "SELECT CASE WHEN (a > 1) THEN ('x') ELSE ('y') END AS _col0 FROM t"
         );
         assert_eq!(
             rewritten("SELECT count_if(a > 1) FROM t", None),
-            "SELECT count(CASE WHEN (a > 1) THEN 1 END) FROM t"
+            "SELECT count(CASE WHEN (a > 1) THEN 1 END) AS _col0 FROM t"
         );
         assert_eq!(
-            rewritten("SELECT year(ts), element_at(arr, 2) FROM t", None),
-            "SELECT CAST(date_part('year', ts) AS BIGINT), (arr)[2] FROM t"
+            rewritten("SELECT year(ts), element_at(arr, 2) AS e, t.x FROM t", None),
+            "SELECT CAST(date_part('year', ts) AS BIGINT) AS _col0, (arr)[2] AS e, t.x FROM t"
         );
         assert_eq!(
             rewritten("SELECT date_add('day', -3, d) FROM t", None),
-            "SELECT (d) + CAST(CAST((-3) * 1 AS VARCHAR) || ' day' AS INTERVAL) FROM t"
+            "SELECT (d) + CAST(CAST((-3) * 1 AS VARCHAR) || ' day' AS INTERVAL) AS _col0 FROM t"
         );
         // Nested calls are rewritten inside out.
         assert_eq!(
             rewritten("SELECT if(is_nan(x), 0, x) FROM t", None),
-            "SELECT CASE WHEN (isnan(x)) THEN (0) ELSE (x) END FROM t"
+            "SELECT CASE WHEN (isnan(x)) THEN (0) ELSE (x) END AS _col0 FROM t"
         );
     }
 

@@ -188,6 +188,8 @@ impl SchemaProvider for InfoSchema {
                         "data_type",
                         cols.iter().map(|c| Some(c.ty.name())).collect(),
                     ),
+                    text("comment", vec![None; cols.len()]),
+                    text("extra_info", vec![None; cols.len()]),
                 ])?
             }
             _ => return Ok(None),
@@ -221,13 +223,22 @@ impl CatalogProvider for SystemCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        vec![INFORMATION_SCHEMA.to_string(), "jdbc".to_string()]
+        vec![
+            INFORMATION_SCHEMA.to_string(),
+            "jdbc".to_string(),
+            "metadata".to_string(),
+        ]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         match name {
             "jdbc" => Some(Arc::new(JdbcSchema {
                 catalogs: Arc::clone(&self.catalogs),
+            })),
+            "metadata" => Some(Arc::new(MetadataSchema {
+                jdbc: JdbcSchema {
+                    catalogs: Arc::clone(&self.catalogs),
+                },
             })),
             INFORMATION_SCHEMA => Some(Arc::new(InfoSchema {
                 catalog: SYSTEM_CATALOG.to_string(),
@@ -420,6 +431,83 @@ impl SchemaProvider for JdbcSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         JDBC_TABLES.contains(&name)
+    }
+}
+
+/// `system.metadata`: `catalogs` and `table_comments` (no comments).
+#[derive(Debug)]
+struct MetadataSchema {
+    jdbc: JdbcSchema,
+}
+
+const METADATA_TABLES: [&str; 2] = ["catalogs", "table_comments"];
+
+#[async_trait]
+impl SchemaProvider for MetadataSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        METADATA_TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let all = self.jdbc.all();
+        let batch = match name {
+            "catalogs" => batch(vec![
+                text(
+                    "catalog_name",
+                    all.iter().map(|c| Some(c.0.clone())).collect(),
+                ),
+                text(
+                    "connector_id",
+                    all.iter().map(|c| Some(c.0.clone())).collect(),
+                ),
+                text(
+                    "connector_name",
+                    all.iter()
+                        .map(|c| {
+                            Some(
+                                if c.0 == SYSTEM_CATALOG {
+                                    "system"
+                                } else {
+                                    "sluice"
+                                }
+                                .to_string(),
+                            )
+                        })
+                        .collect(),
+                ),
+            ])?,
+            "table_comments" => {
+                let mut rows = Vec::new();
+                for (cat, provider) in &all {
+                    rows.extend(catalog_tables(cat, provider.as_ref()));
+                }
+                batch(vec![
+                    text(
+                        "catalog_name",
+                        rows.iter().map(|t| Some(t.0.clone())).collect(),
+                    ),
+                    text(
+                        "schema_name",
+                        rows.iter().map(|t| Some(t.1.clone())).collect(),
+                    ),
+                    text(
+                        "table_name",
+                        rows.iter().map(|t| Some(t.2.clone())).collect(),
+                    ),
+                    text("comment", vec![None; rows.len()]),
+                ])?
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(mem_table(batch)?))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        METADATA_TABLES.contains(&name)
     }
 }
 
