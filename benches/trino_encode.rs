@@ -76,13 +76,14 @@ fn bench(c: &mut Criterion) {
             for batch in &batches {
                 let mut start = 0;
                 while start < batch.num_rows() {
+                    let first = page.is_empty();
                     let n = sluice::trino::encode::write_rows(
                         batch,
                         start,
                         batch.num_rows() - start,
                         &mut page,
                         4 << 20,
-                        page.is_empty(),
+                        first,
                     )
                     .unwrap();
                     start += n;
