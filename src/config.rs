@@ -161,8 +161,12 @@ pub struct TrinoConfig {
     /// Queries executing at once; further ones wait in state QUEUED.
     pub max_concurrent_queries: usize,
     /// Queries waiting at once; beyond that a query fails with
-    /// QUERY_QUEUE_FULL.
+    /// QUERY_QUEUE_FULL. Queries whose pages were not all fetched count.
     pub max_queued_queries: usize,
+    /// Live queries of one token (running, queued or not fully fetched);
+    /// beyond that its new queries fail with QUERY_REJECTED, so one token
+    /// cannot take every slot.
+    pub max_queries_per_token: usize,
     /// Base URL of `nextUri` / `infoUri` when sluice runs behind a proxy
     /// (default: `http://` + the request's `Host`).
     pub external_url: Option<String>,
@@ -176,9 +180,10 @@ impl Default for TrinoConfig {
             max_run_time: Duration::from_secs(3600),
             max_wait: Duration::from_secs(1),
             page_max_rows: 65_536,
-            page_max_bytes: 4 << 20,
+            page_max_bytes: 1 << 20,
             max_concurrent_queries: 16,
-            max_queued_queries: 1000,
+            max_queued_queries: 100,
+            max_queries_per_token: 8,
             external_url: None,
         }
     }
@@ -426,8 +431,11 @@ impl Config {
         if t.page_max_rows == 0 || t.page_max_bytes == 0 {
             problems.push("trino.page_max_rows and trino.page_max_bytes must be at least 1".into());
         }
-        if t.max_concurrent_queries == 0 {
-            problems.push("trino.max_concurrent_queries must be at least 1".into());
+        if t.max_concurrent_queries == 0 || t.max_queries_per_token == 0 {
+            problems.push(
+                "trino.max_concurrent_queries and trino.max_queries_per_token must be at least 1"
+                    .into(),
+            );
         }
         if t.client_timeout.is_zero() || t.max_run_time.is_zero() {
             problems.push("trino.client_timeout and trino.max_run_time must be positive".into());

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::error::DataFusionError;
+
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
@@ -593,9 +595,16 @@ impl ExecutionPlan for SecureViewExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::clone(&self.schema);
-        let input = self.input.execute(partition, context)?;
+        let table = self.view.table.clone();
+        let input = self
+            .input
+            .execute(partition, context)
+            .map_err(|e| opaque_failure(&table, &e))?;
         let batches = input.map(move |batch| {
-            let batch = batch?;
+            // An error below the barrier comes from the row policy, a mask
+            // or the connector, and its message may quote values of rows
+            // or columns the token cannot see: log it, answer opaquely.
+            let batch = batch.map_err(|e| opaque_failure(&table, &e))?;
             let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
             Ok(RecordBatch::try_new_with_options(
                 Arc::clone(&schema),
@@ -608,6 +617,27 @@ impl ExecutionPlan for SecureViewExec {
             batches,
         )))
     }
+}
+
+/// Prefix of the error a secure view answers when its policy or its
+/// connector scan fails.
+pub const POLICY_FAILURE: &str = "reading the table under the token's policy failed";
+
+fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
+    match e.find_root() {
+        DataFusionError::Execution(m) if m.starts_with(POLICY_FAILURE) => {
+            return DataFusionError::Execution(m.clone());
+        }
+        // Memory limits say nothing about data.
+        DataFusionError::ResourcesExhausted(m) => {
+            return DataFusionError::ResourcesExhausted(m.clone());
+        }
+        _ => {}
+    }
+    tracing::warn!(table = %table, error = %e, "secure view input failed");
+    DataFusionError::Execution(format!(
+        "{POLICY_FAILURE} ({table}); the details are in the server log"
+    ))
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ codes! {
     DIVISION_BY_ZERO = 8, User;
     INVALID_CAST_ARGUMENT = 9, User;
     NOT_SUPPORTED = 13, User;
+    QUERY_REJECTED = 31, User;
     INVALID_SESSION_PROPERTY = 14, User;
     NUMERIC_VALUE_OUT_OF_RANGE = 19, User;
     CATALOG_NOT_FOUND = 44, User;
@@ -176,6 +177,11 @@ pub fn from_datafusion(e: &DataFusionError) -> TrinoError {
             err.location = parser_location(&text).or(Some((1, 1)));
             err
         }
+        DataFusionError::Execution(m)
+            if m.starts_with(sluice_planner::secure_view::POLICY_FAILURE) =>
+        {
+            TrinoError::new(CONNECTOR_ERROR, m.clone())
+        }
         DataFusionError::Plan(m) | DataFusionError::Execution(m) => classify_message(m, &message),
         DataFusionError::SchemaError(inner, _) => match inner.as_ref() {
             datafusion::common::SchemaError::AmbiguousReference { .. } => {
@@ -194,7 +200,7 @@ pub fn from_datafusion(e: &DataFusionError) -> TrinoError {
                 TrinoError::new(NUMERIC_VALUE_OUT_OF_RANGE, message)
             }
             arrow::error::ArrowError::ExternalError(_) | arrow::error::ArrowError::IoError(..) => {
-                TrinoError::new(CONNECTOR_ERROR, message)
+                opaque(CONNECTOR_ERROR, e)
             }
             _ => TrinoError::new(GENERIC_USER_ERROR, message),
         },
@@ -205,9 +211,24 @@ pub fn from_datafusion(e: &DataFusionError) -> TrinoError {
         DataFusionError::External(_)
         | DataFusionError::IoError(_)
         | DataFusionError::ObjectStore(_)
-        | DataFusionError::ParquetError(_) => TrinoError::new(CONNECTOR_ERROR, message),
-        _ => TrinoError::new(GENERIC_INTERNAL_ERROR, message),
+        | DataFusionError::ParquetError(_) => opaque(CONNECTOR_ERROR, e),
+        _ => opaque(GENERIC_INTERNAL_ERROR, e),
     }
+}
+
+/// Connector and internal failures: the detail (paths, partition values,
+/// internals) goes to the log, the client gets the error's name.
+fn opaque(code: (&'static str, i64, ErrorType), e: &DataFusionError) -> TrinoError {
+    tracing::error!(error = %e, name = code.0, "Trino query failed");
+    TrinoError::new(
+        code,
+        match code.2 {
+            ErrorType::External => {
+                "a catalog failed while reading; the details are in the server log"
+            }
+            _ => "internal error; the details are in the server log",
+        },
+    )
 }
 
 fn classify_message(raw: &str, message: &str) -> TrinoError {

@@ -89,8 +89,16 @@ impl TrinoState {
             max_run_time: config.max_run_time,
             max_concurrent: config.max_concurrent_queries.max(1),
             max_queued: config.max_queued_queries,
+            max_per_token: config.max_queries_per_token.max(1),
         });
         queries.spawn_reaper();
+        if config.external_url.is_none() && !local_addr.ip().is_loopback() {
+            tracing::warn!(
+                http_addr = %local_addr,
+                "trino.external_url is not set: nextUri is built as http:// + the request's Host; \
+                 behind a TLS proxy set it, or clients are sent back to plain http"
+            );
+        }
         Self {
             governor,
             auth,
@@ -716,6 +724,12 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
             }
         }
     };
+    if pages.done {
+        // Nothing more will be read: free buffered pages now.
+        pages.rx.close();
+        while pages.rx.try_recv().is_ok() {}
+        query.set_done();
+    }
     let cached = Cached {
         token,
         body,
@@ -844,3 +858,7 @@ async fn query_info(
 
 #[cfg(test)]
 mod tests;
+
+// Security review probes (see the file's header).
+#[cfg(test)]
+mod review_tests;

@@ -19,8 +19,8 @@ use tokio::task::AbortHandle;
 
 use super::encode;
 use super::error::{
-    ABANDONED_QUERY, EXCEEDED_TIME_LIMIT, GENERIC_INTERNAL_ERROR, QUERY_QUEUE_FULL, TrinoError,
-    USER_CANCELED, from_datafusion, from_plan_error,
+    ABANDONED_QUERY, EXCEEDED_TIME_LIMIT, GENERIC_INTERNAL_ERROR, QUERY_QUEUE_FULL, QUERY_REJECTED,
+    TrinoError, USER_CANCELED, from_datafusion, from_plan_error,
 };
 
 /// Query states as Trino reports them.
@@ -75,6 +75,9 @@ pub struct Limits {
     pub max_concurrent: usize,
     /// Queries waiting at once.
     pub max_queued: usize,
+    /// Live queries of one token (running, queued, or holding pages
+    /// nobody fetched yet).
+    pub max_per_token: usize,
 }
 
 /// What the producer hands to polls.
@@ -134,6 +137,7 @@ pub struct Query {
     failure: Mutex<Option<TrinoError>>,
     rows: AtomicU64,
     truncated: AtomicBool,
+    done: AtomicBool,
     task: Mutex<Option<AbortHandle>>,
 }
 
@@ -175,6 +179,16 @@ impl Query {
         }
     }
 
+    /// Whether the final response was produced (the query holds no pages).
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Marks the final response as produced.
+    pub fn set_done(&self) {
+        self.done.store(true, Ordering::Release);
+    }
+
     /// Marks the final page as produced.
     pub fn finish(&self, truncated: bool) {
         self.truncated.store(truncated, Ordering::Release);
@@ -209,7 +223,7 @@ impl Query {
 pub struct Queries {
     map: Mutex<HashMap<String, Arc<Query>>>,
     permits: Arc<Semaphore>,
-    queued: AtomicU64,
+    token_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     seq: AtomicU64,
     /// Bounds.
     pub limits: Limits,
@@ -221,10 +235,25 @@ impl Queries {
         Arc::new(Self {
             map: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(limits.max_concurrent)),
-            queued: AtomicU64::new(0),
+            token_slots: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             limits,
         })
+    }
+
+    /// Execution slots one token may hold at once: half of them, rounded
+    /// up, so another token always finds one when there are two or more.
+    pub fn slots_per_token(&self) -> usize {
+        self.limits.max_concurrent.div_ceil(2)
+    }
+
+    fn token_slots(&self, token: &str) -> Arc<Semaphore> {
+        let mut slots = self.token_slots.lock().expect("lock");
+        Arc::clone(
+            slots
+                .entry(token.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.slots_per_token()))),
+        )
     }
 
     /// A new Trino-style query id (`20241130_083100_00001_a1b2c`).
@@ -249,17 +278,6 @@ impl Queries {
         plan: GovernedPlan,
         run_time: Duration,
     ) -> Result<Arc<Query>, TrinoError> {
-        if self.queued.load(Ordering::Acquire) >= self.limits.max_queued as u64
-            && self.permits.available_permits() == 0
-        {
-            return Err(TrinoError::new(
-                QUERY_QUEUE_FULL,
-                format!(
-                    "Too many queued queries: {} (trino.max_queued_queries)",
-                    self.limits.max_queued
-                ),
-            ));
-        }
         let (tx, rx) = mpsc::channel(2);
         let query = Arc::new(Query {
             id: id.clone(),
@@ -279,12 +297,35 @@ impl Queries {
             failure: Mutex::new(None),
             rows: AtomicU64::new(0),
             truncated: AtomicBool::new(false),
+            done: AtomicBool::new(false),
             task: Mutex::new(None),
         });
-        self.map
-            .lock()
-            .expect("lock")
-            .insert(id, Arc::clone(&query));
+        {
+            // Admission under the registry lock, so concurrent requests
+            // cannot overshoot: every query that is not done holds a slot,
+            // a queue place or undelivered pages.
+            let mut map = self.map.lock().expect("lock");
+            let live: Vec<&Arc<Query>> = map.values().filter(|q| !q.is_done()).collect();
+            if live.len() >= self.limits.max_concurrent + self.limits.max_queued {
+                return Err(TrinoError::new(
+                    QUERY_QUEUE_FULL,
+                    format!(
+                        "Too many queries: {} running or queued (trino.max_concurrent_queries + trino.max_queued_queries)",
+                        live.len()
+                    ),
+                ));
+            }
+            let own = live.iter().filter(|q| q.token_id == query.token_id).count();
+            if own >= self.limits.max_per_token {
+                return Err(TrinoError::new(
+                    QUERY_REJECTED,
+                    format!(
+                        "This token already has {own} queries running, queued or not fully fetched (trino.max_queries_per_token); finish or cancel one first"
+                    ),
+                ));
+            }
+            map.insert(id, Arc::clone(&query));
+        }
         let handle = tokio::spawn(produce(
             Arc::clone(self),
             Arc::clone(&query),
@@ -312,6 +353,7 @@ impl Queries {
     pub fn cancel(&self, id: &str) {
         if let Some(q) = self.map.lock().expect("lock").remove(id) {
             q.fail(TrinoError::new(USER_CANCELED, "Query was canceled"));
+            q.set_done();
         }
     }
 
@@ -320,11 +362,20 @@ impl Queries {
     pub fn reap(&self) -> usize {
         let timeout = self.limits.client_timeout;
         let mut map = self.map.lock().expect("lock");
+        // Finished queries stay a little for retries of their last page.
+        let grace = timeout.min(Duration::from_secs(30));
         let stale: Vec<String> = map
             .values()
-            .filter(|q| q.idle() > timeout)
+            .filter(|q| q.idle() > if q.is_done() { grace } else { timeout })
             .map(|q| q.id.clone())
             .collect();
+        {
+            let share = self.slots_per_token();
+            self.token_slots
+                .lock()
+                .expect("lock")
+                .retain(|_, sem| Arc::strong_count(sem) > 1 || sem.available_permits() < share);
+        }
         for id in &stale {
             if let Some(q) = map.remove(id)
                 && !matches!(q.state(), State::Finished | State::Failed)
@@ -382,10 +433,14 @@ async fn produce(
 ) {
     let deadline = tokio::time::Instant::now() + run_time;
     let limits = queries.limits.clone();
-    queries.queued.fetch_add(1, Ordering::AcqRel);
-    let permit =
-        tokio::time::timeout_at(deadline, Arc::clone(&queries.permits).acquire_owned()).await;
-    queries.queued.fetch_sub(1, Ordering::AcqRel);
+    // The token's share first, then a gateway slot.
+    let token_slots = queries.token_slots(&query.token_id);
+    let permit = tokio::time::timeout_at(deadline, async {
+        let own = token_slots.acquire_owned().await?;
+        let global = Arc::clone(&queries.permits).acquire_owned().await?;
+        Ok::<_, tokio::sync::AcquireError>((own, global))
+    })
+    .await;
     let _permit = match permit {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => {

@@ -118,24 +118,56 @@ fn name_columns(body: &mut SetExpr) {
 /// typed literal such as `DATE '…'`, a signed number, `ARRAY[…]` /
 /// `MAP(…)` of literals, or a cast of one).
 pub fn check_parameter(e: &Expr) -> Result<()> {
+    use datafusion::sql::sqlparser::ast::UnaryOperator;
     let ok = match e {
-        Expr::Value(v) => !matches!(v.value, Value::Placeholder(_)),
-        Expr::TypedString(_) => true,
-        Expr::UnaryOp { expr, .. } => return check_parameter(expr),
-        Expr::Nested(inner) => return check_parameter(inner),
-        Expr::Cast { expr, .. } => return check_parameter(expr),
+        Expr::Value(v) => matches!(
+            v.value,
+            Value::Number(..)
+                | Value::SingleQuotedString(_)
+                | Value::HexStringLiteral(_)
+                | Value::Boolean(_)
+                | Value::Null
+        ),
+        Expr::TypedString(t) => matches!(t.value.value, Value::SingleQuotedString(_)),
+        // A sign only in front of a number (or nan() / infinity()).
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus | UnaryOperator::Plus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => matches!(v.value, Value::Number(..)),
+            Expr::Function(_) => return check_parameter(expr),
+            _ => false,
+        },
         Expr::Array(a) => return a.elem.iter().try_for_each(check_parameter),
         Expr::Function(f) => {
             let name = f.name.to_string().to_ascii_lowercase();
-            if !matches!(name.as_str(), "map" | "array") {
-                false
-            } else if let FunctionArguments::List(list) = &f.args {
-                return list.args.iter().try_for_each(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => check_parameter(e),
-                    _ => Err(not_literal(e)),
-                });
-            } else {
-                false
+            let plain = f.over.is_none()
+                && f.filter.is_none()
+                && f.within_group.is_empty()
+                && f.null_treatment.is_none()
+                && matches!(f.parameters, FunctionArguments::None)
+                && f.name.0.len() == 1;
+            let args = match &f.args {
+                FunctionArguments::None => Some(vec![]),
+                FunctionArguments::List(list)
+                    if list.clauses.is_empty() && list.duplicate_treatment.is_none() =>
+                {
+                    list.args
+                        .iter()
+                        .map(|a| match a {
+                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<_>>>()
+                }
+                _ => None,
+            };
+            match (plain, name.as_str(), args) {
+                (true, "nan" | "infinity", Some(a)) if a.is_empty() => true,
+                (true, "map", Some(a)) if a.len() == 2 => {
+                    return a.into_iter().try_for_each(check_parameter);
+                }
+                _ => false,
             }
         }
         _ => false,
@@ -195,10 +227,16 @@ fn substitute(stmt: &mut Statement, params: &[Expr]) -> Result<()> {
 }
 
 fn parse_expr(sql: &str) -> Result<Expr> {
-    Parser::new(&GenericDialect {})
+    let mut parser = Parser::new(&GenericDialect {})
         .try_with_sql(sql)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| Error::DataFusion(e.into()))
+        .map_err(|e| Error::DataFusion(e.into()))?;
+    let expr = parser
+        .parse_expr()
+        .map_err(|e| Error::DataFusion(e.into()))?;
+    if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
+        return Err(Error::Refused(format!("unexpected text after {expr}")));
+    }
+    Ok(expr)
 }
 
 /// The plain (unnamed, non-wildcard) arguments of a function call, or
@@ -268,18 +306,26 @@ fn translate(e: &Expr) -> Result<Option<Expr>> {
     let Some(args) = plain_args(&f.args) else {
         return Ok(None);
     };
-    let sql = match (name.as_str(), args.as_slice()) {
-        ("if", [c, a]) if simple => format!("CASE WHEN ({c}) THEN ({a}) END"),
-        ("if", [c, a, b]) if simple => format!("CASE WHEN ({c}) THEN ({a}) ELSE ({b}) END"),
+    // Each translation is a constant template whose `__sluice_argN`
+    // placeholders are replaced by the call's argument *trees*: user
+    // expressions are never printed and parsed again.
+    let (text, used): (String, Vec<&Expr>) = match (name.as_str(), args.as_slice()) {
+        ("if", [c, a]) if simple => (
+            "CASE WHEN __sluice_arg0 THEN __sluice_arg1 END".into(),
+            vec![c, a],
+        ),
+        ("if", [c, a, b]) if simple => (
+            "CASE WHEN __sluice_arg0 THEN __sluice_arg1 ELSE __sluice_arg2 END".into(),
+            vec![c, a, b],
+        ),
         ("if", _) => return Err(bad_args("if", "(condition, value [, else_value])")),
         ("count_if", [c]) => {
             let mut g = f.clone();
-            g.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
-                datafusion::sql::sqlparser::ast::Ident::new("count"),
-            ]);
+            g.name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![Ident::new("count")]);
             if let FunctionArguments::List(list) = &mut g.args {
-                list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(parse_expr(
-                    &format!("CASE WHEN ({c}) THEN 1 END"),
+                list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(template(
+                    "CASE WHEN __sluice_arg0 THEN 1 END",
+                    &[c],
                 )?))];
             }
             return Ok(Some(Expr::Function(g)));
@@ -288,23 +334,34 @@ fn translate(e: &Expr) -> Result<Option<Expr>> {
             let unit = string_literal(unit)
                 .ok_or_else(|| bad_args("date_add", "a unit literal such as 'day'"))?;
             let (factor, unit) = match unit.as_str() {
-                "millisecond" | "second" | "minute" | "hour" | "day" | "week" | "month"
-                | "year" => (1, unit.as_str()),
+                "millisecond" => (1, "millisecond"),
+                "second" => (1, "second"),
+                "minute" => (1, "minute"),
+                "hour" => (1, "hour"),
+                "day" => (1, "day"),
+                "week" => (1, "week"),
+                "month" => (1, "month"),
+                "year" => (1, "year"),
                 "quarter" => (3, "month"),
                 _ => return Err(bad_args("date_add", "a unit from millisecond to year")),
             };
-            format!("({x}) + CAST(CAST(({n}) * {factor} AS VARCHAR) || ' {unit}' AS INTERVAL)")
+            (
+                format!(
+                    "__sluice_arg1 + CAST(CAST(__sluice_arg0 * {factor} AS VARCHAR) || ' {unit}' AS INTERVAL)"
+                ),
+                vec![n, x],
+            )
         }
         ("date_diff", [unit, a, b]) if simple => {
             let unit = string_literal(unit)
                 .ok_or_else(|| bad_args("date_diff", "a unit literal such as 'day'"))?;
             let seconds = match unit.as_str() {
-                "millisecond" => 0.001,
-                "second" => 1.0,
-                "minute" => 60.0,
-                "hour" => 3600.0,
-                "day" => 86400.0,
-                "week" => 604800.0,
+                "millisecond" => "0.001",
+                "second" => "1.0",
+                "minute" => "60.0",
+                "hour" => "3600.0",
+                "day" => "86400.0",
+                "week" => "604800.0",
                 _ => {
                     return Err(bad_args(
                         "date_diff",
@@ -312,38 +369,73 @@ fn translate(e: &Expr) -> Result<Option<Expr>> {
                     ));
                 }
             };
-            format!(
-                "CAST(trunc((date_part('epoch', CAST(({b}) AS TIMESTAMP)) - date_part('epoch', CAST(({a}) AS TIMESTAMP))) / {seconds:?}) AS BIGINT)"
+            (
+                format!(
+                    "CAST(trunc((date_part('epoch', CAST(__sluice_arg1 AS TIMESTAMP)) - date_part('epoch', CAST(__sluice_arg0 AS TIMESTAMP))) / {seconds}) AS BIGINT)"
+                ),
+                vec![a, b],
             )
         }
-        ("element_at", [a, i]) if simple => format!("({a})[{i}]"),
+        ("element_at", [a, i]) if simple => ("__sluice_arg0[__sluice_arg1]".into(), vec![a, i]),
         (
             "year" | "quarter" | "month" | "week" | "week_of_year" | "day" | "day_of_month"
             | "day_of_year" | "doy" | "hour" | "minute" | "second",
             [x],
         ) if simple => {
             let part = match name.as_str() {
-                "week_of_year" => "week",
-                "day_of_month" => "day",
-                "day_of_year" => "doy",
-                other => other,
+                "year" => "year",
+                "quarter" => "quarter",
+                "month" => "month",
+                "week" | "week_of_year" => "week",
+                "day" | "day_of_month" => "day",
+                "day_of_year" | "doy" => "doy",
+                "hour" => "hour",
+                "minute" => "minute",
+                _ => "second",
             };
-            if part == "second" {
-                format!("CAST(floor(date_part('second', {x})) AS BIGINT)")
+            let t = if part == "second" {
+                "CAST(floor(date_part('second', __sluice_arg0)) AS BIGINT)".to_string()
             } else {
-                format!("CAST(date_part('{part}', {x}) AS BIGINT)")
-            }
+                format!("CAST(date_part('{part}', __sluice_arg0) AS BIGINT)")
+            };
+            (t, vec![x])
         }
-        ("day_of_week" | "dow", [x]) if simple => {
-            format!("CAST((CAST(date_part('dow', {x}) AS BIGINT) + 6) % 7 + 1 AS BIGINT)")
-        }
-        ("to_unixtime", [x]) if simple => format!("CAST(date_part('epoch', {x}) AS DOUBLE)"),
-        ("nan", []) if simple => "CAST('NaN' AS DOUBLE)".to_string(),
-        ("infinity", []) if simple => "CAST('Infinity' AS DOUBLE)".to_string(),
-        ("version", []) if simple => format!("'{}'", crate::VERSION),
+        ("day_of_week" | "dow", [x]) if simple => (
+            "CAST((CAST(date_part('dow', __sluice_arg0) AS BIGINT) + 6) % 7 + 1 AS BIGINT)".into(),
+            vec![x],
+        ),
+        ("to_unixtime", [x]) if simple => (
+            "CAST(date_part('epoch', __sluice_arg0) AS DOUBLE)".into(),
+            vec![x],
+        ),
+        ("nan", []) if simple => ("CAST('NaN' AS DOUBLE)".into(), vec![]),
+        ("infinity", []) if simple => ("CAST('Infinity' AS DOUBLE)".into(), vec![]),
+        ("version", []) if simple => (format!("'{}'", crate::VERSION), vec![]),
         _ => return Ok(None),
     };
-    parse_expr(&sql).map(Some)
+    template(&text, &used).map(Some)
+}
+
+const ARG: &str = "__sluice_arg";
+
+/// Parses the constant `sql` and puts `args` (as trees) in place of its
+/// `__sluice_argN` identifiers. The replacement happens after the
+/// placeholder's own (empty) subtree was visited, so an argument is never
+/// searched for placeholders itself.
+fn template(sql: &str, args: &[&Expr]) -> Result<Expr> {
+    let mut expr = parse_expr(sql)?;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::Identifier(id) = e
+            && id.quote_style.is_none()
+            && let Some(n) = id.value.strip_prefix(ARG)
+            && let Ok(i) = n.parse::<usize>()
+            && let Some(arg) = args.get(i)
+        {
+            *e = Expr::Nested(Box::new((*arg).clone()));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(expr)
 }
 
 #[cfg(test)]
@@ -372,7 +464,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT year(ts), element_at(arr, 2) AS e, t.x FROM t", None),
-            "SELECT CAST(date_part('year', ts) AS BIGINT) AS _col0, (arr)[2] AS e, t.x FROM t"
+            "SELECT CAST(date_part('year', (ts)) AS BIGINT) AS _col0, (arr)[(2)] AS e, t.x FROM t"
         );
         assert_eq!(
             rewritten("SELECT date_add('day', -3, d) FROM t", None),
@@ -401,7 +493,18 @@ mod tests {
         let p = parse_parameters("1, 2").unwrap();
         let err = rewrite(&mut st, Some(&p)).unwrap_err().to_string();
         assert!(err.contains("expected 1 but found 2"), "{err}");
-        for bad in ["(SELECT 1)", "a", "f(1)", "1 + x"] {
+        for bad in [
+            "(SELECT 1)",
+            "a",
+            "f(1)",
+            "1 + x",
+            "- -'x'",
+            "-'x'",
+            "map(ARRAY['a'], ARRAY[1]) FILTER (WHERE 1 > 0)",
+            "map(ARRAY['a'], ARRAY[(SELECT 1)])",
+            "N'x'",
+            "CAST(a AS INT)",
+        ] {
             assert!(parse_parameters(bad).is_err(), "{bad}");
         }
         for good in [
