@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The single test command of sluice (README: ./scripts/test.sh).
 #
-#   1. Python venv .venv with tests/clients/requirements.txt (pinned);
+#   1. Python venv .venv with tests/clients/requirements.txt (pinned), and
+#      the npm trino-client of tests/clients/npm (package-lock.json, npm ci;
+#      nodejs/npm from Debian if missing);
 #   2. a throwaway PostgreSQL cluster on 127.0.0.1 (SLUICE_TEST_POSTGRES_URL),
 #      installed from Debian if missing, stopped on exit;
 #   3. cargo test --workspace (debug);
@@ -20,6 +22,7 @@ cd "$ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}
 VENV=$ROOT/.venv
 REQUIREMENTS=$ROOT/tests/clients/requirements.txt
+NPM_DIR=$ROOT/tests/clients/npm
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'test.sh: %s\n' "$*" >&2; exit 1; }
@@ -66,6 +69,24 @@ setup_venv() {
     log "pip install -r tests/clients/requirements.txt"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQUIREMENTS"
     echo "$want" >"$VENV/.requirements.sha256"
+  fi
+}
+
+# --- 1b. npm trino-client -------------------------------------------------------------
+# node_modules is reinstalled (npm ci) only when package.json, the lockfile
+# or the node version changed since the last install.
+setup_npm() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing nodejs and npm from Debian"
+    apt_install nodejs npm
+  fi
+  local want have
+  want=$( (cat "$NPM_DIR/package.json" "$NPM_DIR/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)
+  have=$(cat "$NPM_DIR/node_modules/.sluice-lock.sha256" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    log "npm ci (tests/clients/npm)"
+    (cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" >"$NPM_DIR/node_modules/.sluice-lock.sha256"
   fi
 }
 
@@ -143,6 +164,7 @@ stage() {
 }
 
 setup_venv
+setup_npm
 start_postgres
 
 if [ "${SLUICE_TEST_SKIP_CARGO_TEST:-0}" != 1 ]; then

@@ -171,6 +171,7 @@ impl Governor {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::coop::CooperativeJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);
         let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
@@ -587,6 +588,13 @@ fn render_redacted(
     let pad = "  ".repeat(depth);
     if let Some(view) = plan.as_any().downcast_ref::<SecureViewExec>() {
         out.push(format!("{pad}{}", view.short_display()));
+        return;
+    }
+    // Scheduling wrappers (see `coop`) say nothing about the query.
+    if plan.name() == "CooperativeExec" {
+        for child in plan.children() {
+            render_redacted(child, depth, out, show);
+        }
         return;
     }
     out.push(format!("{pad}{}", show(plan.as_ref()).trim_end()));

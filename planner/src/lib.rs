@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod coop;
 pub mod error;
 pub mod governor;
 pub mod guard;

@@ -52,6 +52,9 @@ use crate::config::{TrinoConfig, parse_duration};
 pub const ROW_LIMIT_WARNING: &str = "SLUICE_ROW_LIMIT";
 /// Response header set on the final page of a truncated result.
 pub const TRUNCATED_HEADER: &str = "x-sluice-truncated";
+/// How long a poll that got a page waits for the end of the result, to
+/// answer both at once.
+const LOOK_AHEAD: Duration = Duration::from_millis(20);
 /// Session property lowering the run-time limit.
 pub const MAX_RUN_TIME_PROPERTY: &str = "query_max_run_time";
 
@@ -320,6 +323,7 @@ struct Page<'a> {
     update_type: Option<&'a str>,
     rows: u64,
     elapsed: Duration,
+    truncated: Option<bool>,
 }
 
 fn render(base: &str, p: Page<'_>) -> Bytes {
@@ -348,6 +352,11 @@ fn render(base: &str, p: Page<'_>) -> Bytes {
         },
         "warnings": p.warnings,
     });
+    if let Some(t) = p.truncated {
+        // The trino Python client keeps only the first response's
+        // warnings, but every response's stats (`cursor.stats`).
+        doc["stats"]["sluiceTruncated"] = Value::Bool(t);
+    }
     if let Some(next) = p.next {
         doc["nextUri"] = Value::String(next);
     }
@@ -411,6 +420,7 @@ fn immediate(
             update_type,
             rows: 0,
             elapsed: Duration::ZERO,
+            truncated: None,
         },
     );
     respond(&Cached {
@@ -480,16 +490,75 @@ async fn post_statement(
         }
     };
     match run_statement(&state, &scope, &session, &id, &sql).await {
-        Ok(Outcome::Run(query)) => poll(&state, &query, 0, &base).await,
+        Ok(Outcome::Run(query)) => first_answer(&state, &query, &base).await,
         Ok(Outcome::Done {
             update_type,
             headers,
         }) => immediate(&base, &id, None, Some(update_type), headers),
         Err(e) => {
             tracing::info!(query_id = %id, error = %e.name, "Trino statement failed");
-            immediate(&base, &id, Some(&e), None, vec![])
+            let query =
+                state
+                    .queries
+                    .start_failed(id, scope.token_id.clone(), session.user.clone(), e);
+            first_answer(&state, &query, &base).await
         }
     }
+}
+
+/// The answer to `POST /v1/statement` for a query: like Trino's, it carries
+/// the state and the `nextUri` of page 0 but no rows and no error (the
+/// npm client never reads rows or errors from it). When the result already
+/// ended cut at the row limit, the warning is on it too: the Python client
+/// reads warnings only from this answer.
+async fn first_answer(state: &TrinoState, query: &Arc<Query>, base: &str) -> Response {
+    let progress = query.settle(state.queries.limits.max_wait).await;
+    let truncated = matches!(progress, query::Progress::Ended(true));
+    let mut warnings = vec![];
+    let mut headers = vec![];
+    if truncated {
+        warnings.push(row_limit_warning(None));
+        headers.push((TRUNCATED_HEADER, "true".to_string()));
+    }
+    let body = render(
+        base,
+        Page {
+            id: &query.id,
+            state: match query.state() {
+                // A failure is reported by the first poll.
+                State::Failed | State::Finished => State::Running,
+                s => s,
+            },
+            next: Some(format!(
+                "{base}/v1/statement/executing/{}/{}/0",
+                query.id, query.slug
+            )),
+            columns: (!query.columns.is_null()).then_some(&query.columns),
+            data: None,
+            error: None,
+            warnings,
+            update_type: None,
+            rows: 0,
+            elapsed: query.elapsed(),
+            truncated: truncated.then_some(true),
+        },
+    );
+    respond(&Cached {
+        token: u64::MAX,
+        body,
+        headers,
+    })
+}
+
+fn row_limit_warning(rows: Option<u64>) -> Value {
+    let message = match rows {
+        Some(n) => format!("The result was truncated to {n} rows: the token's row_limit"),
+        None => "The result was truncated to the token's row_limit".to_string(),
+    };
+    json!({
+        "warningCode": {"code": 0x5300, "name": ROW_LIMIT_WARNING},
+        "message": message,
+    })
 }
 
 async fn run_statement(
@@ -664,64 +733,85 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
                 next: Option<String>,
                 data: Option<&str>,
                 error: Option<&TrinoError>,
-                warnings: Vec<Value>| {
+                truncated: Option<bool>| {
+        let mut warnings = vec![];
+        if truncated == Some(true) {
+            warnings.push(row_limit_warning(Some(query.rows())));
+        }
         render(
             base,
             Page {
                 id: &query.id,
                 state,
                 next,
-                columns: Some(&query.columns),
+                columns: (!query.columns.is_null()).then_some(&query.columns),
                 data,
                 error,
                 warnings,
                 update_type: None,
                 rows: query.rows(),
                 elapsed: query.elapsed(),
+                truncated,
             },
         )
     };
     let mut headers = Vec::new();
-    let body = if let Some(err) = query.failure() {
+    let failed = |pages: &mut query::Pages| {
         pages.done = true;
-        page(State::Failed, None, None, Some(&err), vec![])
+        let err = query.failure().unwrap_or_else(|| {
+            TrinoError::new(
+                error::GENERIC_INTERNAL_ERROR,
+                "the query ended unexpectedly",
+            )
+        });
+        page(State::Failed, None, None, Some(&err), None)
+    };
+    let body = if query.failure().is_some() {
+        failed(&mut pages)
     } else {
-        let received = tokio::select! {
-            m = pages.rx.recv() => Some(m),
-            () = tokio::time::sleep(state.queries.limits.max_wait) => None,
+        let received = match pages.pending.take() {
+            Some(m) => Some(Some(m)),
+            None => tokio::select! {
+                m = pages.rx.recv() => Some(m),
+                () = tokio::time::sleep(state.queries.limits.max_wait) => None,
+            },
         };
         match received {
-            None => page(query.state(), next(token + 1), None, None, vec![]),
+            None => page(query.state(), next(token + 1), None, None, None),
             Some(Some(Msg::Page(data, n))) => {
                 query.add_rows(n);
-                page(State::Running, next(token + 1), Some(&data), None, vec![])
+                // A result that ends right after this page ends in this
+                // response: one round trip less, and the truncation warning
+                // reaches clients that read only the first response's.
+                let ahead = tokio::time::timeout(LOOK_AHEAD, pages.rx.recv()).await;
+                match ahead {
+                    Ok(Some(Msg::Finished { truncated })) => {
+                        query.finish(truncated);
+                        pages.done = true;
+                        if truncated {
+                            headers.push((TRUNCATED_HEADER, "true".to_string()));
+                        }
+                        page(State::Finished, None, Some(&data), None, Some(truncated))
+                    }
+                    Ok(Some(other)) => {
+                        pages.pending = Some(other);
+                        page(State::Running, next(token + 1), Some(&data), None, None)
+                    }
+                    // Closed: the failure is answered by the next poll.
+                    Ok(None) | Err(_) => {
+                        page(State::Running, next(token + 1), Some(&data), None, None)
+                    }
+                }
             }
             Some(Some(Msg::Finished { truncated })) => {
                 query.finish(truncated);
                 pages.done = true;
-                let mut warnings = vec![];
                 if truncated {
-                    warnings.push(json!({
-                        "warningCode": {"code": 0x5300, "name": ROW_LIMIT_WARNING},
-                        "message": format!(
-                            "The result was truncated to {} rows: the token's row_limit",
-                            query.rows()
-                        ),
-                    }));
                     headers.push((TRUNCATED_HEADER, "true".to_string()));
                 }
-                page(State::Finished, None, None, None, warnings)
+                page(State::Finished, None, None, None, Some(truncated))
             }
-            Some(None) => {
-                pages.done = true;
-                let err = query.failure().unwrap_or_else(|| {
-                    TrinoError::new(
-                        error::GENERIC_INTERNAL_ERROR,
-                        "the query ended unexpectedly",
-                    )
-                });
-                page(State::Failed, None, None, Some(&err), vec![])
-            }
+            Some(None) => failed(&mut pages),
         }
     };
     if pages.done {
@@ -763,8 +853,9 @@ async fn get_page(
         Ok(s) => s,
         Err(r) => return r,
     };
+    // Unknown, expired and other tokens' queries answer alike.
     let Some(query) = owned_query(&state, &scope, &id, Some(&slug)) else {
-        return not_found();
+        return gone("query not found or expired");
     };
     let base = base_url(&state, &headers);
     poll(&state, &query, token, &base).await
@@ -780,11 +871,13 @@ async fn delete_page(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if owned_query(&state, &scope, &id, Some(&slug)).is_none() {
-        return not_found();
+    // Idempotent, and the same answer for queries that are unknown,
+    // finished or another token's (which are left alone): clients DELETE
+    // their last nextUri again when a cursor is closed.
+    if owned_query(&state, &scope, &id, Some(&slug)).is_some() {
+        state.queries.cancel(&id);
+        tracing::info!(query_id = %id, "Trino query cancelled by its client");
     }
-    state.queries.cancel(&id);
-    tracing::info!(query_id = %id, "Trino query cancelled by its client");
     StatusCode::NO_CONTENT.into_response()
 }
 

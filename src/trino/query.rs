@@ -92,6 +92,20 @@ pub enum Msg {
     },
 }
 
+/// How far the producer got (for the first answer, which carries no data
+/// but can already report a truncated result that ended quickly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Queued or producing.
+    Working,
+    /// Waiting for the client to fetch pages.
+    Blocked,
+    /// All pages produced; whether the row limit cut the result.
+    Ended(bool),
+    /// Failed.
+    Failed,
+}
+
 /// A response already sent for a page token, kept for retries.
 #[derive(Debug, Clone)]
 pub struct Cached {
@@ -108,6 +122,8 @@ pub struct Cached {
 pub struct Pages {
     /// Pages from the producer.
     pub rx: mpsc::Receiver<Msg>,
+    /// A message read ahead (after a page, to fold a quick end into it).
+    pub pending: Option<Msg>,
     /// The last response (for retries).
     pub last: Option<Cached>,
     /// Whether the final response was produced.
@@ -139,9 +155,42 @@ pub struct Query {
     truncated: AtomicBool,
     done: AtomicBool,
     task: Mutex<Option<AbortHandle>>,
+    progress: tokio::sync::watch::Sender<Progress>,
 }
 
 impl Query {
+    fn new(
+        id: String,
+        token_id: String,
+        user: Option<String>,
+        columns: Value,
+        rx: mpsc::Receiver<Msg>,
+    ) -> Self {
+        Query {
+            id,
+            slug: uuid::Uuid::new_v4().simple().to_string(),
+            token_id,
+            user,
+            created: Utc::now(),
+            columns,
+            pages: tokio::sync::Mutex::new(Pages {
+                rx,
+                pending: None,
+                last: None,
+                done: false,
+            }),
+            started: Instant::now(),
+            state: AtomicU8::new(State::Queued as u8),
+            last_access: Mutex::new(Instant::now()),
+            failure: Mutex::new(None),
+            rows: AtomicU64::new(0),
+            truncated: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            task: Mutex::new(None),
+            progress: tokio::sync::watch::channel(Progress::Working).0,
+        }
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Acquire))
@@ -165,6 +214,18 @@ impl Query {
         self.failure.lock().expect("lock").clone()
     }
 
+    /// Waits up to `limit` until the producer ended, failed or waits for
+    /// the client; returns how far it got.
+    pub async fn settle(&self, limit: Duration) -> Progress {
+        let mut rx = self.progress.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|p| *p != Progress::Working)).await;
+        *rx.borrow()
+    }
+
+    fn set_progress(&self, p: Progress) {
+        self.progress.send_replace(p);
+    }
+
     /// Fails the query (the first failure wins) and stops its producer.
     pub fn fail(&self, error: TrinoError) {
         {
@@ -174,6 +235,7 @@ impl Query {
             }
         }
         self.set_state(State::Failed);
+        self.set_progress(Progress::Failed);
         if let Some(task) = self.task.lock().expect("lock").take() {
             task.abort();
         }
@@ -279,27 +341,7 @@ impl Queries {
         run_time: Duration,
     ) -> Result<Arc<Query>, TrinoError> {
         let (tx, rx) = mpsc::channel(2);
-        let query = Arc::new(Query {
-            id: id.clone(),
-            slug: uuid::Uuid::new_v4().simple().to_string(),
-            token_id,
-            user,
-            created: Utc::now(),
-            columns,
-            pages: tokio::sync::Mutex::new(Pages {
-                rx,
-                last: None,
-                done: false,
-            }),
-            started: Instant::now(),
-            state: AtomicU8::new(State::Queued as u8),
-            last_access: Mutex::new(Instant::now()),
-            failure: Mutex::new(None),
-            rows: AtomicU64::new(0),
-            truncated: AtomicBool::new(false),
-            done: AtomicBool::new(false),
-            task: Mutex::new(None),
-        });
+        let query = Arc::new(Query::new(id.clone(), token_id, user, columns, rx));
         {
             // Admission under the registry lock, so concurrent requests
             // cannot overshoot: every query that is not done holds a slot,
@@ -326,7 +368,9 @@ impl Queries {
             }
             map.insert(id, Arc::clone(&query));
         }
-        let handle = tokio::spawn(produce(
+        // DataFusion runs on its own runtime: a CPU-bound plan that never
+        // yields must not starve the HTTP and Flight servers.
+        let handle = exec_runtime().spawn(produce(
             Arc::clone(self),
             Arc::clone(&query),
             plan,
@@ -334,7 +378,41 @@ impl Queries {
             run_time,
         ));
         *query.task.lock().expect("lock") = Some(handle.abort_handle());
+        // The run-time limit is also watched from here, where timers run
+        // even while the plan hogs the execution threads.
+        let weak = Arc::downgrade(&query);
+        tokio::spawn(async move {
+            tokio::time::sleep(run_time).await;
+            if let Some(q) = weak.upgrade()
+                && !q.is_done()
+                && !matches!(q.state(), State::Finished | State::Failed)
+            {
+                q.fail(time_limit(run_time));
+            }
+        });
         Ok(query)
+    }
+
+    /// Registers a statement that failed before it ran, so its error is
+    /// answered by the first poll like every other result (some clients
+    /// read nothing from the POST answer).
+    pub fn start_failed(
+        &self,
+        id: String,
+        token_id: String,
+        user: Option<String>,
+        error: TrinoError,
+    ) -> Arc<Query> {
+        let (_tx, rx) = mpsc::channel(1);
+        let query = Arc::new(Query::new(id.clone(), token_id, user, Value::Null, rx));
+        query.fail(error);
+        // Holds nothing: not counted by admission, forgotten after the grace.
+        query.set_done();
+        self.map
+            .lock()
+            .expect("lock")
+            .insert(id, Arc::clone(&query));
+        query
     }
 
     /// The query `id`, if it exists.
@@ -342,9 +420,17 @@ impl Queries {
         self.map.lock().expect("lock").get(id).cloned()
     }
 
-    /// Every query (for `GET /v1/query`).
+    /// Every live query: running, queued or not fully fetched (for
+    /// `GET /v1/query`).
     pub fn all(&self) -> Vec<Arc<Query>> {
-        let mut all: Vec<_> = self.map.lock().expect("lock").values().cloned().collect();
+        let mut all: Vec<_> = self
+            .map
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|q| !q.is_done())
+            .cloned()
+            .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
@@ -377,18 +463,30 @@ impl Queries {
                 .retain(|_, sem| Arc::strong_count(sem) > 1 || sem.available_permits() < share);
         }
         for id in &stale {
-            if let Some(q) = map.remove(id)
-                && !matches!(q.state(), State::Finished | State::Failed)
-            {
-                tracing::info!(query_id = %q.id, token_id = %q.token_id, "Trino query abandoned by its client");
-                q.fail(TrinoError::new(
-                    ABANDONED_QUERY,
-                    format!(
-                        "Query {} was abandoned: no poll for {:?} (trino.client_timeout)",
-                        q.id, timeout
-                    ),
-                ));
+            let Some(q) = map.get(id).cloned() else {
+                continue;
+            };
+            if q.is_done() {
+                map.remove(id);
+                continue;
             }
+            // Abandoned: stop it, free its pages, and keep it for the grace
+            // period so a late poll learns why.
+            tracing::info!(query_id = %q.id, token_id = %q.token_id, "Trino query abandoned by its client");
+            q.fail(TrinoError::new(
+                ABANDONED_QUERY,
+                format!(
+                    "Query {} was abandoned: no poll for {:?} (trino.client_timeout)",
+                    q.id, timeout
+                ),
+            ));
+            q.set_done();
+            if let Ok(mut pages) = q.pages.try_lock() {
+                pages.rx.close();
+                while pages.rx.try_recv().is_ok() {}
+                pages.pending = None;
+            }
+            q.touch();
         }
         stale.len()
     }
@@ -421,6 +519,25 @@ impl Queries {
             ));
         }
     }
+}
+
+/// The runtime DataFusion plans execute on (one thread per core).
+fn exec_runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(
+                    std::thread::available_parallelism()
+                        .map(usize::from)
+                        .unwrap_or(2),
+                )
+                .thread_name("sluice-exec")
+                .enable_all()
+                .build()
+                .expect("the execution runtime starts")
+        })
+        .handle()
 }
 
 /// The producer of one query.
@@ -478,6 +595,9 @@ async fn produce(
                 rows += n;
                 if rows >= limits.page_max_rows || page.len() >= limits.page_max_bytes {
                     let full = std::mem::take(&mut page);
+                    if tx.capacity() == 0 {
+                        query.set_progress(Progress::Blocked);
+                    }
                     if tx.send(Msg::Page(full, rows)).await.is_err() {
                         return Ok(None); // the query is gone
                     }
@@ -492,6 +612,7 @@ async fn produce(
     };
     match tokio::time::timeout_at(deadline, run).await {
         Ok(Ok(Some(truncated))) => {
+            query.set_progress(Progress::Ended(truncated));
             let _ = tx.send(Msg::Finished { truncated }).await;
         }
         Ok(Ok(None)) => {}

@@ -266,12 +266,20 @@ async fn run(
     }
 }
 
+/// The final answer of `sql` (errors come with the first poll, not the POST).
+async fn final_doc(app: &Router, auth: &str, sql: &str, extra: &[(&str, &str)]) -> Value {
+    run(app, auth, sql, extra).await.2.json()
+}
+
 const BEARER_ADMIN: &str = "Bearer admin-secret";
 const BEARER_EU: &str = "Bearer eu-secret";
 
 #[tokio::test]
 async fn authentication_failures_are_uniform() {
-    let f = fixture(quick());
+    let f = fixture(TrinoConfig {
+        page_max_rows: 100,
+        ..quick()
+    });
     let basic_bad = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("alice:wrong")
@@ -386,13 +394,28 @@ async fn pages_are_bounded_and_retries_idempotent() {
         call(&f.app, Method::GET, path_of(&next), Some(other), &[], "")
             .await
             .status,
-        StatusCode::NOT_FOUND
+        StatusCode::GONE
     );
+    // DELETE is idempotent and uniform: 204, and another token's query
+    // is left alone.
     assert_eq!(
         call(&f.app, Method::DELETE, path_of(&next), Some(other), &[], "")
             .await
             .status,
-        StatusCode::NOT_FOUND
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(
+            &f.app,
+            Method::GET,
+            path_of(&next),
+            Some(BEARER_ADMIN),
+            &[],
+            ""
+        )
+        .await
+        .body,
+        b.body
     );
     let id = first.json()["id"].as_str().unwrap().to_string();
     assert_eq!(
@@ -588,6 +611,7 @@ async fn policy_and_truncation() {
     assert_eq!(last.headers[TRUNCATED_HEADER], "true");
     let doc = last.json();
     assert_eq!(doc["warnings"][0]["warningCode"]["name"], ROW_LIMIT_WARNING);
+    assert_eq!(doc["stats"]["sluiceTruncated"], true);
     // Hidden columns and tables do not exist.
     for (sql, name) in [
         ("SELECT email FROM lake.sales.orders", "COLUMN_NOT_FOUND"),
@@ -602,16 +626,7 @@ async fn policy_and_truncation() {
         ("USE lake.hr", "SCHEMA_NOT_FOUND"),
         ("START TRANSACTION", "NOT_SUPPORTED"),
     ] {
-        let a = call(
-            &f.app,
-            Method::POST,
-            "/v1/statement",
-            Some(BEARER_EU),
-            &[],
-            sql,
-        )
-        .await;
-        let doc = a.json();
+        let doc = final_doc(&f.app, BEARER_EU, sql, &[]).await;
         assert_eq!(doc["stats"]["state"], "FAILED", "{sql}");
         assert_eq!(doc["error"]["errorName"], name, "{sql}: {doc}");
     }
@@ -652,16 +667,16 @@ async fn session_statements() {
     )
     .await;
     assert_eq!(a.headers["x-trino-set-session"], "query_max_run_time=10m");
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &[],
-        "SET SESSION query_max_run_time = 'soon'",
-    )
-    .await;
-    assert_eq!(a.json()["error"]["errorName"], "INVALID_SESSION_PROPERTY");
+    assert_eq!(
+        final_doc(
+            &f.app,
+            BEARER_EU,
+            "SET SESSION query_max_run_time = 'soon'",
+            &[]
+        )
+        .await["error"]["errorName"],
+        "INVALID_SESSION_PROPERTY"
+    );
     let a = call(
         &f.app,
         Method::POST,
@@ -690,16 +705,10 @@ async fn session_statements() {
     let (rows, _, _) = run(&f.app, BEARER_EU, "EXECUTE q1 USING 3", &prepared).await;
     assert_eq!(rows, vec![serde_json::json!([3])]);
     // Parameters are literals, never expressions over data.
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &prepared,
-        "EXECUTE q1 USING (SELECT 1)",
-    )
-    .await;
-    assert_eq!(a.json()["error"]["errorName"], "INVALID_PARAMETER_USAGE");
+    assert_eq!(
+        final_doc(&f.app, BEARER_EU, "EXECUTE q1 USING (SELECT 1)", &prepared).await["error"]["errorName"],
+        "INVALID_PARAMETER_USAGE"
+    );
     let a = call(
         &f.app,
         Method::POST,
@@ -718,16 +727,16 @@ async fn session_statements() {
     )
     .await;
     assert_eq!(rows, vec![serde_json::json!([1, "it's", 1.5])]);
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &[],
-        "EXECUTE IMMEDIATE 'SELECT ?' USING 1, 2",
-    )
-    .await;
-    assert_eq!(a.json()["error"]["errorName"], "INVALID_PARAMETER_USAGE");
+    assert_eq!(
+        final_doc(
+            &f.app,
+            BEARER_EU,
+            "EXECUTE IMMEDIATE 'SELECT ?' USING 1, 2",
+            &[]
+        )
+        .await["error"]["errorName"],
+        "INVALID_PARAMETER_USAGE"
+    );
 }
 
 #[tokio::test]

@@ -32,6 +32,10 @@ def normalize(v):
     if isinstance(v, (int, float)):
         return v
     if isinstance(v, dt.datetime):
+        if type(v) is not dt.datetime and hasattr(v, "to_pydatetime"):
+            # pyarrow returns pandas.Timestamp for ns timestamps when pandas
+            # is installed (the Trino tests need it): compare as datetime.
+            v = v.to_pydatetime(warn=False)
         return v.replace(tzinfo=None) if v.tzinfo is None else v.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if isinstance(v, dt.date):
         return dt.datetime(v.year, v.month, v.day)

@@ -20,6 +20,9 @@ from harness import HarnessError, SluiceServer, adbc_query, sluice_binary  # noq
 from oracle import Oracle  # noqa: E402
 from policy_views import build_oracle_db  # noqa: E402
 from tokens import EU_ANALYST, ORACLE_TOKENS, SALES_READER  # noqa: E402
+from trino_harness import (  # noqa: E402
+    TRINO_ORACLES, TRINO_SMALL_CONFIG, RawTrino, TrinoConnections, wait_until,
+)
 
 #: Oracle instances and servers of this session (for the terminal summary).
 _ORACLES: list[Oracle] = []
@@ -90,6 +93,7 @@ class Connections:
         self.server = server
         self.tokens = tokens
         self._conns: dict[tuple[str, str], object] = {}
+        self._recorded: dict[tuple[str, str], object] = {}
 
     def get(self, key: str, mode: str = "bearer"):
         if (key, mode) not in self._conns:
@@ -98,6 +102,21 @@ class Connections:
 
     def query(self, key: str, sql: str, params=None, mode: str = "bearer"):
         return adbc_query(self.get(key, mode), sql, params)
+
+    def query_recorded(self, key: str, sql: str):
+        """``query`` for read-only oracle queries, remembering the answer
+        (table or exception) so that the Trino-vs-Flight oracle does not run
+        the same ~1100 Flight queries a second time in one session. The lake
+        is static during a session, so the recorded answer is the answer."""
+        if (key, sql) not in self._recorded:
+            try:
+                self._recorded[(key, sql)] = self.query(key, sql)
+            except Exception as e:  # noqa: BLE001 - recorded, re-raised below
+                self._recorded[(key, sql)] = e
+        out = self._recorded[(key, sql)]
+        if isinstance(out, Exception):
+            raise out
+        return out
 
     def close(self) -> None:
         for conn in self._conns.values():
@@ -129,7 +148,7 @@ def adbc_basic(conns):
 
 @pytest.fixture(scope="session")
 def oracle(lake, conns):
-    o = Oracle(ORACLE_TOKENS, lake.sources, TABLE_CLASSES, lambda key, sql: conns.query(key, sql))
+    o = Oracle(ORACLE_TOKENS, lake.sources, TABLE_CLASSES, lambda key, sql: conns.query_recorded(key, sql))
     _ORACLES.append(o)
     yield o
     o.close()
@@ -150,6 +169,76 @@ def expect(lake):
     yield run
     for db in dbs.values():
         db.close()
+
+
+# --- Trino HTTP frontend ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def trino_conns(server, tokens):
+    """``trino`` DB-API connections to the main server, one per (token key,
+    auth mode): ``trino_conns.get(key, mode)``, ``.query(key, sql, params)``
+    -> (description, rows), ``.rows(...)``."""
+    c = TrinoConnections(server, tokens)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def trino_small(sluice_bin, lake, tmp_path_factory):
+    """A second server on the same lake with TRINO_SMALL_CONFIG (its own
+    SQLite store, so its own tokens: see ``small_tokens``)."""
+    srv = SluiceServer(
+        binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice-trino-small"), lake=lake,
+        extra_config=TRINO_SMALL_CONFIG,
+    )
+    _SERVERS.append(srv)
+    try:
+        srv.start()
+    except HarnessError as e:
+        srv.close()
+        pytest.fail(str(e), pytrace=False)
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="session")
+def small_tokens(trino_small) -> Tokens:
+    """Tokens of ``trino_small`` (same keys as ``tokens``). The first use
+    also warms the server up (catalog load) so that time-bounded tests do
+    not pay for it."""
+    bodies = dict(ORACLE_TOKENS)
+    bodies["eu_analyst"] = EU_ANALYST
+    bodies["sales_reader"] = SALES_READER
+    made = Tokens(trino_small, bodies)
+    raw = RawTrino(trino_small.http_base, made["sales_reader"]["secret"])
+    try:
+        raw.run("SELECT count(*) FROM lake.sales.orders")
+    finally:
+        raw.close()
+    return made
+
+
+def _live_queries(srv: SluiceServer) -> list[dict]:
+    raw = RawTrino(srv.http_base, srv.admin_secret, timeout_s=10)
+    try:
+        return raw.queries()
+    finally:
+        raw.close()
+
+
+@pytest.fixture
+def small(trino_small, small_tokens):
+    """``trino_small`` for one test, with no query of an earlier test still
+    holding a slot (they are cancelled or reaped within the client timeout);
+    the test's own queries must be gone within a few seconds after it."""
+    wait_until(lambda: not _live_queries(trino_small), timeout_s=15,
+               what="no live Trino queries on the small server before the test")
+    yield trino_small
+    try:
+        wait_until(lambda: not _live_queries(trino_small), timeout_s=15,
+                   what="no live Trino queries on the small server after the test")
+    except Exception:  # noqa: BLE001 - the next test's setup reports it
+        pass
 
 
 def _server_errors(srv: SluiceServer, limit: int = 15) -> list[str]:
@@ -195,3 +284,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for key, s in sorted(o.stats.items()):
             for d in s.details[:20]:
                 tr.write_line(f"  mismatch {d}")
+    for o in TRINO_ORACLES:
+        if not o.stats:
+            continue
+        tr = terminalreporter
+        tr.section("sluice Trino vs Flight SQL (same token, same query)")
+        for line in o.summary_lines():
+            tr.write_line(line)

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Trino HTTP frontend vs Flight SQL, end to end (issue 3). Not part of CI.
+
+Usage (from the repository root, after ./scripts/test.sh created .venv):
+
+    .venv/bin/python benches/trino_e2e.py [--rows 3000000] [--iterations 3] [--dir /tmp/sluice-trino-bench]
+
+Like benches/e2e.py it builds the release binary and a demo warehouse with
+--rows orders (sluice demo --no-serve), starts `sluice serve`, and creates a
+policy token (row rule region = token.region, deny rule, hashed email;
+row_limit above the stream). Then, against that one gateway in one run, it
+streams 1M rows of
+
+    SELECT order_id, region, customer_email, amount FROM lake.sales.orders LIMIT 1000000
+
+(a) through the `trino` Python client (DB-API, fetchall: JSON pages decoded
+    into Python rows), and
+(b) through ADBC Flight SQL (fetch_arrow_table: Arrow batches),
+
+and prints the medians, rows/s of each and the ratio (a)/(b). The demo
+regions cycle eu/us/apac/eu/latam, so --rows must be at least 2.5M for 1M
+visible rows; the script checks the row counts. Machines here are noisy:
+run it more than once.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/sluice-target"))
+STREAM = "SELECT order_id, region, customer_email, amount FROM lake.sales.orders LIMIT 1000000"
+EXPECTED_ROWS = 1_000_000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sh(*cmd, **kw):
+    print("+", " ".join(cmd), file=sys.stderr)
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def timed(fn, iterations):
+    """Median wall time in ms of ``fn`` (after one warm-up run) and the
+    row count it returned."""
+    rows = fn()
+    times = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        n = fn()
+        times.append((time.perf_counter() - t) * 1000)
+        if n != rows:
+            raise AssertionError(f"row count changed between runs: {rows} then {n}")
+    return statistics.median(times), rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=3_000_000)
+    ap.add_argument("--iterations", type=int, default=3)
+    ap.add_argument("--dir", default="/tmp/sluice-trino-bench")
+    args = ap.parse_args()
+
+    import adbc_driver_flightsql.dbapi as flightsql
+    import trino
+    from trino.auth import BasicAuthentication
+
+    sh("cargo", "build", "--release", "-p", "sluice", "--bin", "sluice", cwd=ROOT,
+       env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
+    sluice = os.path.join(TARGET, "release", "sluice")
+
+    flight_port, http_port = free_port(), free_port()
+    env = dict(os.environ, SLUICE__SERVER__FLIGHT_ADDR=f"127.0.0.1:{flight_port}",
+               SLUICE__SERVER__HTTP_ADDR=f"127.0.0.1:{http_port}")
+    t = time.perf_counter()
+    sh(sluice, "demo", "--dir", args.dir, "--rows", str(args.rows), "--no-serve", env=env, stdout=subprocess.DEVNULL)
+    print(f"warehouse ready in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    tokens = json.load(open(os.path.join(args.dir, "tokens.json")))
+    config = os.path.join(args.dir, "sluice.toml")
+    server = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(os.path.join(args.dir, "serve.log"), "w"), start_new_session=True)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        admin = tokens["tokens"]["admin"]["secret"]
+        body = json.dumps({
+            "name": "bench-trino-policy", "attributes": {"region": "eu"}, "max_sensitivity": 3,
+            "row_limit": 2_000_000,
+            "grants": [{"table": "lake.sales.orders",
+                        "columns": ["order_id", "region", "customer_email", "amount"],
+                        "masks": {"customer_email": "hash"},
+                        "allow_rules": ["region = token.region"],
+                        "deny_rules": ["amount > 100000"]}]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/tokens", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+        secret = json.load(urllib.request.urlopen(req))["secret"]
+
+        trino_conn = trino.dbapi.connect(
+            host="127.0.0.1", port=http_port, user="bench", http_scheme="http",
+            auth=BasicAuthentication("bench", secret), allow_insecure_auth=True, request_timeout=300,
+        )
+        adbc_conn = flightsql.connect(
+            f"grpc://127.0.0.1:{flight_port}",
+            db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {secret}"}, autocommit=True,
+        )
+
+        def via_trino():
+            cur = trino_conn.cursor()
+            cur.execute(STREAM)
+            return len(cur.fetchall())
+
+        def via_adbc():
+            cur = adbc_conn.cursor()
+            try:
+                cur.execute(STREAM)
+                return cur.fetch_arrow_table().num_rows
+            finally:
+                cur.close()
+
+        adbc_ms, adbc_rows = timed(via_adbc, args.iterations)
+        trino_ms, trino_rows = timed(via_trino, args.iterations)
+        for label, n in (("flight", adbc_rows), ("trino", trino_rows)):
+            if n != EXPECTED_ROWS:
+                raise SystemExit(f"{label} returned {n} rows, expected {EXPECTED_ROWS} (raise --rows?)")
+        results = {
+            "query": STREAM,
+            "rows": EXPECTED_ROWS,
+            "iterations": args.iterations,
+            "trino_python_ms": round(trino_ms, 1),
+            "flight_adbc_ms": round(adbc_ms, 1),
+            "trino_rows_per_s": round(EXPECTED_ROWS / (trino_ms / 1000)),
+            "flight_rows_per_s": round(EXPECTED_ROWS / (adbc_ms / 1000)),
+            "trino_over_flight": round(trino_ms / adbc_ms, 2),
+        }
+        print(json.dumps(results, indent=2))
+        trino_conn.close()
+        adbc_conn.close()
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
