@@ -17,7 +17,10 @@ streams 1M rows of
     into Python rows), and
 (b) through ADBC Flight SQL (fetch_arrow_table: Arrow batches),
 
-and prints the medians, rows/s of each and the ratio (a)/(b). The demo
+and prints the medians, rows/s of each and the ratio (a)/(b). It also
+times (c) the Trino protocol alone (POST and GET of every page with
+`requests`, bytes read but not decoded), which separates sluice's side of
+the Trino path from the Python client's JSON decoding. The demo
 regions cycle eu/us/apac/eu/latam, so --rows must be at least 2.5M for 1M
 visible rows; the script checks the row counts. Machines here are noisy:
 run it more than once.
@@ -124,6 +127,29 @@ def main():
             cur.execute(STREAM)
             return len(cur.fetchall())
 
+        import base64
+        import re
+        import requests
+        raw = requests.Session()
+        raw.headers.update({
+            "Authorization": "Basic " + base64.b64encode(f"bench:{secret}".encode()).decode(),
+            "X-Trino-User": "bench",
+        })
+        next_re = re.compile(rb'"nextUri":"([^"]+)"')
+
+        def via_raw_http():
+            # The protocol alone: POST, then GET every nextUri, reading the
+            # bytes without decoding them (server side + transport).
+            body = raw.post(f"http://127.0.0.1:{http_port}/v1/statement", data=STREAM).content
+            rows = 0
+            while True:
+                m = next_re.search(body)
+                if not m:
+                    break
+                body = raw.get(m.group(1).decode()).content
+                rows += body.count(b"],[") + 1 if b'"data":[[' in body else 0
+            return rows
+
         def via_adbc():
             cur = adbc_conn.cursor()
             try:
@@ -134,6 +160,7 @@ def main():
 
         adbc_ms, adbc_rows = timed(via_adbc, args.iterations)
         trino_ms, trino_rows = timed(via_trino, args.iterations)
+        raw_ms, _ = timed(via_raw_http, args.iterations)
         for label, n in (("flight", adbc_rows), ("trino", trino_rows)):
             if n != EXPECTED_ROWS:
                 raise SystemExit(f"{label} returned {n} rows, expected {EXPECTED_ROWS} (raise --rows?)")
@@ -146,6 +173,9 @@ def main():
             "trino_rows_per_s": round(EXPECTED_ROWS / (trino_ms / 1000)),
             "flight_rows_per_s": round(EXPECTED_ROWS / (adbc_ms / 1000)),
             "trino_over_flight": round(trino_ms / adbc_ms, 2),
+            "trino_protocol_only_ms": round(raw_ms, 1),
+            "trino_protocol_rows_per_s": round(EXPECTED_ROWS / (raw_ms / 1000)),
+            "trino_protocol_over_flight": round(raw_ms / adbc_ms, 2),
         }
         print(json.dumps(results, indent=2))
         trino_conn.close()
