@@ -437,6 +437,12 @@ impl Config {
                     .into(),
             );
         }
+        if t.client_timeout < t.max_wait * 2 {
+            problems.push(
+                "trino.client_timeout must be at least twice trino.max_wait (a poll waits up to max_wait)"
+                    .into(),
+            );
+        }
         if t.client_timeout.is_zero() || t.max_run_time.is_zero() {
             problems.push("trino.client_timeout and trino.max_run_time must be positive".into());
         }

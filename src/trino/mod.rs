@@ -814,10 +814,12 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
             Some(None) => failed(&mut pages),
         }
     };
+    let retire = pages.done;
     if pages.done {
         // Nothing more will be read: free buffered pages now.
         pages.rx.close();
         while pages.rx.try_recv().is_ok() {}
+        pages.pending = None;
         query.set_done();
     }
     let cached = Cached {
@@ -827,6 +829,10 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
     };
     pages.last = Some(cached.clone());
     query.touch();
+    drop(pages);
+    if retire {
+        state.queries.retire();
+    }
     respond(&cached)
 }
 

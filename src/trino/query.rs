@@ -23,6 +23,10 @@ use super::error::{
     TrinoError, USER_CANCELED, from_datafusion, from_plan_error,
 };
 
+/// Longest error message kept for a statement that failed before it ran
+/// (messages can echo the statement).
+const MAX_ERROR_MESSAGE: usize = 1024;
+
 /// Query states as Trino reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -154,6 +158,8 @@ pub struct Query {
     rows: AtomicU64,
     truncated: AtomicBool,
     done: AtomicBool,
+    finished_at: Mutex<Option<Instant>>,
+    producing: AtomicBool,
     task: Mutex<Option<AbortHandle>>,
     progress: tokio::sync::watch::Sender<Progress>,
 }
@@ -186,6 +192,8 @@ impl Query {
             rows: AtomicU64::new(0),
             truncated: AtomicBool::new(false),
             done: AtomicBool::new(false),
+            finished_at: Mutex::new(None),
+            producing: AtomicBool::new(false),
             task: Mutex::new(None),
             progress: tokio::sync::watch::channel(Progress::Working).0,
         }
@@ -248,7 +256,21 @@ impl Query {
 
     /// Marks the final response as produced.
     pub fn set_done(&self) {
-        self.done.store(true, Ordering::Release);
+        if !self.done.swap(true, Ordering::AcqRel) {
+            *self.finished_at.lock().expect("lock") = Some(Instant::now());
+        }
+    }
+
+    /// Time since the final response was produced.
+    fn since_done(&self) -> Option<Duration> {
+        self.finished_at.lock().expect("lock").map(|t| t.elapsed())
+    }
+
+    /// Whether the query still holds execution resources or pages: not
+    /// done, or its producer task has not ended yet (a task that does not
+    /// yield outlives its cancellation until it does).
+    pub fn is_live(&self) -> bool {
+        !self.is_done() || self.producing.load(Ordering::Acquire)
     }
 
     /// Marks the final page as produced.
@@ -306,7 +328,13 @@ impl Queries {
     /// Execution slots one token may hold at once: half of them, rounded
     /// up, so another token always finds one when there are two or more.
     pub fn slots_per_token(&self) -> usize {
-        self.limits.max_concurrent.div_ceil(2)
+        // Also fewer than the execution threads: an expression that runs
+        // long between two batches holds its thread until it yields.
+        self.limits
+            .max_concurrent
+            .div_ceil(2)
+            .min(exec_threads().saturating_sub(1))
+            .max(1)
     }
 
     fn token_slots(&self, token: &str) -> Arc<Semaphore> {
@@ -347,7 +375,7 @@ impl Queries {
             // cannot overshoot: every query that is not done holds a slot,
             // a queue place or undelivered pages.
             let mut map = self.map.lock().expect("lock");
-            let live: Vec<&Arc<Query>> = map.values().filter(|q| !q.is_done()).collect();
+            let live: Vec<&Arc<Query>> = map.values().filter(|q| q.is_live()).collect();
             if live.len() >= self.limits.max_concurrent + self.limits.max_queued {
                 return Err(TrinoError::new(
                     QUERY_QUEUE_FULL,
@@ -370,6 +398,7 @@ impl Queries {
         }
         // DataFusion runs on its own runtime: a CPU-bound plan that never
         // yields must not starve the HTTP and Flight servers.
+        query.producing.store(true, Ordering::Release);
         let handle = exec_runtime().spawn(produce(
             Arc::clone(self),
             Arc::clone(&query),
@@ -380,12 +409,18 @@ impl Queries {
         *query.task.lock().expect("lock") = Some(handle.abort_handle());
         // The run-time limit is also watched from here, where timers run
         // even while the plan hogs the execution threads.
+        // It ends with the production (or the query), not after the full
+        // limit, and never fails a result that was completely produced.
         let weak = Arc::downgrade(&query);
+        let mut progress = query.progress.subscribe();
         tokio::spawn(async move {
-            tokio::time::sleep(run_time).await;
+            tokio::select! {
+                () = tokio::time::sleep(run_time) => {}
+                _ = progress.wait_for(|p| matches!(p, Progress::Ended(_) | Progress::Failed)) => return,
+            }
             if let Some(q) = weak.upgrade()
                 && !q.is_done()
-                && !matches!(q.state(), State::Finished | State::Failed)
+                && *q.progress.borrow() == Progress::Working
             {
                 q.fail(time_limit(run_time));
             }
@@ -403,16 +438,61 @@ impl Queries {
         user: Option<String>,
         error: TrinoError,
     ) -> Arc<Query> {
+        let mut error = error;
+        if error.message.len() > MAX_ERROR_MESSAGE {
+            let mut cut = MAX_ERROR_MESSAGE;
+            while !error.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.message.truncate(cut);
+            error.message.push_str(" …");
+        }
         let (_tx, rx) = mpsc::channel(1);
         let query = Arc::new(Query::new(id.clone(), token_id, user, Value::Null, rx));
         query.fail(error);
-        // Holds nothing: not counted by admission, forgotten after the grace.
+        // Holds no execution resources: retired like a finished query.
         query.set_done();
         self.map
             .lock()
             .expect("lock")
             .insert(id, Arc::clone(&query));
+        self.retire();
         query
+    }
+
+    /// Bounds what finished queries keep for retries of their last
+    /// response: at most `max_concurrent + max_queued` of them, and at most
+    /// `max_per_token` per token; the oldest are forgotten first.
+    pub fn retire(&self) {
+        let mut map = self.map.lock().expect("lock");
+        let mut done: Vec<(Duration, String, String)> = map
+            .values()
+            .filter(|q| !q.is_live())
+            .filter_map(|q| {
+                q.since_done()
+                    .map(|d| (d, q.id.clone(), q.token_id.clone()))
+            })
+            .collect();
+        // Oldest first.
+        done.sort_by_key(|d| std::cmp::Reverse(d.0));
+        let global = self.limits.max_concurrent + self.limits.max_queued;
+        let mut per_token: HashMap<String, usize> = HashMap::new();
+        for (_, _, token) in &done {
+            *per_token.entry(token.clone()).or_default() += 1;
+        }
+        let mut total = done.len();
+        let mut evict = Vec::new();
+        for (_, id, token) in &done {
+            let own = per_token.get_mut(token).expect("counted");
+            if total > global || *own > self.limits.max_per_token {
+                evict.push(id.clone());
+                total -= 1;
+                *own -= 1;
+            }
+        }
+        for id in evict {
+            map.remove(&id);
+        }
     }
 
     /// The query `id`, if it exists.
@@ -450,9 +530,14 @@ impl Queries {
         let mut map = self.map.lock().expect("lock");
         // Finished queries stay a little for retries of their last page.
         let grace = timeout.min(Duration::from_secs(30));
+        // Finished ones by the time since they finished: retries do not
+        // extend it.
         let stale: Vec<String> = map
             .values()
-            .filter(|q| q.idle() > if q.is_done() { grace } else { timeout })
+            .filter(|q| match q.since_done() {
+                Some(d) => d > grace && !q.producing.load(Ordering::Acquire),
+                None => q.idle() > timeout,
+            })
             .map(|q| q.id.clone())
             .collect();
         {
@@ -466,7 +551,7 @@ impl Queries {
             let Some(q) = map.get(id).cloned() else {
                 continue;
             };
-            if q.is_done() {
+            if q.since_done().is_some() {
                 map.remove(id);
                 continue;
             }
@@ -521,17 +606,21 @@ impl Queries {
     }
 }
 
-/// The runtime DataFusion plans execute on (one thread per core).
+fn exec_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+        .max(2)
+}
+
+/// The runtime DataFusion plans execute on (one thread per core, at least
+/// two).
 fn exec_runtime() -> &'static tokio::runtime::Handle {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(
-                    std::thread::available_parallelism()
-                        .map(usize::from)
-                        .unwrap_or(2),
-                )
+                .worker_threads(exec_threads())
                 .thread_name("sluice-exec")
                 .enable_all()
                 .build()
@@ -548,6 +637,14 @@ async fn produce(
     tx: mpsc::Sender<Msg>,
     run_time: Duration,
 ) {
+    // Cleared when this task ends, however it ends (dropped on abort).
+    struct Producing(Arc<Query>);
+    impl Drop for Producing {
+        fn drop(&mut self) {
+            self.0.producing.store(false, Ordering::Release);
+        }
+    }
+    let _producing = Producing(Arc::clone(&query));
     let deadline = tokio::time::Instant::now() + run_time;
     let limits = queries.limits.clone();
     // The token's share first, then a gateway slot.
@@ -558,7 +655,7 @@ async fn produce(
         Ok::<_, tokio::sync::AcquireError>((own, global))
     })
     .await;
-    let _permit = match permit {
+    let permits = match permit {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => {
             query.fail(TrinoError::new(
@@ -610,7 +707,12 @@ async fn produce(
         }
         Ok::<_, TrinoError>(Some(stream.truncated()))
     };
-    match tokio::time::timeout_at(deadline, run).await {
+    let outcome = tokio::time::timeout_at(deadline, run).await;
+    // Free the slots and stop counting before the end is announced, so the
+    // client's next query is admitted.
+    drop(permits);
+    query.producing.store(false, Ordering::Release);
+    match outcome {
         Ok(Ok(Some(truncated))) => {
             query.set_progress(Progress::Ended(truncated));
             let _ = tx.send(Msg::Finished { truncated }).await;

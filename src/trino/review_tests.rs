@@ -519,14 +519,15 @@ async fn finding_queue_bound_is_racy() {
 /// holding `max_concurrent_queries` slow queries queues everybody else's.
 #[tokio::test]
 async fn finding_one_token_starves_the_others() {
-    // One token executes at most half of the slots (rounded up): with 3
-    // slots, `other` runs two queries and a third token still gets one.
+    // One token executes at most its share of the slots (half, rounded up,
+    // and fewer than the execution threads): `other` fills its share and
+    // another token still gets a slot.
     let f = fixture(TrinoConfig {
         max_concurrent_queries: 3,
         page_max_rows: 100,
         ..quick()
     });
-    for _ in 0..2 {
+    for _ in 0..f.queries.slots_per_token() {
         let a = call(
             &f.app,
             Method::POST,
@@ -833,5 +834,322 @@ async fn held_json_encoding() {
             "Infinity",
             null
         ])]
+    );
+}
+
+// ------------------------------------------- re-review of 532d01a (lifecycle)
+
+/// Ids and final-page paths of `n` runs of `sql`, each fetched to the end.
+async fn finish_many(
+    app: &Router,
+    auth: &str,
+    sql: &str,
+    n: usize,
+) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut a = call(app, Method::POST, "/v1/statement", Some(auth), &[], sql).await;
+        let mut last_path = String::new();
+        loop {
+            assert_eq!(a.status, StatusCode::OK);
+            let doc = a.json();
+            match doc["nextUri"].as_str() {
+                Some(next) => {
+                    last_path = path_of(next);
+                    a = call(app, Method::GET, &last_path, Some(auth), &[], "").await;
+                }
+                None => {
+                    out.push((doc["id"].as_str().unwrap().to_string(), last_path, doc));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// FINDING (medium, regression of the admission fix): the look-ahead folds
+/// the end of a result into its last data page, so a query is "done" (not
+/// counted by admission) while its cached last response still holds a full
+/// page of rows. A retry of that page touches the query, so the grace
+/// period never runs out: one token keeps any number of result pages in
+/// memory with max_concurrent_queries = max_queued_queries = 1.
+#[tokio::test]
+async fn finding_done_queries_hold_pages_outside_admission() {
+    let f = fixture(TrinoConfig {
+        max_concurrent_queries: 1,
+        max_queued_queries: 1,
+        max_queries_per_token: 1,
+        client_timeout: Duration::from_millis(600),
+        ..quick()
+    });
+    let runs = finish_many(
+        &f.app,
+        EU,
+        "SELECT n, repeat('x', 20000) FROM (VALUES (1), (2)) AS t(n)",
+        12,
+    )
+    .await;
+    for (_, _, doc) in &runs {
+        assert_eq!(doc["stats"]["state"], "FINISHED", "{doc}");
+        assert!(doc["data"].is_array(), "final answer without rows: {doc}");
+    }
+    // Keep them alive with retries of the last page, well past the grace.
+    for _ in 0..6 {
+        for (_, path, _) in &runs {
+            let a = call(&f.app, Method::GET, path, Some(EU), &[], "").await;
+            // Retired queries (bounded per token, grace from their end)
+            // answer 410.
+            assert!(
+                a.status == StatusCode::OK || a.status == StatusCode::GONE,
+                "{}",
+                a.status
+            );
+        }
+        f.queries.reap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut held = 0usize;
+    let mut bytes = 0usize;
+    for (id, _, _) in &runs {
+        if let Some(q) = f.queries.get(id)
+            && let Ok(p) = q.pages.try_lock()
+            && let Some(last) = &p.last
+            && String::from_utf8_lossy(&last.body).contains("\"data\"")
+        {
+            held += 1;
+            bytes += last.body.len();
+        }
+    }
+    assert!(
+        held <= 2,
+        "{held} fully fetched queries still hold {bytes} bytes of rows after 1.5 s \
+         (grace 0.6 s), none counted by admission (cap: 2 live queries)"
+    );
+}
+
+/// FINDING (low/medium): failed statements are now registered
+/// (`start_failed`) outside admission, with their full error message (which
+/// echoes user text: here a 200 kB identifier, twice: error + cached page),
+/// and a retry of page 0 keeps them forever. Before 532d01a nothing was kept.
+#[tokio::test]
+async fn finding_failed_statements_registered_without_bound() {
+    let f = fixture(TrinoConfig {
+        max_queries_per_token: 1,
+        client_timeout: Duration::from_millis(600),
+        ..quick()
+    });
+    let name = "y".repeat(200_000);
+    let sql = format!("SELECT * FROM lake.sales.\"{name}\"");
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let a = call(&f.app, Method::POST, "/v1/statement", Some(EU), &[], &sql).await;
+        let doc = a.json();
+        ids.push(doc["id"].as_str().unwrap().to_string());
+    }
+    let stored: usize = ids
+        .iter()
+        .filter_map(|id| f.queries.get(id))
+        .filter_map(|q| q.failure())
+        .map(|e| e.message.len())
+        .sum();
+    assert!(
+        stored < 100_000,
+        "{} failed statements of one token (max_queries_per_token = 1) keep {stored} bytes of \
+         error text in the registry",
+        ids.len()
+    );
+}
+
+/// FINDING (low): every started query leaves a watchdog task sleeping for
+/// the whole run-time limit (1 h by default), long after the query ended;
+/// it pins the `Query` allocation through its `Weak`.
+#[tokio::test]
+async fn finding_watchdog_tasks_outlive_their_queries() {
+    let f = fixture(quick());
+    let before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let runs = finish_many(&f.app, EU, "SELECT 1", 50).await;
+    assert_eq!(runs.len(), 50);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert!(
+        after <= before + 5,
+        "{} tasks still alive after 50 finished queries",
+        after - before
+    );
+}
+
+/// FINDING (low, correctness): the watchdog fails a query whose producer
+/// already produced every page (state stays RUNNING until the client reads
+/// the end), so a slow reader of a complete result gets EXCEEDED_TIME_LIMIT
+/// and loses the buffered rows.
+#[tokio::test]
+async fn finding_watchdog_fails_complete_results_of_slow_readers() {
+    let f = fixture(TrinoConfig {
+        max_run_time: Duration::from_millis(400),
+        page_max_rows: 1,
+        ..quick()
+    });
+    let a = call(
+        &f.app,
+        Method::POST,
+        "/v1/statement",
+        Some(EU),
+        &[],
+        "SELECT n FROM (VALUES (1), (2)) AS t(n)",
+    )
+    .await;
+    let mut next = a.json()["nextUri"].as_str().map(path_of);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut last = Value::Null;
+    while let Some(p) = next {
+        let doc = call(&f.app, Method::GET, &p, Some(EU), &[], "")
+            .await
+            .json();
+        next = doc["nextUri"].as_str().map(path_of);
+        last = doc;
+    }
+    assert_eq!(
+        last["stats"]["state"], "FINISHED",
+        "a fully produced result failed while the client read it: {last}"
+    );
+}
+
+/// Held: another token's query is indistinguishable from an unknown one on
+/// every route (GET page 410, DELETE 204, GET /v1/query/{id} 404), and a
+/// foreign DELETE does not cancel or touch it. Failed statements too.
+#[tokio::test]
+async fn held_foreign_queries_look_unknown() {
+    let f = fixture(TrinoConfig {
+        page_max_rows: 10,
+        ..quick()
+    });
+    let own = call(
+        &f.app,
+        Method::POST,
+        "/v1/statement",
+        Some(EU),
+        &[],
+        "SELECT n FROM lake.sales.endless",
+    )
+    .await
+    .json();
+    let bad = call(
+        &f.app,
+        Method::POST,
+        "/v1/statement",
+        Some(EU),
+        &[],
+        "SELECT * FROM lake.hr.salaries",
+    )
+    .await
+    .json();
+    for doc in [&own, &bad] {
+        let id = doc["id"].as_str().unwrap();
+        let next = path_of(doc["nextUri"].as_str().unwrap());
+        let unknown = next.replace(id, "20260101_000000_00001_zzzzz");
+        for auth in [OTHER, TENANT] {
+            let g1 = call(&f.app, Method::GET, &next, Some(auth), &[], "").await;
+            let g2 = call(&f.app, Method::GET, &unknown, Some(auth), &[], "").await;
+            assert_eq!((g1.status, &g1.body), (g2.status, &g2.body));
+            let d1 = call(&f.app, Method::DELETE, &next, Some(auth), &[], "").await;
+            let d2 = call(&f.app, Method::DELETE, &unknown, Some(auth), &[], "").await;
+            assert_eq!((d1.status, &d1.body), (d2.status, &d2.body));
+            let i1 = call(
+                &f.app,
+                Method::GET,
+                &format!("/v1/query/{id}"),
+                Some(auth),
+                &[],
+                "",
+            )
+            .await;
+            let i2 = call(
+                &f.app,
+                Method::GET,
+                "/v1/query/20260101_000000_00001_zzzzz",
+                Some(auth),
+                &[],
+                "",
+            )
+            .await;
+            assert_eq!((i1.status, &i1.body), (i2.status, &i2.body));
+        }
+        let q = f.queries.get(id).expect("still registered");
+        assert_ne!(q.failure().map(|e| e.name), Some("USER_CANCELED"));
+    }
+    // The owner still reads its query and its error.
+    let doc = call(
+        &f.app,
+        Method::GET,
+        &path_of(bad["nextUri"].as_str().unwrap()),
+        Some(EU),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(doc["error"]["errorName"], "TABLE_NOT_FOUND");
+    assert!(!doc.to_string().contains("999999"));
+}
+
+/// FINDING (medium): CooperativeExec makes *operators* yield between
+/// batches, but one expression over one batch never yields: a projection of
+/// an expensive scalar (`levenshtein` of long strings) over a few rows pins
+/// an execution thread for as long as it computes. The watchdog marks the
+/// query FAILED and DELETE forgets it, but the task cannot be aborted: it
+/// keeps its thread and both permits, and the registry no longer counts it.
+/// `exec_runtime` has one thread per core, so a token with as many such
+/// queries as cores stops every other token's queries. Ignored by default:
+/// it pins the shared execution runtime for ~a minute.
+/// Run: cargo test -p sluice --lib finding_scalar_hog -- --ignored
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn finding_scalar_hog_survives_cancel_and_time_limit() {
+    let f = fixture(TrinoConfig {
+        max_run_time: Duration::from_secs(30),
+        ..quick()
+    });
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2);
+    let hog = "SELECT sum(levenshtein(repeat('a', 20000), repeat('b', 20000) || CAST(n AS VARCHAR))) \
+               FROM unnest(range(1, 40)) AS t(n)";
+    for _ in 0..threads {
+        let a = call(
+            &f.app,
+            Method::POST,
+            "/v1/statement",
+            Some(EU),
+            &[("x-trino-session", "query_max_run_time=500ms")],
+            hog,
+        )
+        .await
+        .json();
+        let next = path_of(a["nextUri"].as_str().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        call(&f.app, Method::DELETE, &next, Some(EU), &[], "").await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Both hogs are cancelled and past their time limit; another token runs
+    // a trivial query with a 5 s limit.
+    let t0 = std::time::Instant::now();
+    let (rows, doc) = run(
+        &f.app,
+        OTHER,
+        "SELECT 1",
+        &[("x-trino-session", "query_max_run_time=5s")],
+    )
+    .await;
+    let _ = rows;
+    assert_eq!(
+        doc["stats"]["state"],
+        "FINISHED",
+        "another token's query could not run after {:?}: {doc}",
+        t0.elapsed()
     );
 }
