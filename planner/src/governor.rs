@@ -174,6 +174,9 @@ impl Governor {
             .with_physical_optimizer_rule(Arc::new(crate::coop::CooperativeJoins))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        for udf in crate::vectors::udfs() {
+            ctx.register_udf(udf);
+        }
         let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
         for (name, entry) in &self.catalogs {
             if !scope.may_see_prefix(name) {

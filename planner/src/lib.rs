@@ -14,7 +14,8 @@
 //! - [`scoped_catalog`]: catalogs that list only granted tables;
 //! - [`governor`]: session building, planning, row-limit enforcement;
 //! - [`auth`]: the authenticator interface frontends call;
-//! - [`trino`]: the Trino dialect (types, functions, metadata statements).
+//! - [`trino`]: the Trino dialect (types, functions, metadata statements);
+//! - [`vectors`]: vector distance functions.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod rules;
 pub mod scoped_catalog;
 pub mod secure_view;
 pub mod trino;
+pub mod vectors;
 
 pub use auth::{AuthFailure, AuthFailureKind, Authenticator};
 pub use error::{Error, Result};
