@@ -561,6 +561,10 @@ fn row_limit_warning(rows: Option<u64>) -> Value {
     })
 }
 
+fn classify_trino(sql: &str) -> Result<TrinoStatement, TrinoError> {
+    classify(sql).map_err(|e| from_plan_error(&e))
+}
+
 async fn run_statement(
     state: &TrinoState,
     scope: &Arc<TokenScope>,
@@ -568,7 +572,7 @@ async fn run_statement(
     id: &str,
     sql: &str,
 ) -> Result<Outcome, TrinoError> {
-    let statement = classify(sql).map_err(|e| from_plan_error(&e))?;
+    let statement = classify_trino(sql)?;
     let (statement, params) = match statement {
         TrinoStatement::Use { catalog, schema } => {
             let catalog = catalog.or_else(|| session.catalog.clone()).ok_or_else(|| {
@@ -615,14 +619,7 @@ async fn run_statement(
             });
         }
         TrinoStatement::Prepare { name, sql } => {
-            if !matches!(
-                classify(&sql).map_err(|e| from_plan_error(&e))?,
-                TrinoStatement::Query(_)
-                    | TrinoStatement::ShowCatalogs { .. }
-                    | TrinoStatement::ShowSchemas { .. }
-                    | TrinoStatement::ShowTables { .. }
-                    | TrinoStatement::ShowColumns { .. }
-            ) {
+            if !classify_trino(&sql)?.is_plannable() {
                 return Err(TrinoError::new(
                     NOT_SUPPORTED,
                     "only queries can be prepared",
@@ -652,22 +649,13 @@ async fn run_statement(
             let sql = session.prepared.get(&name).ok_or_else(|| {
                 TrinoError::new(NOT_FOUND, format!("Prepared statement not found: {name}"))
             })?;
-            (classify(sql).map_err(|e| from_plan_error(&e))?, params)
+            (classify_trino(sql)?, params)
         }
-        TrinoStatement::ExecuteImmediate { sql, params } => {
-            (classify(&sql).map_err(|e| from_plan_error(&e))?, params)
-        }
+        TrinoStatement::ExecuteImmediate { sql, params } => (classify_trino(&sql)?, params),
         TrinoStatement::Unsupported(m) => return Err(TrinoError::new(NOT_SUPPORTED, m)),
         other => (other, None),
     };
-    if !matches!(
-        statement,
-        TrinoStatement::Query(_)
-            | TrinoStatement::ShowCatalogs { .. }
-            | TrinoStatement::ShowSchemas { .. }
-            | TrinoStatement::ShowTables { .. }
-            | TrinoStatement::ShowColumns { .. }
-    ) {
+    if !statement.is_plannable() {
         return Err(TrinoError::new(
             NOT_SUPPORTED,
             "only queries can be executed as prepared statements",

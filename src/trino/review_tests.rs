@@ -13,9 +13,8 @@ use std::time::Duration;
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{MemTable, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider};
 use datafusion::error::DataFusionError;
@@ -27,7 +26,6 @@ use serde_json::Value;
 use sluice_planner::{
     AuthFailure, AuthFailureKind, Authenticator, CatalogEntry, Governor, TokenScope,
 };
-use tower::ServiceExt as _;
 
 use super::*;
 
@@ -280,54 +278,7 @@ fn quick() -> TrinoConfig {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-async fn call(
-    app: &Router,
-    method: Method,
-    uri: &str,
-    auth: Option<&str>,
-    extra: &[(&str, &str)],
-    body: &str,
-) -> Answer {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("host", "gw.test:8080");
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
-    }
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let resp = app
-        .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
+use super::tests::{Answer, call};
 
 fn path_of(uri: &str) -> String {
     let u = url::Url::parse(uri).unwrap();

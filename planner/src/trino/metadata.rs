@@ -39,6 +39,13 @@ struct ColumnInfo {
     nullable: bool,
 }
 
+impl ColumnInfo {
+    /// `YES` / `NO`, as both metadata tables spell it.
+    fn is_nullable(&self) -> &'static str {
+        if self.nullable { "YES" } else { "NO" }
+    }
+}
+
 /// A scoped catalog plus Trino's `information_schema`.
 #[derive(Debug)]
 pub struct TrinoCatalog {
@@ -59,15 +66,7 @@ impl CatalogProvider for TrinoCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .schema_names()
-            .into_iter()
-            .filter(|s| s != INFORMATION_SCHEMA)
-            .collect();
-        names.push(INFORMATION_SCHEMA.to_string());
-        names.sort();
-        names
+        with_information_schema(self.inner.as_ref())
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
@@ -108,20 +107,9 @@ impl SchemaProvider for InfoSchema {
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let cat = self.catalog.as_str();
-        let schemas = || {
-            let mut s: Vec<String> = self
-                .inner
-                .schema_names()
-                .into_iter()
-                .filter(|s| s != INFORMATION_SCHEMA)
-                .collect();
-            s.push(INFORMATION_SCHEMA.to_string());
-            s.sort();
-            s
-        };
         let batch = match name {
             "schemata" => {
-                let names = schemas();
+                let names = with_information_schema(self.inner.as_ref());
                 batch(vec![
                     text("catalog_name", vec![Some(cat.to_string()); names.len()]),
                     text("schema_name", names.into_iter().map(Some).collect()),
@@ -181,7 +169,7 @@ impl SchemaProvider for InfoSchema {
                     text(
                         "is_nullable",
                         cols.iter()
-                            .map(|c| Some(if c.nullable { "YES" } else { "NO" }.to_string()))
+                            .map(|c| Some(c.is_nullable().to_string()))
                             .collect(),
                     ),
                     text(
@@ -413,7 +401,7 @@ impl SchemaProvider for JdbcSchema {
                     text(
                         "is_nullable",
                         cols.iter()
-                            .map(|c| Some(if c.nullable { "YES" } else { "NO" }.to_string()))
+                            .map(|c| Some(c.is_nullable().to_string()))
                             .collect(),
                     ),
                     text("scope_catalog", vec![None; n]),
@@ -509,6 +497,18 @@ impl SchemaProvider for MetadataSchema {
     fn table_exist(&self, name: &str) -> bool {
         METADATA_TABLES.contains(&name)
     }
+}
+
+/// The schemas of `inner` plus `information_schema`, sorted.
+fn with_information_schema(inner: &dyn CatalogProvider) -> Vec<String> {
+    let mut names: Vec<String> = inner
+        .schema_names()
+        .into_iter()
+        .filter(|s| s != INFORMATION_SCHEMA)
+        .collect();
+    names.push(INFORMATION_SCHEMA.to_string());
+    names.sort();
+    names
 }
 
 /// `(catalog, schema, table)` of every visible table of `provider`, sorted.

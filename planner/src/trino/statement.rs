@@ -90,6 +90,21 @@ pub enum TrinoStatement {
     Unsupported(String),
 }
 
+impl TrinoStatement {
+    /// Whether the governor plans it (a query or a metadata statement), as
+    /// opposed to a session statement the frontend answers itself.
+    pub fn is_plannable(&self) -> bool {
+        matches!(
+            self,
+            TrinoStatement::Query(_)
+                | TrinoStatement::ShowCatalogs { .. }
+                | TrinoStatement::ShowSchemas { .. }
+                | TrinoStatement::ShowTables { .. }
+                | TrinoStatement::ShowColumns { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     /// A word; `true` when it was double-quoted.
