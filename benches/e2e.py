@@ -19,6 +19,7 @@ for an aggregate and a 1M-row stream. It prints medians and the ratios
 """
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 import tomllib
 import urllib.request
 
@@ -50,6 +52,48 @@ def free_port():
 def sh(*cmd, **kw):
     print("+", " ".join(cmd), file=sys.stderr)
     return subprocess.run(cmd, check=True, **kw)
+
+
+@contextlib.contextmanager
+def gateway(sluice, directory, rows, token_name):
+    """A demo warehouse with ``rows`` orders in ``directory``, served by the
+    release binary ``sluice`` on free ports, and a policy token
+    ``token_name`` (row rule region = token.region, deny rule, hashed email,
+    row_limit above the 1M-row stream). Yields ``secret``, ``flight_port``,
+    ``http_port`` and ``config``; stops the server on exit."""
+    flight_port, http_port = free_port(), free_port()
+    env = dict(os.environ, SLUICE__SERVER__FLIGHT_ADDR=f"127.0.0.1:{flight_port}",
+               SLUICE__SERVER__HTTP_ADDR=f"127.0.0.1:{http_port}")
+    t = time.perf_counter()
+    sh(sluice, "demo", "--dir", directory, "--rows", str(rows), "--no-serve", env=env, stdout=subprocess.DEVNULL)
+    print(f"warehouse ready in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    tokens = json.load(open(os.path.join(directory, "tokens.json")))
+    config = os.path.join(directory, "sluice.toml")
+    server = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(os.path.join(directory, "serve.log"), "w"), start_new_session=True)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        admin = tokens["tokens"]["admin"]["secret"]
+        body = json.dumps({
+            "name": token_name, "attributes": {"region": "eu"}, "max_sensitivity": 3,
+            "row_limit": 2_000_000,
+            "grants": [{"table": "lake.sales.orders",
+                        "columns": ["order_id", "region", "customer_email", "amount"],
+                        "masks": {"customer_email": "hash"},
+                        "allow_rules": ["region = token.region"],
+                        "deny_rules": ["amount > 100000"]}]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/tokens", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+        secret = json.load(urllib.request.urlopen(req))["secret"]
+        yield types.SimpleNamespace(secret=secret, flight_port=flight_port, http_port=http_port, config=config)
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
 
 
 def flight_query(client, options, sql):
@@ -112,35 +156,8 @@ def main():
     sluice = os.path.join(TARGET, "release", "sluice")
     raw = os.path.join(TARGET, "release", "examples", "raw_query")
 
-    flight_port, http_port = free_port(), free_port()
-    env = dict(os.environ, SLUICE__SERVER__FLIGHT_ADDR=f"127.0.0.1:{flight_port}",
-               SLUICE__SERVER__HTTP_ADDR=f"127.0.0.1:{http_port}")
-    t = time.perf_counter()
-    sh(sluice, "demo", "--dir", args.dir, "--rows", str(args.rows), "--no-serve", env=env, stdout=subprocess.DEVNULL)
-    print(f"warehouse ready in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    tokens = json.load(open(os.path.join(args.dir, "tokens.json")))
-    config = os.path.join(args.dir, "sluice.toml")
-    server = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(os.path.join(args.dir, "serve.log"), "w"), start_new_session=True)
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        admin = tokens["tokens"]["admin"]["secret"]
-        body = json.dumps({
-            "name": "bench-policy", "attributes": {"region": "eu"}, "max_sensitivity": 3,
-            "row_limit": 2_000_000,
-            "grants": [{"table": "lake.sales.orders",
-                        "columns": ["order_id", "region", "customer_email", "amount"],
-                        "masks": {"customer_email": "hash"},
-                        "allow_rules": ["region = token.region"],
-                        "deny_rules": ["amount > 100000"]}]}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/tokens", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
-        secret = json.load(urllib.request.urlopen(req))["secret"]
+    with gateway(sluice, args.dir, args.rows, "bench-policy") as gw:
+        secret, flight_port, config = gw.secret, gw.flight_port, gw.config
 
         client = flight.FlightClient(f"grpc://127.0.0.1:{flight_port}")
         options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {secret}".encode())])
@@ -167,9 +184,6 @@ def main():
             results[label] = {"datafusion_ms": round(a, 1), "sluice_flight_ms": round(b, 1), "duckdb_ms": round(c, 1),
                               "sluice_over_datafusion": round(b / a, 2), "sluice_over_duckdb": round(b / c, 2)}
         print(json.dumps({"rows": args.rows, "iterations": args.iterations, "results": results}, indent=2))
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -29,29 +29,13 @@ run it more than once.
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/sluice-target"))
+from e2e import ROOT, TARGET, gateway, sh  # the shared gateway setup (benches/e2e.py)
+
 STREAM = "SELECT order_id, region, customer_email, amount FROM lake.sales.orders LIMIT 1000000"
 EXPECTED_ROWS = 1_000_000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sh(*cmd, **kw):
-    print("+", " ".join(cmd), file=sys.stderr)
-    return subprocess.run(cmd, check=True, **kw)
 
 
 def timed(fn, iterations):
@@ -83,35 +67,8 @@ def main():
        env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
     sluice = os.path.join(TARGET, "release", "sluice")
 
-    flight_port, http_port = free_port(), free_port()
-    env = dict(os.environ, SLUICE__SERVER__FLIGHT_ADDR=f"127.0.0.1:{flight_port}",
-               SLUICE__SERVER__HTTP_ADDR=f"127.0.0.1:{http_port}")
-    t = time.perf_counter()
-    sh(sluice, "demo", "--dir", args.dir, "--rows", str(args.rows), "--no-serve", env=env, stdout=subprocess.DEVNULL)
-    print(f"warehouse ready in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    tokens = json.load(open(os.path.join(args.dir, "tokens.json")))
-    config = os.path.join(args.dir, "sluice.toml")
-    server = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
-                              stderr=open(os.path.join(args.dir, "serve.log"), "w"), start_new_session=True)
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        admin = tokens["tokens"]["admin"]["secret"]
-        body = json.dumps({
-            "name": "bench-trino-policy", "attributes": {"region": "eu"}, "max_sensitivity": 3,
-            "row_limit": 2_000_000,
-            "grants": [{"table": "lake.sales.orders",
-                        "columns": ["order_id", "region", "customer_email", "amount"],
-                        "masks": {"customer_email": "hash"},
-                        "allow_rules": ["region = token.region"],
-                        "deny_rules": ["amount > 100000"]}]}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/tokens", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
-        secret = json.load(urllib.request.urlopen(req))["secret"]
+    with gateway(sluice, args.dir, args.rows, "bench-trino-policy") as gw:
+        secret, flight_port, http_port = gw.secret, gw.flight_port, gw.http_port
 
         trino_conn = trino.dbapi.connect(
             host="127.0.0.1", port=http_port, user="bench", http_scheme="http",
@@ -180,9 +137,6 @@ def main():
         print(json.dumps(results, indent=2))
         trino_conn.close()
         adbc_conn.close()
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":
