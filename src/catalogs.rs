@@ -1,7 +1,11 @@
 //! Turns `[catalogs.*]` into a [`Governor`] holding every catalog the
 //! gateway serves, with its table classifications.
 
-use sluice_connectors::{IcebergCatalogConfig, IcebergCatalogKind, S3Config};
+use std::time::Duration;
+
+use sluice_connectors::{
+    IcebergCatalogConfig, IcebergCatalogKind, MilvusCatalog, MilvusConfig, S3Config,
+};
 use sluice_planner::{CatalogEntry, Governor};
 
 use crate::config::{CatalogConfig, CatalogKind, Config, IcebergCatalogType};
@@ -28,9 +32,43 @@ pub fn iceberg_config(name: &str, cat: &CatalogConfig) -> IcebergCatalogConfig {
     }
 }
 
+/// The connector configuration of Milvus catalog `name`.
+pub fn milvus_config(name: &str, cat: &CatalogConfig) -> MilvusConfig {
+    MilvusConfig {
+        name: name.to_string(),
+        uri: cat.uri.clone(),
+        database: cat
+            .database
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        username: cat.username.clone(),
+        password: cat.password.as_ref().map(|p| p.expose().to_string()),
+        token: cat.token.as_ref().map(|t| t.expose().to_string()),
+        timeout: cat.timeout.unwrap_or(Duration::from_secs(10)),
+        refresh_interval: cat.refresh_interval.unwrap_or(Duration::from_secs(30)),
+        page_size: cat.page_size.unwrap_or(4096),
+    }
+}
+
+/// The gateway's catalogs: the governor plus the handles `/ready` asks.
+#[derive(Debug, Clone, Default)]
+pub struct Catalogs {
+    /// Plans statements over every catalog.
+    pub governor: Governor,
+    /// Milvus catalogs by name (their reachability changes at run time).
+    pub milvus: Vec<(String, MilvusCatalog)>,
+}
+
 /// Loads every configured catalog (connecting to each) into a governor.
 pub async fn load_governor(config: &Config) -> Result<Governor> {
+    Ok(load_catalogs(config).await?.governor)
+}
+
+/// Loads every configured catalog. Iceberg catalogs must answer at start;
+/// a Milvus catalog that is down is served empty and retried.
+pub async fn load_catalogs(config: &Config) -> Result<Catalogs> {
     let mut governor = Governor::new();
+    let mut milvus = Vec::new();
     for (name, cat) in &config.catalogs {
         match cat.kind {
             CatalogKind::Iceberg => {
@@ -49,7 +87,25 @@ pub async fn load_governor(config: &Config) -> Result<Governor> {
                     },
                 );
             }
+            CatalogKind::Milvus => {
+                let catalog = sluice_connectors::load_milvus_catalog(milvus_config(name, cat))
+                    .await
+                    .map_err(|e| Error::Catalog {
+                        name: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                tracing::info!(catalog = %name, status = ?catalog.status(), "milvus catalog loaded");
+                governor.add_catalog(
+                    name.clone(),
+                    CatalogEntry {
+                        provider: std::sync::Arc::new(catalog.clone()),
+                        tables: config.table_classes(name),
+                    },
+                );
+                governor.add_native_search(name.clone(), MilvusCatalog::native_search);
+                milvus.push((name.clone(), catalog));
+            }
         }
     }
-    Ok(governor)
+    Ok(Catalogs { governor, milvus })
 }

@@ -213,6 +213,12 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Duration::try_from_secs_f64(value * scale).map_err(|_| format!("invalid duration '{text}'"))
 }
 
+fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
+}
+
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text).map_err(serde::de::Error::custom)
@@ -245,6 +251,8 @@ pub struct LogConfig {
 pub enum CatalogKind {
     /// Apache Iceberg.
     Iceberg,
+    /// A Milvus database (collections as tables).
+    Milvus,
 }
 
 /// Which Iceberg catalog implementation to talk to.
@@ -262,7 +270,7 @@ pub enum IcebergCatalogType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
-    /// Always `iceberg` for now.
+    /// `iceberg` or `milvus`.
     pub kind: CatalogKind,
     /// `sql` (default) or `rest`.
     #[serde(default)]
@@ -284,6 +292,29 @@ pub struct CatalogConfig {
     /// Classification per `namespace.table`.
     #[serde(default)]
     pub tables: BTreeMap<String, TableClassConfig>,
+    /// Milvus: the database served (its name is the schema name); default
+    /// `default`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Milvus: user name (with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Milvus: password (redacted in `Debug`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Milvus: API token instead of user/password (redacted in `Debug`).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Milvus: deadline of every call (connect, list, query page, search);
+    /// default 10s.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Milvus: how often the collection list is re-read; default 30s.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub refresh_interval: Option<Duration>,
+    /// Milvus: rows per query page (1..=16384); default 4096.
+    #[serde(default)]
+    pub page_size: Option<usize>,
 }
 
 /// Catalog properties. `Debug` redacts values whose key looks like a credential.
@@ -464,6 +495,45 @@ impl Config {
             }
             if cat.uri.trim().is_empty() {
                 problems.push(format!("catalogs.{name}.uri must be set"));
+            }
+            if cat.kind == CatalogKind::Milvus {
+                if !(cat.uri.starts_with("http://") || cat.uri.starts_with("https://")) {
+                    problems.push(format!(
+                        "catalogs.{name}.uri: a Milvus endpoint looks like http://host:19530"
+                    ));
+                }
+                if cat.warehouse.is_some() || cat.s3.is_some() || cat.catalog_name.is_some() {
+                    problems.push(format!(
+                        "catalogs.{name}: warehouse, s3 and catalog_name are Iceberg settings"
+                    ));
+                }
+                if cat.timeout.is_some_and(|t| t.is_zero())
+                    || cat.refresh_interval.is_some_and(|t| t.is_zero())
+                {
+                    problems.push(format!(
+                        "catalogs.{name}: timeout and refresh_interval must be positive"
+                    ));
+                }
+                if cat.page_size.is_some_and(|p| p == 0 || p > 16_384) {
+                    problems.push(format!("catalogs.{name}.page_size must be 1..=16384"));
+                }
+                continue;
+            }
+            let milvus_only = [
+                ("database", cat.database.is_some()),
+                ("username", cat.username.is_some()),
+                ("password", cat.password.is_some()),
+                ("token", cat.token.is_some()),
+                ("timeout", cat.timeout.is_some()),
+                ("refresh_interval", cat.refresh_interval.is_some()),
+                ("page_size", cat.page_size.is_some()),
+            ];
+            for (key, set) in milvus_only {
+                if set {
+                    problems.push(format!(
+                        "catalogs.{name}.{key} is a Milvus setting (kind = \"milvus\")"
+                    ));
+                }
             }
             if cat.catalog == IcebergCatalogType::Sql && is_sqlite_url(&cat.uri) {
                 match normalize_sqlite_url(&cat.uri, base) {

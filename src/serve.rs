@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::StoreAuthenticator;
-use crate::catalogs::load_governor;
+use crate::catalogs::load_catalogs;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
@@ -34,6 +34,8 @@ pub struct Gateway {
     pub default_row_limit: u64,
     /// The Trino protocol settings.
     pub trino: crate::config::TrinoConfig,
+    /// Milvus catalogs (their reachability is reported by `/ready`).
+    pub milvus: Vec<(String, sluice_connectors::MilvusCatalog)>,
 }
 
 /// Bound listening sockets (bind first, so `:0` ports are known).
@@ -83,7 +85,8 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         }
         None => store.mask_key().await?,
     };
-    let governor = Arc::new(load_governor(config).await?.with_mask_key(&mask_key));
+    let catalogs = load_catalogs(config).await?;
+    let governor = Arc::new(catalogs.governor.with_mask_key(&mask_key));
     let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::new(store.clone()));
     Ok(Gateway {
         store,
@@ -97,6 +100,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         },
         default_row_limit: config.policy.default_row_limit,
         trino: config.trino.clone(),
+        milvus: catalogs.milvus,
     })
 }
 
@@ -159,6 +163,7 @@ pub async fn run(
             auth: Arc::clone(&gateway.auth),
             governor: Arc::clone(&gateway.governor),
             default_row_limit: gateway.default_row_limit,
+            milvus: Arc::new(gateway.milvus.clone()),
         },
         trino_state.map(crate::trino::router).unwrap_or_default(),
     );
@@ -264,6 +269,7 @@ mod tests {
             governor: Arc::new(Governor::new()),
             default_row_limit: 10,
             trino: Default::default(),
+            milvus: Vec::new(),
         };
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = Listeners::bind(any, any).await.unwrap();

@@ -14,6 +14,14 @@ pub enum Error {
     /// An error from iceberg-rust.
     #[error("iceberg: {0}")]
     Iceberg(#[from] ::iceberg::Error),
+    /// A Milvus request the server refused.
+    #[error("milvus catalog {catalog}: {message}")]
+    Milvus {
+        /// Catalog name as configured.
+        catalog: String,
+        /// What failed.
+        message: String,
+    },
     /// An error from DataFusion.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),

@@ -3,6 +3,8 @@
 //! - [`iceberg`]: Apache Iceberg catalogs (SQL catalog on SQLite/Postgres,
 //!   REST catalog) on the local filesystem, served to DataFusion through
 //!   `iceberg-datafusion`;
+//! - [`milvus`]: Milvus collections (scan by query with filter pushdown,
+//!   native vector search);
 //! - [`demo`]: the deterministic demo warehouse behind `sluice demo`.
 //!
 //! Connectors know nothing about policy: the planner wraps every table they
@@ -13,7 +15,9 @@
 pub mod demo;
 pub mod error;
 pub mod iceberg;
+pub mod milvus;
 
 pub use demo::{DEMO_CATALOG, DemoWarehouse, build_demo_warehouse, demo_catalog_config};
 pub use error::{Error, Result};
 pub use iceberg::{IcebergCatalogConfig, IcebergCatalogKind, S3Config, load_iceberg_catalog};
+pub use milvus::{CatalogStatus, MilvusCatalog, MilvusConfig, load_milvus_catalog};

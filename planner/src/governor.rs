@@ -35,6 +35,7 @@ use crate::rules::RuleCompiler;
 use crate::scoped_catalog::ScopedCatalog;
 use crate::secure_view::{SecureView, SecureViewExec};
 use crate::trino::metadata::{SYSTEM_CATALOG, SystemCatalog, TrinoCatalog};
+use crate::vector_search::VectorSearchFunction;
 use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 
 /// Key of the Flight `app_metadata` / schema metadata / Trino warning that
@@ -76,6 +77,7 @@ pub struct SessionOptions {
 #[derive(Debug, Clone, Default)]
 pub struct Governor {
     catalogs: BTreeMap<String, CatalogEntry>,
+    native_search: HashMap<String, crate::connector::NativeSearchLookup>,
     target_partitions: Option<usize>,
     mask_key: Option<MaskKey>,
 }
@@ -109,6 +111,16 @@ impl Governor {
         self.catalogs.insert(name.into(), entry);
     }
 
+    /// Lets `vector_search` use the native search of catalog `name`'s
+    /// tables (found by `lookup`).
+    pub fn add_native_search(
+        &mut self,
+        name: impl Into<String>,
+        lookup: crate::connector::NativeSearchLookup,
+    ) {
+        self.native_search.insert(name.into(), lookup);
+    }
+
     /// Fixes DataFusion's `target_partitions` (default: the number of cores).
     pub fn with_target_partitions(mut self, n: usize) -> Self {
         self.target_partitions = Some(n.max(1));
@@ -138,6 +150,14 @@ impl Governor {
         scope: &Arc<TokenScope>,
         options: &SessionOptions,
     ) -> SessionContext {
+        self.session(scope, options).0
+    }
+
+    fn session(
+        &self,
+        scope: &Arc<TokenScope>,
+        options: &SessionOptions,
+    ) -> (SessionContext, Arc<VectorSearchFunction>) {
         let trino = options.dialect == Dialect::Trino;
         let default_catalog = options.catalog.clone().unwrap_or_else(|| {
             self.catalogs
@@ -177,6 +197,11 @@ impl Governor {
         for udf in crate::vectors::udfs() {
             ctx.register_udf(udf);
         }
+        let search = Arc::new(VectorSearchFunction::default());
+        ctx.register_udtf(
+            crate::vector_search::FUNCTION_NAME,
+            Arc::clone(&search) as Arc<dyn datafusion::catalog::TableFunctionImpl>,
+        );
         let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
         for (name, entry) in &self.catalogs {
             if !scope.may_see_prefix(name) {
@@ -199,7 +224,7 @@ impl Governor {
         if trino && !self.catalogs.contains_key(SYSTEM_CATALOG) {
             ctx.register_catalog(SYSTEM_CATALOG, Arc::new(SystemCatalog::new(visible)));
         }
-        ctx
+        (ctx, search)
     }
 
     /// Parses, guards and plans `sql` in the token's scoped session. The
@@ -220,7 +245,7 @@ impl Governor {
         options: &SessionOptions,
         params: Option<&[SqlExpr]>,
     ) -> Result<GovernedPlan> {
-        let ctx = self.context_with(scope, options);
+        let (ctx, search) = self.session(scope, options);
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let mut statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
@@ -233,6 +258,10 @@ impl Governor {
             ));
         }
         number_placeholders(&mut statement)?;
+        search
+            .prepare(&ctx, &statement, &self.native_search)
+            .await
+            .map_err(friendly)?;
         let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
         SQLOptions::new()
             .with_allow_ddl(false)

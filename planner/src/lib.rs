@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod connector;
 pub mod coop;
 pub mod error;
 pub mod governor;
@@ -30,6 +31,7 @@ pub mod rules;
 pub mod scoped_catalog;
 pub mod secure_view;
 pub mod trino;
+pub mod vector_search;
 pub mod vectors;
 
 pub use auth::{AuthFailure, AuthFailureKind, Authenticator};

@@ -76,6 +76,12 @@ pub struct SecureView {
     /// Conjuncts equivalent to the policy, simple enough to hand to the
     /// connector for pruning.
     pub pruning: Vec<Expr>,
+    /// Whether `pruning` is the whole policy: a row is visible iff every
+    /// conjunct is TRUE (none had to be left out as unsafe).
+    pub pruning_complete: bool,
+    /// Granted, unmasked vector columns `vector_search` may rank by
+    /// (readable or not).
+    pub searchable_vectors: Vec<String>,
     /// Short hash identifying the policy (grant, bound attributes, flags).
     pub fingerprint: String,
     /// Key of the `hash` mask (HMAC-SHA256); `None`: plain SHA-256.
@@ -95,16 +101,32 @@ impl SecureView {
         compiler: &RuleCompiler,
         mask_key: Option<&MaskKey>,
     ) -> Result<Self, String> {
+        let is_attachment = |f: &Field| class.attachment_columns.iter().any(|c| c == f.name());
+        let is_vector = |f: &Field| match &class.vector_columns {
+            Some(cols) => cols.iter().any(|c| c == f.name()),
+            None => is_float_list(f.data_type()),
+        };
         let hidden_kind = |f: &Field| -> Option<&'static str> {
-            if class.attachment_columns.iter().any(|c| c == f.name()) && !scope.allow_attachments {
+            if is_attachment(f) && !scope.allow_attachments {
                 return Some("attachment");
             }
-            let is_vector = match &class.vector_columns {
-                Some(cols) => cols.iter().any(|c| c == f.name()),
-                None => is_float_list(f.data_type()),
-            };
-            (is_vector && !scope.can_export_vectors).then_some("vector")
+            (is_vector(f) && !scope.can_export_vectors).then_some("vector")
         };
+        let is_masked = |f: &Field| grant.masks.keys().any(|c| c.eq_ignore_ascii_case(f.name()));
+        // Vector search may rank by a granted, unmasked float-list vector
+        // even when the token cannot read the vector itself.
+        let searchable_vectors: Vec<String> = source
+            .fields()
+            .iter()
+            .filter(|f| {
+                is_vector(f)
+                    && is_float_list(f.data_type())
+                    && grant.columns.contains(f.name())
+                    && !(is_attachment(f) && !scope.allow_attachments)
+                    && !is_masked(f)
+            })
+            .map(|f| f.name().clone())
+            .collect();
 
         // An exact grant must name existing columns. A glob grant's columns
         // and masks apply to the tables that have them (validation checks
@@ -226,11 +248,13 @@ impl SecureView {
         };
         // Hints must be typed like the columns (a connector cannot compare a
         // double column with an integer literal) and must not be able to fail.
+        let conjuncts = pruning.len();
         let pruning: Vec<Expr> = pruning
             .into_iter()
             .filter_map(|e| compiler.normalize(e, &df_schema).ok())
             .filter(is_safe_predicate)
             .collect();
+        let pruning_complete = pruning.len() == conjuncts;
 
         let fingerprint = {
             let mut h = Sha256::new();
@@ -251,6 +275,8 @@ impl SecureView {
             blocked_columns,
             predicate,
             pruning,
+            pruning_complete,
+            searchable_vectors,
             fingerprint,
             mask_key: mask_key.cloned(),
             schema: Arc::new(Schema::new(fields)),
@@ -269,6 +295,76 @@ impl SecureView {
             .iter()
             .filter_map(|c| c.mask.map(|m| (c.name.clone(), m)))
             .collect()
+    }
+
+    /// The underlying table's schema.
+    pub fn source_schema(&self) -> &SchemaRef {
+        &self.source_schema
+    }
+
+    /// Indices (in the underlying table) of the columns a scan must
+    /// produce: the view columns `wanted`, those the row policy and `hints`
+    /// read, and the source columns `extra`.
+    pub fn source_columns(
+        &self,
+        wanted: &[usize],
+        hints: &[Expr],
+        extra: &[usize],
+    ) -> Result<Vec<usize>> {
+        let mut needed: BTreeSet<usize> = wanted
+            .iter()
+            .map(|i| self.columns[*i].source_index)
+            .collect();
+        needed.extend(extra);
+        let mut referenced = Vec::new();
+        if let Some(p) = &self.predicate {
+            referenced.extend(p.column_refs().into_iter().cloned());
+        }
+        for h in hints {
+            referenced.extend(h.column_refs().into_iter().cloned());
+        }
+        for c in referenced {
+            needed.insert(self.source_schema.index_of(&c.name)?);
+        }
+        Ok(needed.into_iter().collect())
+    }
+
+    /// Puts the policy on top of `input` (a scan of the underlying table,
+    /// named columns): the row filter, then the view columns `wanted`
+    /// (masked) followed by `extra` expressions over `input`'s columns,
+    /// then the barrier.
+    pub fn enforce(
+        self: &Arc<Self>,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        wanted: &[usize],
+        extra: Vec<(Expr, String)>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let input_schema = DFSchema::try_from(input.schema())?;
+        let mut plan = input;
+        if let Some(p) = &self.predicate {
+            let predicate = state.create_physical_expr(p.clone(), &input_schema)?;
+            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
+        }
+        let mut exprs = Vec::with_capacity(wanted.len() + extra.len());
+        for i in wanted {
+            let vc = &self.columns[*i];
+            let source_type = self.source_schema.field(vc.source_index).data_type();
+            let c = col(Column::new_unqualified(&vc.name));
+            let e = match &vc.mask {
+                None => c,
+                Some(m) => mask_expr(m, c, source_type, self.mask_key.as_ref())?,
+            };
+            exprs.push((
+                state.create_physical_expr(e, &input_schema)?,
+                vc.name.clone(),
+            ));
+        }
+        for (e, name) in extra {
+            exprs.push((state.create_physical_expr(e, &input_schema)?, name));
+        }
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        Ok(Arc::new(SecureViewExec::new(plan, Arc::clone(self))))
     }
 }
 
@@ -351,6 +447,11 @@ impl SecureViewProvider {
         &self.view
     }
 
+    /// The connector's table under the view.
+    pub fn inner(&self) -> &Arc<dyn TableProvider> {
+        &self.inner
+    }
+
     /// User predicates that may be handed to the connector: safe, and
     /// touching only unmasked visible columns.
     fn pushable_user_filter(&self, f: &Expr) -> Option<Expr> {
@@ -404,25 +505,9 @@ impl TableProvider for SecureViewProvider {
             None => (0..view.columns.len()).collect(),
         };
 
-        // Columns the connector must produce: the projected ones plus those
-        // the policy and the pruning hints read.
         let mut hints: Vec<Expr> = view.pruning.clone();
         hints.extend(filters.iter().filter_map(|f| self.pushable_user_filter(f)));
-        let mut needed: BTreeSet<usize> = wanted
-            .iter()
-            .map(|i| view.columns[*i].source_index)
-            .collect();
-        let mut referenced = Vec::new();
-        if let Some(p) = &view.predicate {
-            referenced.extend(p.column_refs().into_iter().cloned());
-        }
-        for h in &hints {
-            referenced.extend(h.column_refs().into_iter().cloned());
-        }
-        for c in referenced {
-            needed.insert(view.source_schema.index_of(&c.name)?);
-        }
-        let source_projection: Vec<usize> = needed.into_iter().collect();
+        let source_projection = view.source_columns(&wanted, &hints, &[])?;
 
         let hint_refs: Vec<&Expr> = hints.iter().collect();
         let support = self.inner.supports_filters_pushdown(&hint_refs)?;
@@ -437,29 +522,7 @@ impl TableProvider for SecureViewProvider {
             .inner
             .scan(state, Some(&source_projection), &pushed, None)
             .await?;
-        let scan_schema = DFSchema::try_from(scan.schema())?;
-
-        let mut plan = scan;
-        if let Some(p) = &view.predicate {
-            let predicate = state.create_physical_expr(p.clone(), &scan_schema)?;
-            plan = Arc::new(FilterExec::try_new(predicate, plan)?);
-        }
-        let mut exprs = Vec::with_capacity(wanted.len());
-        for i in &wanted {
-            let vc = &view.columns[*i];
-            let source_type = view.source_schema.field(vc.source_index).data_type();
-            let c = col(Column::new_unqualified(&vc.name));
-            let e = match &vc.mask {
-                None => c,
-                Some(m) => mask_expr(m, c, source_type, view.mask_key.as_ref())?,
-            };
-            exprs.push((
-                state.create_physical_expr(e, &scan_schema)?,
-                vc.name.clone(),
-            ));
-        }
-        let plan: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(exprs, plan)?);
-        Ok(Arc::new(SecureViewExec::new(plan, Arc::clone(view))))
+        view.enforce(state, scan, &wanted, Vec::new())
     }
 }
 
@@ -633,6 +696,16 @@ fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
             return DataFusionError::ResourcesExhausted(m.clone());
         }
         _ => {}
+    }
+    // Neither does an unreachable backend; the user needs to know it.
+    if let Some(down) = crate::connector::ConnectorUnavailable::find(e) {
+        return down.clone().into_datafusion();
+    }
+    // Nor two vector lengths (vector_search's distance, on visible rows).
+    if let DataFusionError::External(inner) = e.find_root()
+        && let Some(m) = inner.downcast_ref::<crate::vectors::DimensionMismatch>()
+    {
+        return m.clone().into();
     }
     tracing::warn!(table = %table, error = %e, "secure view input failed");
     DataFusionError::Execution(format!(

@@ -19,6 +19,37 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+/// Two vectors of different dimensions. It says nothing but the two
+/// lengths, so a secure view lets it through (`vector_search` computes
+/// distances below the barrier, on visible rows only).
+#[derive(Debug, Clone)]
+pub struct DimensionMismatch {
+    /// The function.
+    pub function: String,
+    /// Dimension of the first vector.
+    pub left: usize,
+    /// Dimension of the second vector.
+    pub right: usize,
+}
+
+impl std::fmt::Display for DimensionMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: vectors of different dimensions ({} and {})",
+            self.function, self.left, self.right
+        )
+    }
+}
+
+impl std::error::Error for DimensionMismatch {}
+
+impl From<DimensionMismatch> for datafusion::error::DataFusionError {
+    fn from(e: DimensionMismatch) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
 /// Which distance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
@@ -158,12 +189,12 @@ impl ScalarUDFImpl for DistanceUdf {
             let lv = lv.as_primitive::<Float64Type>();
             let rv = rv.as_primitive::<Float64Type>();
             if lv.len() != rv.len() {
-                return exec_err!(
-                    "{}: vectors of different dimensions ({} and {})",
-                    self.name(),
-                    lv.len(),
-                    rv.len()
-                );
+                return Err(DimensionMismatch {
+                    function: self.name().to_string(),
+                    left: lv.len(),
+                    right: rv.len(),
+                }
+                .into());
             }
             if lv.null_count() > 0 || rv.null_count() > 0 {
                 out.append_null();

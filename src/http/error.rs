@@ -30,6 +30,13 @@ pub enum ApiError {
     /// A dependency (the store) is unreachable.
     #[error("service unavailable")]
     Unavailable,
+    /// A catalog's backend is unreachable; the message names the catalog.
+    #[error("{0}")]
+    CatalogUnavailable(String),
+    /// A query failed while running; the message is safe to show (errors
+    /// below a secure view are already opaque).
+    #[error("{0}")]
+    QueryFailed(String),
     /// Anything else; details are logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -59,7 +66,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::CatalogUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::QueryFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "admin API internal error");
                 StatusCode::INTERNAL_SERVER_ERROR

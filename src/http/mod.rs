@@ -8,7 +8,8 @@
 //! | `DELETE /v1/tokens/{id}` | admin | revoke |
 //! | `GET /v1/tokens/{id}/introspect` | admin, or the token itself | effective scope |
 //! | `GET /health` | anyone | liveness, always 200 |
-//! | `GET /ready` | anyone | 200 when the store answers, else 503 |
+//! | `POST /v1/search` | any token | vector search as JSON, under the token's policy |
+//! | `GET /ready` | anyone | 200 when the store answers, else 503; Milvus catalogs' state |
 //!
 //! Every authentication failure is `401 {"error":"authentication failed"}`;
 //! a valid non-admin token gets 403. Each request gets an `x-request-id`
@@ -17,6 +18,7 @@
 mod error;
 mod extract;
 mod health;
+mod search;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub governor: Arc<Governor>,
     /// Row limit of token documents without one.
     pub default_row_limit: u64,
+    /// Milvus catalogs, whose reachability `/ready` reports.
+    pub milvus: Arc<Vec<(String, sluice_connectors::MilvusCatalog)>>,
 }
 
 /// The admin API router.
@@ -63,6 +67,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", get(tokens::show).delete(tokens::revoke))
         .route("/v1/tokens/{id}/introspect", get(tokens::introspect))
+        .route("/v1/search", axum::routing::post(search::search))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .with_state(state)

@@ -74,6 +74,7 @@ async fn harness_from(client: &str) -> Harness {
         auth: Arc::new(StoreAuthenticator::new(store.clone())),
         governor: Arc::new(governor()),
         default_row_limit: 100,
+        milvus: Arc::default(),
     };
     let client: SocketAddr = client.parse().unwrap();
     Harness {

@@ -205,6 +205,20 @@ pub fn token(name: &str) -> Arc<TokenScope> {
             "grants":[{"table":"lake.sales.orders","columns":["order_id","region"]}]}"#
         }
         "nothing" => r#"{"token_id":"t-nothing","name":"nothing","grants":[]}"#,
+        // May rank by the embedding (granted) but not read it (no
+        // can_export_vectors); sees eu rows of sensitivity <= 1, emails redacted.
+        "seeker" => {
+            r#"{"token_id":"t-seeker","name":"seeker","attributes":{"region":"eu"},"max_sensitivity":1,
+            "grants":[
+              {"table":"lake.sales.orders","columns":["order_id","region","customer_email","amount","embedding"],
+               "masks":{"customer_email":"redact"},"allow_rules":["region = token.region"]},
+              {"table":"lake.sales.customers"}]}"#
+        }
+        // Granted the table but not the embedding column.
+        "blind" => {
+            r#"{"token_id":"t-blind","name":"blind","max_sensitivity":9,
+            "grants":[{"table":"lake.sales.orders","columns":["order_id","region"]}]}"#
+        }
         other => panic!("unknown test token {other}"),
     };
     Arc::new(serde_json::from_str(json).unwrap())

@@ -1,0 +1,111 @@
+//! What the planner asks of connectors beyond DataFusion's `TableProvider`:
+//! native vector search ([`NativeVectorSearch`]) and a way to report that a
+//! backend is unreachable ([`ConnectorUnavailable`]).
+//!
+//! Connectors stay policy-free: the planner decides which filters a native
+//! search receives (the token's row policy, exactly translatable) and puts
+//! the secure-view barrier above whatever the connector returns.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::vectors::Metric;
+
+/// Name of the distance column of `vector_search` results.
+pub const DISTANCE_COLUMN: &str = "_distance";
+
+/// A table whose backend searches vectors natively (Milvus).
+#[async_trait]
+pub trait NativeVectorSearch: Send + Sync + fmt::Debug {
+    /// The metric the native index of `column` ranks by, if it has one.
+    fn index_metric(&self, column: &str) -> Option<Metric>;
+
+    /// Whether the backend evaluates `filter` with exactly DataFusion's
+    /// semantics (rows kept iff the expression is TRUE). Only then may it
+    /// pre-filter a top-k search.
+    fn filter_is_exact(&self, filter: &Expr) -> bool;
+
+    /// The `k` nearest rows to `vector` in `column` among the rows for which
+    /// every one of `filters` is TRUE (each one [`Self::filter_is_exact`]),
+    /// ranked by the index's metric. Output: the columns of `projection`
+    /// (indices of the table's schema) followed by [`DISTANCE_COLUMN`]
+    /// (`Float64`, in the metric's terms: see [`Metric`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn search(
+        &self,
+        state: &dyn Session,
+        projection: &[usize],
+        filters: &[Expr],
+        column: &str,
+        vector: &[f32],
+        k: usize,
+        metric: Metric,
+    ) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+/// Finds the native vector search of a table of one catalog (a connector
+/// downcasts its own provider type).
+pub type NativeSearchLookup = fn(&Arc<dyn TableProvider>) -> Option<Arc<dyn NativeVectorSearch>>;
+
+/// A backend that cannot be reached (down, or slower than its configured
+/// timeout). The message names the catalog and says nothing about data,
+/// so the secure view passes it through instead of answering opaquely.
+#[derive(Debug, Clone)]
+pub struct ConnectorUnavailable {
+    /// Catalog name.
+    pub catalog: String,
+    /// What failed (connection refused, timeout after …).
+    pub reason: String,
+}
+
+impl fmt::Display for ConnectorUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "catalog {} is unavailable: {}",
+            self.catalog, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConnectorUnavailable {}
+
+impl ConnectorUnavailable {
+    /// As a DataFusion error.
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+
+    /// The unavailability inside `e`, if that is what `e` is.
+    pub fn find(e: &DataFusionError) -> Option<&ConnectorUnavailable> {
+        match e.find_root() {
+            DataFusionError::External(inner) => inner.downcast_ref::<ConnectorUnavailable>(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailability_is_found_through_context() {
+        let e = ConnectorUnavailable {
+            catalog: "vec".into(),
+            reason: "timeout after 2s".into(),
+        }
+        .into_datafusion()
+        .context("scanning");
+        let found = ConnectorUnavailable::find(&e).expect("found");
+        assert_eq!(found.catalog, "vec");
+        assert!(ConnectorUnavailable::find(&DataFusionError::Execution("x".into())).is_none());
+    }
+}

@@ -1,0 +1,214 @@
+//! `POST /v1/search`: vector search as JSON, through the same pipeline as
+//! SQL (the request becomes a `vector_search(...)` statement planned in
+//! the caller's scoped session).
+//!
+//! Request: `{"table": "vec.default.docs", "vector": [0.1, …], "k": 10,
+//! "columns": ["id", "title"], "column": "embedding", "metric": "l2",
+//! "filter": "category = 'news'"}` (`columns`, `column`, `metric` and
+//! `filter` optional; `filter` is a SQL condition applied before the
+//! top-k). Answer: `{"columns": [{"name", "type"}], "rows": [[…], …],
+//! "truncated": false}`, rows nearest first, each value encoded as in the
+//! Trino protocol.
+
+use arrow::record_batch::RecordBatch;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use serde::Deserialize;
+use sluice_planner::connector::ConnectorUnavailable;
+use sluice_planner::vector_search::MAX_K;
+
+use super::extract::Caller;
+use super::{ApiError, AppState};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// `catalog.schema.table` (or shorter, resolved like in SQL).
+    pub table: String,
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// How many rows.
+    pub k: usize,
+    /// Output columns (default: every visible column plus `_distance`).
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// The vector column (default: the table's only one).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// `cosine`, `l2` or `inner_product` (default: the index's, else cosine).
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// A SQL condition on the visible columns, applied before the top-k.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn sql_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn optional(s: &Option<String>) -> String {
+    s.as_deref()
+        .map(sql_string)
+        .unwrap_or_else(|| "NULL".into())
+}
+
+/// The statement a request stands for.
+pub fn statement(req: &SearchRequest) -> Result<String, ApiError> {
+    if req.vector.is_empty() {
+        return Err(ApiError::BadRequest("vector must not be empty".into()));
+    }
+    if req.k == 0 || req.k > MAX_K {
+        return Err(ApiError::BadRequest(format!(
+            "k must be between 1 and {MAX_K}"
+        )));
+    }
+    let columns = match &req.columns {
+        None => "*".to_string(),
+        Some(c) if c.is_empty() => {
+            return Err(ApiError::BadRequest("columns must not be empty".into()));
+        }
+        Some(c) => c
+            .iter()
+            .map(|c| sql_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let vector = req
+        .vector
+        .iter()
+        .map(|x| format!("{x:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SELECT {columns} FROM vector_search({}, [{vector}], {}, {}, {}, {})",
+        sql_string(&req.table),
+        req.k,
+        optional(&req.column),
+        optional(&req.metric),
+        optional(&req.filter),
+    ))
+}
+
+fn query_error(e: sluice_planner::Error) -> ApiError {
+    if let sluice_planner::Error::DataFusion(d) = &e
+        && let Some(down) = ConnectorUnavailable::find(d)
+    {
+        return ApiError::CatalogUnavailable(down.to_string());
+    }
+    let message = match &e {
+        sluice_planner::Error::DataFusion(d) => d.find_root().strip_backtrace(),
+        other => other.to_string(),
+    };
+    if e.is_user_error() {
+        if message.starts_with("table '") && message.ends_with("not found") {
+            ApiError::NotFound(message)
+        } else {
+            ApiError::BadRequest(message)
+        }
+    } else {
+        ApiError::QueryFailed(message)
+    }
+}
+
+/// `POST /v1/search`.
+pub(super) async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let sql = statement(&req)?;
+    let plan = state
+        .governor
+        .plan(&caller.0, &sql)
+        .await
+        .map_err(query_error)?;
+    let schema = plan.schema();
+    let stream = plan.execute().await.map_err(query_error)?;
+    let truncated = stream.truncation_flag();
+    let batches: Vec<RecordBatch> = stream
+        .try_collect()
+        .await
+        .map_err(|e| query_error(sluice_planner::Error::DataFusion(e)))?;
+    let mut rows = String::new();
+    let mut first = true;
+    for batch in &batches {
+        let n = crate::trino::encode::write_rows(
+            batch,
+            0,
+            batch.num_rows(),
+            &mut rows,
+            usize::MAX,
+            first,
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        first &= n == 0;
+    }
+    let columns: Vec<serde_json::Value> = schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    let body = format!(
+        "{{\"columns\":{},\"rows\":[{rows}],\"truncated\":{}}}",
+        serde_json::Value::Array(columns),
+        truncated.load(std::sync::atomic::Ordering::Acquire)
+    );
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> SearchRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn statements_quote_everything() {
+        let s = statement(&req(
+            r#"{"table": "v.d.t'x", "vector": [1, 0.5, -2e-7], "k": 3,
+                "columns": ["id", "we\"ird"], "filter": "a = 'b'"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            s,
+            "SELECT \"id\", \"we\"\"ird\" FROM vector_search('v.d.t''x', [1.0, 0.5, -2e-7], 3, \
+             NULL, NULL, 'a = ''b''')"
+        );
+    }
+
+    #[test]
+    fn bad_requests() {
+        assert!(statement(&req(r#"{"table": "t", "vector": [], "k": 3}"#)).is_err());
+        assert!(statement(&req(r#"{"table": "t", "vector": [1], "k": 0}"#)).is_err());
+        assert!(statement(&req(r#"{"table": "t", "vector": [1], "k": 100000}"#)).is_err());
+        assert!(
+            statement(&req(
+                r#"{"table": "t", "vector": [1], "k": 1, "columns": []}"#
+            ))
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<SearchRequest>(
+                r#"{"table": "t", "vector": [1], "k": 1, "sql": "x"}"#
+            )
+            .is_err()
+        );
+    }
+}
