@@ -47,6 +47,7 @@ pub fn milvus_config(name: &str, cat: &CatalogConfig) -> MilvusConfig {
         timeout: cat.timeout.unwrap_or(Duration::from_secs(10)),
         refresh_interval: cat.refresh_interval.unwrap_or(Duration::from_secs(30)),
         page_size: cat.page_size.unwrap_or(4096),
+        consistency: cat.consistency.clone(),
     }
 }
 

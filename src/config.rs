@@ -315,6 +315,10 @@ pub struct CatalogConfig {
     /// Milvus: rows per query page (1..=16384); default 4096.
     #[serde(default)]
     pub page_size: Option<usize>,
+    /// Milvus: consistency level of reads (`strong`, `session`, `bounded`,
+    /// `eventually`); default: each collection's own.
+    #[serde(default)]
+    pub consistency: Option<String>,
 }
 
 /// Catalog properties. `Debug` redacts values whose key looks like a credential.
@@ -527,6 +531,7 @@ impl Config {
                 ("timeout", cat.timeout.is_some()),
                 ("refresh_interval", cat.refresh_interval.is_some()),
                 ("page_size", cat.page_size.is_some()),
+                ("consistency", cat.consistency.is_some()),
             ];
             for (key, set) in milvus_only {
                 if set {

@@ -75,6 +75,9 @@ pub struct MilvusConfig {
     pub refresh_interval: Duration,
     /// Rows per query page (at most 16384).
     pub page_size: usize,
+    /// Consistency level of reads (`strong`, `session`, `bounded`,
+    /// `eventually`); `None`: each collection's own.
+    pub consistency: Option<String>,
 }
 
 impl fmt::Debug for MilvusConfig {
@@ -89,7 +92,18 @@ impl fmt::Debug for MilvusConfig {
             .field("timeout", &self.timeout)
             .field("refresh_interval", &self.refresh_interval)
             .field("page_size", &self.page_size)
+            .field("consistency", &self.consistency)
             .finish()
+    }
+}
+
+fn consistency_level(name: &str) -> Option<ConsistencyLevel> {
+    match name.to_ascii_lowercase().as_str() {
+        "strong" => Some(ConsistencyLevel::Strong),
+        "session" => Some(ConsistencyLevel::Session),
+        "bounded" => Some(ConsistencyLevel::Bounded),
+        "eventually" => Some(ConsistencyLevel::Eventually),
+        _ => None,
     }
 }
 
@@ -137,6 +151,10 @@ fn unavailable(cfg: &MilvusConfig, reason: impl Into<String>) -> DataFusionError
 }
 
 impl Shared {
+    fn consistency(&self) -> Option<ConsistencyLevel> {
+        self.cfg.consistency.as_deref().and_then(consistency_level)
+    }
+
     async fn client(&self) -> DFResult<ClientV2> {
         let mut guard = self.client.lock().await;
         if let Some(c) = guard.as_ref() {
@@ -184,6 +202,11 @@ impl Shared {
                 e @ (E::Grpc(_) | E::Timeout(_) | E::RetryExhausted { .. } | E::Cancelled(_)),
             )) => {
                 *self.client.lock().await = None;
+                Err(unavailable(&self.cfg, format!("{what} failed: {e}")))
+            }
+            // A collection that is not loaded cannot be read until an
+            // operator loads it: that is unavailability, not a data error.
+            Ok(Err(E::Server(e))) if e.to_string().contains("not loaded") => {
                 Err(unavailable(&self.cfg, format!("{what} failed: {e}")))
             }
             Ok(Err(e)) => Err(DataFusionError::External(Box::new(Error::Milvus {
@@ -309,6 +332,16 @@ pub async fn load_milvus_catalog(cfg: MilvusConfig) -> Result<MilvusCatalog> {
         return Err(Error::Config {
             catalog: cfg.name.clone(),
             message: format!("page_size must be between 1 and {MILVUS_MAX_LIMIT}"),
+        });
+    }
+    if let Some(c) = &cfg.consistency
+        && consistency_level(c).is_none()
+    {
+        return Err(Error::Config {
+            catalog: cfg.name.clone(),
+            message: format!(
+                "consistency must be strong, session, bounded or eventually, not {c:?}"
+            ),
         });
     }
     let shared = Arc::new(Shared {
@@ -1183,8 +1216,10 @@ impl SearchCall {
             .vectors(SearchVectors::Float(vec![self.vector.clone()]))
             .limit(self.k as i64)
             .metric_type(milvus_metric(self.metric))
-            .consistency_level(ConsistencyLevel::Strong)
             .output_fields(self.fields.clone());
+        if let Some(level) = self.shared.consistency() {
+            builder = builder.consistency_level(level);
+        }
         if let Some(f) = &self.filter {
             builder = builder.filter(f.clone());
         }
@@ -1305,13 +1340,16 @@ impl Pager {
         if !fields.contains(pk) {
             fields.push(pk.clone());
         }
-        let request = QueryRequest::builder()
+        let mut request = QueryRequest::builder()
             .database_name(self.shared.cfg.database.clone())
             .collection_name(self.table.collection.clone())
             .filter(expr)
             .output_fields(fields)
-            .limit(page as i64)
-            .consistency_level(ConsistencyLevel::Strong)
+            .limit(page as i64);
+        if let Some(level) = self.shared.consistency() {
+            request = request.consistency_level(level);
+        }
+        let request = request
             .build()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let response = self

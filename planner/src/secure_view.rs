@@ -122,7 +122,7 @@ impl SecureView {
                 is_vector(f)
                     && is_float_list(f.data_type())
                     && grant.columns.contains(f.name())
-                    && !(is_attachment(f) && !scope.allow_attachments)
+                    && (scope.allow_attachments || !is_attachment(f))
                     && !is_masked(f)
             })
             .map(|f| f.name().clone())

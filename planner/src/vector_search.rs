@@ -533,7 +533,20 @@ impl TableProvider for VectorSearchTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let view = &self.resolved.view;
-        let wanted: Vec<usize> = (0..view.columns.len()).collect();
+        // The view columns the query reads (and the pre-filter needs).
+        let n = view.columns.len();
+        let mut wanted: std::collections::BTreeSet<usize> = match projection {
+            Some(p) => p.iter().copied().filter(|i| *i < n).collect(),
+            None => (0..n).collect(),
+        };
+        if let Some(f) = &self.filter {
+            for c in f.column_refs() {
+                if let Some(i) = view.columns.iter().position(|vc| vc.name == c.name) {
+                    wanted.insert(i);
+                }
+            }
+        }
+        let wanted: Vec<usize> = wanted.into_iter().collect();
         let distance = col(Column::new_unqualified(DISTANCE_COLUMN));
         let barrier = match self.native_plan() {
             Some((native, filters)) => {
@@ -612,11 +625,10 @@ impl TableProvider for VectorSearchTable {
         match projection {
             None => Ok(plan),
             Some(p) => {
-                let schema = plan.schema();
                 let exprs = p
                     .iter()
                     .map(|i| {
-                        let name = schema.field(*i).name().clone();
+                        let name = self.schema.field(*i).name().clone();
                         Ok((
                             state.create_physical_expr(
                                 col(Column::new_unqualified(&name)),
