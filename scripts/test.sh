@@ -6,13 +6,18 @@
 #      nodejs/npm from Debian if missing);
 #   2. a throwaway PostgreSQL cluster on 127.0.0.1 (SLUICE_TEST_POSTGRES_URL),
 #      installed from Debian if missing, stopped on exit;
-#   3. cargo test --workspace (debug);
-#   4. cargo build -p sluice --bin sluice;
-#   5. pytest -q tests/clients with SLUICE_BIN = the debug binary.
+#   3. a real Milvus 2.3.5 standalone (PyPI milvus, from the venv) on
+#      127.0.0.1:19530 with the fixture collections of
+#      tests/clients/milvus_fixtures.py (SLUICE_TEST_MILVUS_URI), started by
+#      tests/clients/milvus_harness.py, stopped on exit; the run fails here
+#      (with the server's log tail) if it does not start;
+#   4. cargo test --workspace (debug);
+#   5. cargo build -p sluice --bin sluice;
+#   6. pytest -q tests/clients with SLUICE_BIN = the debug binary.
 #
 # Every stage runs even if an earlier one failed (as far as it can), and the
 # script exits non-zero if any failed. Extra arguments go to pytest
-# (./scripts/test.sh -k oracle). SLUICE_TEST_SKIP_CARGO_TEST=1 skips stage 3
+# (./scripts/test.sh -k oracle). SLUICE_TEST_SKIP_CARGO_TEST=1 skips stage 4
 # for quick iterations on the client tests; CI never sets it.
 set -euo pipefail
 
@@ -150,7 +155,44 @@ start_postgres() {
   log "PostgreSQL on 127.0.0.1:$port ($SLUICE_TEST_POSTGRES_URL)"
 }
 
-trap stop_postgres EXIT
+# --- 3. Milvus ----------------------------------------------------------------------
+MILVUS_TMP=""
+MILVUS_HARNESS=$ROOT/tests/clients/milvus_harness.py
+
+stop_milvus() {
+  if [ -n "$MILVUS_TMP" ] && [ -d "$MILVUS_TMP" ]; then
+    "$VENV/bin/python" "$MILVUS_HARNESS" stop --pidfile "$MILVUS_TMP/milvus.pid" \
+      || printf 'test.sh: stopping Milvus failed (see above)\n' >&2
+    rm -rf "$MILVUS_TMP"
+  fi
+}
+
+start_milvus() {
+  MILVUS_TMP=$(mktemp -d /tmp/sluice-milvus-run.XXXXXX)
+  log "Milvus 2.3.5 (tests/clients/milvus_harness.py start)"
+  local uri
+  # stderr (progress, and the log tails on failure) goes straight through;
+  # stdout is the URI.
+  if ! uri=$("$VENV/bin/python" "$MILVUS_HARNESS" start \
+      --pidfile "$MILVUS_TMP/milvus.pid" --logfile "$MILVUS_TMP/milvus.log"); then
+    if [ -s "$MILVUS_TMP/milvus.log" ]; then
+      printf '\n--- %s (last 60 lines) ---\n' "$MILVUS_TMP/milvus.log" >&2
+      tail -n 60 "$MILVUS_TMP/milvus.log" >&2 || true
+    fi
+    die "Milvus did not start (log tails above)"
+  fi
+  uri=$(printf '%s\n' "$uri" | tail -n 1)
+  [ "$uri" = "http://127.0.0.1:19530" ] || die "milvus_harness.py printed an unexpected URI: '$uri'"
+  export SLUICE_TEST_MILVUS_URI=$uri
+  log "Milvus on $SLUICE_TEST_MILVUS_URI (collections docs, notes, big)"
+}
+
+cleanup() {
+  stop_milvus || true
+  stop_postgres || true
+}
+
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- stages --------------------------------------------------------------------------
@@ -166,6 +208,7 @@ stage() {
 setup_venv
 setup_npm
 start_postgres
+start_milvus
 
 if [ "${SLUICE_TEST_SKIP_CARGO_TEST:-0}" != 1 ]; then
   stage "cargo test --workspace" cargo test --workspace || true

@@ -477,6 +477,8 @@ pub struct MilvusTable {
     pk_is_int: bool,
     /// Metric of each indexed vector field.
     metrics: BTreeMap<String, Metric>,
+    /// Upper estimate of each field's encoded size per row.
+    field_bytes: BTreeMap<String, usize>,
 }
 
 impl fmt::Debug for MilvusTable {
@@ -519,6 +521,7 @@ impl MilvusTable {
             .map(|s| s.cfg.name.clone())
             .unwrap_or_default();
         let mut fields = Vec::new();
+        let mut field_bytes = BTreeMap::new();
         let mut primary = None;
         for f in desc.get_schema().get_fields() {
             if f.is_dynamic() {
@@ -540,6 +543,13 @@ impl MilvusTable {
                 field =
                     field.with_metadata([("milvus.kind".to_string(), "json".to_string())].into());
             }
+            let bytes = match f.get_data_type() {
+                MilvusType::FloatVector => 4 * f.get_dimension() as usize + 16,
+                MilvusType::VarChar | MilvusType::Text => f.get_max_length().clamp(16, 65_536) as usize,
+                MilvusType::Json => 4096,
+                _ => 16,
+            };
+            field_bytes.insert(f.get_name().to_string(), bytes);
             fields.push(field);
         }
         let (primary_key, pk_is_int) = primary?;
@@ -551,7 +561,20 @@ impl MilvusTable {
             primary_key,
             pk_is_int,
             metrics,
+            field_bytes,
         })
+    }
+
+    /// Rows of `fields` that fit in one answer (the SDK's gRPC client
+    /// accepts messages of at most 4 MiB).
+    fn rows_per_message(&self, fields: &[String]) -> usize {
+        const BUDGET: usize = 3 * 1024 * 1024;
+        let width: usize = fields
+            .iter()
+            .map(|f| self.field_bytes.get(f).copied().unwrap_or(16))
+            .sum::<usize>()
+            .max(1);
+        (BUDGET / width).max(1)
     }
 
     fn shared(&self) -> DFResult<Arc<Shared>> {
@@ -992,6 +1015,14 @@ impl NativeVectorSearch for MilvusTable {
             .iter()
             .map(|i| self.schema.field(*i).clone())
             .collect();
+        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        if k > self.rows_per_message(&names) {
+            return Err(DataFusionError::Plan(format!(
+                "vector_search: {k} results of {} do not fit in one Milvus answer (4 MiB); \
+                 lower k or select fewer columns",
+                self.collection
+            )));
+        }
         fields.push(Field::new(DISTANCE_COLUMN, DataType::Float64, true));
         let shared = self.shared()?;
         let me = shared
@@ -1308,12 +1339,22 @@ impl Pager {
     }
 
     async fn next_page(&mut self) -> DFResult<Option<RecordBatch>> {
+        let pk = &self.table.primary_key;
+        // The primary key always comes back (the cursor needs it).
+        let mut fields = self.fields.clone();
+        if !fields.contains(pk) {
+            fields.push(pk.clone());
+        }
+        let most = self
+            .shared
+            .cfg
+            .page_size
+            .min(self.table.rows_per_message(&fields));
         let page = match self.remaining {
             Some(0) => return Ok(None),
-            Some(r) => r.min(self.shared.cfg.page_size),
-            None => self.shared.cfg.page_size,
+            Some(r) => r.min(most),
+            None => most,
         };
-        let pk = &self.table.primary_key;
         let mut expr = String::new();
         if let Some(f) = &self.filter {
             write!(expr, "({f})").expect("string write");
@@ -1446,6 +1487,7 @@ mod tests {
             primary_key: "id".into(),
             pk_is_int: true,
             metrics: BTreeMap::new(),
+            field_bytes: BTreeMap::from([("embedding".to_string(), 32)]),
         }
     }
 

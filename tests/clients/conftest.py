@@ -1,13 +1,16 @@
 """Session fixtures of the sluice client-conformance tests.
 
 One lake (pyiceberg, SQLite catalog) and one sluice server (SQLite store)
-per session; tokens are created through the admin API. Nothing here skips:
-a missing binary or a server that does not start fails the tests that need
-it.
+per session; tokens are created through the admin API. One real Milvus
+2.3.5 server (``milvus``: scripts/test.sh starts it and sets
+SLUICE_TEST_MILVUS_URI, else the fixture starts its own). Nothing here
+skips: a missing binary or a server that does not start fails the tests
+that need it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures import TABLE_CLASSES, build_lake  # noqa: E402
 from harness import HarnessError, SluiceServer, adbc_query, sluice_binary  # noqa: E402
+from milvus_harness import MilvusError, MilvusServer  # noqa: E402
 from oracle import Oracle  # noqa: E402
 from policy_views import build_oracle_db  # noqa: E402
 from tokens import EU_ANALYST, ORACLE_TOKENS, SALES_READER  # noqa: E402
@@ -53,6 +57,53 @@ def server(sluice_bin, lake, tmp_path_factory):
         pytest.fail(str(e), pytrace=False)
     yield srv
     srv.close()
+
+
+class MilvusHandle:
+    """What the ``milvus`` fixture yields: ``.uri`` (gRPC, e.g.
+    ``http://127.0.0.1:19530``) and ``.server`` (the MilvusServer this
+    session started, or None when SLUICE_TEST_MILVUS_URI was given)."""
+
+    def __init__(self, uri: str, server: MilvusServer | None = None):
+        self.uri = uri
+        self.server = server
+
+    def __repr__(self) -> str:
+        return f"MilvusHandle(uri={self.uri!r}, own_server={self.server is not None})"
+
+
+@pytest.fixture(scope="session")
+def milvus(tmp_path_factory):
+    """A real Milvus 2.3.5 with the collections of milvus_fixtures.py (docs,
+    notes, big). With SLUICE_TEST_MILVUS_URI (scripts/test.sh) that server
+    is used, and the collections are re-created if one is missing or has the
+    wrong row count; otherwise this session starts its own server (pinned
+    ports 19530 etc., so not next to another one) and stops it at the end."""
+    from milvus_fixtures import collections_present, create_collections
+
+    uri = os.environ.get("SLUICE_TEST_MILVUS_URI")
+    if uri:
+        try:
+            if not collections_present(uri):
+                create_collections(uri, verbose=False)
+        except Exception as e:  # noqa: BLE001 - reported as a failure
+            pytest.fail(f"Milvus at SLUICE_TEST_MILVUS_URI={uri}: {type(e).__name__}: {e}", pytrace=False)
+        yield MilvusHandle(uri)
+        return
+    srv = MilvusServer(log_path=tmp_path_factory.mktemp("milvus") / "milvus-server.log")
+    try:
+        srv.start()
+        create_collections(srv.uri, verbose=False)
+    except (MilvusError, Exception) as e:  # noqa: BLE001 - reported as a failure
+        srv.stop()
+        pytest.fail(f"starting Milvus or creating its collections: {type(e).__name__}: {e}", pytrace=False)
+    except BaseException:
+        srv.stop()
+        raise
+    try:
+        yield MilvusHandle(srv.uri, srv)
+    finally:
+        srv.stop()
 
 
 class Tokens:
