@@ -71,8 +71,10 @@ def main():
     args = ap.parse_args()
 
     env = dict(os.environ, CARGO_TARGET_DIR=TARGET)
-    sh("cargo", "build", "--release", "-p", "sluice", "--bin", "sluice", cwd=ROOT, env=env)
-    sh("cargo", "build", "--release", "-p", "sluice-connectors", "--example", "milvus_search", cwd=ROOT, env=env)
+    # One invocation, so the example shares the binary's feature set (and
+    # its compiled DataFusion).
+    sh("cargo", "build", "--release", "-p", "sluice", "-p", "sluice-connectors", "--bin", "sluice",
+       "--example", "milvus_search", cwd=ROOT, env=env)
     sluice = os.path.join(TARGET, "release", "sluice")
     direct = os.path.join(TARGET, "release", "examples", "milvus_search")
 

@@ -811,6 +811,68 @@ vector_columns = ["embedding"]
     }
 
     #[test]
+    fn milvus_catalogs() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "sluice.toml",
+                r#"
+[catalogs.vec]
+kind = "milvus"
+uri = "http://127.0.0.1:19530"
+password = "hunter2"
+timeout = "2s"
+refresh_interval = "500ms"
+page_size = 1000
+consistency = "strong"
+"#,
+            )?;
+            let cfg = Config::from_figment(Config::figment(Some(Path::new("sluice.toml"))))
+                .unwrap()
+                .resolve(Path::new("/b"))
+                .unwrap();
+            let vec = &cfg.catalogs["vec"];
+            assert_eq!(vec.kind, CatalogKind::Milvus);
+            assert_eq!(vec.timeout, Some(Duration::from_secs(2)));
+            assert_eq!(vec.refresh_interval, Some(Duration::from_millis(500)));
+            assert!(!format!("{vec:?}").contains("hunter2"));
+            let m = crate::catalogs::milvus_config("vec", vec);
+            assert_eq!(m.database, "default");
+            assert_eq!(m.page_size, 1000);
+            assert!(!format!("{m:?}").contains("hunter2"));
+            Ok(())
+        });
+        let mut bad = Config::default();
+        let toml = r#"
+kind = "milvus"
+uri = "127.0.0.1:19530"
+warehouse = "file:///x"
+page_size = 0
+"#;
+        bad.catalogs.insert(
+            "vec".into(),
+            Figment::from(Toml::string(toml)).extract().unwrap(),
+        );
+        let iceberg = r#"
+kind = "iceberg"
+uri = "sqlite:///x.db"
+timeout = "1s"
+"#;
+        bad.catalogs.insert(
+            "lake".into(),
+            Figment::from(Toml::string(iceberg)).extract().unwrap(),
+        );
+        let err = bad.resolve(Path::new("/b")).unwrap_err().to_string();
+        for needle in [
+            "catalogs.vec.uri",
+            "Iceberg settings",
+            "page_size",
+            "catalogs.lake.timeout is a Milvus setting",
+        ] {
+            assert!(err.contains(needle), "{needle} in {err}");
+        }
+    }
+
+    #[test]
     fn sqlite_urls() {
         let b = Path::new("/cwd");
         let n = |u: &str| normalize_sqlite_url(u, b).unwrap();

@@ -545,7 +545,9 @@ impl MilvusTable {
             }
             let bytes = match f.get_data_type() {
                 MilvusType::FloatVector => 4 * f.get_dimension() as usize + 16,
-                MilvusType::VarChar | MilvusType::Text => f.get_max_length().clamp(16, 65_536) as usize,
+                MilvusType::VarChar | MilvusType::Text => {
+                    f.get_max_length().clamp(16, 65_536) as usize
+                }
                 MilvusType::Json => 4096,
                 _ => 16,
             };
@@ -612,7 +614,9 @@ impl MilvusTable {
             return None;
         }
         match f.data_type() {
-            DataType::FixedSizeList(..) => None,
+            // Milvus may compare a FLOAT field with the literal in single
+            // precision, DataFusion compares in double: not exact.
+            DataType::FixedSizeList(..) | DataType::Float32 => None,
             DataType::Utf8 if self.is_json(name) => None,
             _ => Some(f),
         }
@@ -645,7 +649,6 @@ impl MilvusTable {
                         DataType::Int64 | DataType::Float64
                     ) | (DataType::Int8 | DataType::Int16, DataType::Int32)
                         | (DataType::Int8, DataType::Int16)
-                        | (DataType::Float32, DataType::Float64)
                 );
                 lossless.then_some(inner)
             }
@@ -659,7 +662,9 @@ impl MilvusTable {
             ScalarValue::Int8(Some(i)) => i.to_string(),
             ScalarValue::Int16(Some(i)) => i.to_string(),
             ScalarValue::Int32(Some(i)) => i.to_string(),
-            ScalarValue::Int64(Some(i)) => i.to_string(),
+            // Milvus cannot parse -9223372036854775808 (it negates the
+            // out-of-range 9223372036854775808).
+            ScalarValue::Int64(Some(i)) if *i != i64::MIN => i.to_string(),
             ScalarValue::UInt8(Some(i)) => i.to_string(),
             ScalarValue::UInt16(Some(i)) => i.to_string(),
             ScalarValue::UInt32(Some(i)) => i.to_string(),
@@ -988,6 +993,14 @@ impl NativeVectorSearch for MilvusTable {
 
     fn filter_is_exact(&self, filter: &Expr) -> bool {
         self.translate(filter).is_some()
+    }
+
+    fn max_results(&self, projection: &[usize]) -> usize {
+        let names: Vec<String> = projection
+            .iter()
+            .map(|i| self.schema.field(*i).name().clone())
+            .collect();
+        self.rows_per_message(&names).min(MILVUS_MAX_LIMIT)
     }
 
     async fn search(
@@ -1363,10 +1376,18 @@ impl Pager {
             if !expr.is_empty() {
                 expr.push_str(" and ");
             }
-            let lit = MilvusTable::literal(c).ok_or_else(|| {
-                DataFusionError::Internal("unprintable primary key cursor".to_string())
-            })?;
-            write!(expr, "({pk} > {lit})").expect("string write");
+            match c {
+                // `> i64::MIN` cannot be written; `>= i64::MIN + 1` can.
+                ScalarValue::Int64(Some(i64::MIN)) => {
+                    write!(expr, "({pk} >= {})", i64::MIN + 1).expect("string write")
+                }
+                _ => {
+                    let lit = MilvusTable::literal(c).ok_or_else(|| {
+                        DataFusionError::Internal("unprintable primary key cursor".to_string())
+                    })?;
+                    write!(expr, "({pk} > {lit})").expect("string write");
+                }
+            }
         }
         if expr.is_empty() {
             // Milvus needs a condition; this one holds for every row.

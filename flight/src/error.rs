@@ -121,6 +121,11 @@ impl From<Error> for Status {
 /// planner words "does not exist" and "not granted" identically) keep their
 /// message; everything else is internal and generic.
 fn datafusion_status(err: &DataFusionError) -> Status {
+    // An unreachable backend: say which catalog, the client can retry.
+    if let Some(down) = sluice_planner::connector::ConnectorUnavailable::find(err) {
+        tracing::warn!(error = %down, "catalog unavailable");
+        return Status::unavailable(down.to_string());
+    }
     let root = err.find_root();
     match root {
         DataFusionError::Plan(_)

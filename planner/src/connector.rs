@@ -32,6 +32,10 @@ pub trait NativeVectorSearch: Send + Sync + fmt::Debug {
     /// pre-filter a top-k search.
     fn filter_is_exact(&self, filter: &Expr) -> bool;
 
+    /// The largest `k` one native search returning the columns of
+    /// `projection` can answer (bigger searches take the exact path).
+    fn max_results(&self, projection: &[usize]) -> usize;
+
     /// The `k` nearest rows to `vector` in `column` among the rows for which
     /// every one of `filters` is TRUE (each one [`Self::filter_is_exact`]),
     /// ranked by the index's metric. Output: the columns of `projection`

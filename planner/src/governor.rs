@@ -428,7 +428,7 @@ fn number_placeholders(statement: &mut DFStatement) -> Result<()> {
 }
 
 /// The process-wide rule compiler (stateless after construction).
-fn compiler() -> &'static Arc<RuleCompiler> {
+pub(crate) fn compiler() -> &'static Arc<RuleCompiler> {
     static COMPILER: OnceLock<Arc<RuleCompiler>> = OnceLock::new();
     COMPILER.get_or_init(|| Arc::new(RuleCompiler::new()))
 }

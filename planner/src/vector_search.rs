@@ -172,6 +172,10 @@ impl VectorSearchFunction {
                     plan_datafusion_err!("vector_search filter {text:?}: {}", e.strip_backtrace())
                 })?;
                 check_filter(&expr)?;
+                // Typed like the columns, so a backend can evaluate it.
+                let expr = crate::governor::compiler()
+                    .normalize(expr.clone(), &df_schema)
+                    .unwrap_or(expr);
                 self.resolved
                     .lock()
                     .expect("vector_search lock")
@@ -485,18 +489,6 @@ impl VectorSearchTable {
             .all(|f| native.filter_is_exact(f))
             .then(|| (Arc::clone(native), filters))
     }
-
-    /// What the search tells EXPLAIN readers (no policy text).
-    pub fn describe(&self) -> String {
-        format!(
-            "vector_search: table={}, column={}, k={}, metric={}, native={}",
-            self.resolved.view.table,
-            self.column,
-            self.k,
-            self.metric.function_name(),
-            self.native_plan().is_some()
-        )
-    }
 }
 
 #[async_trait]
@@ -548,9 +540,15 @@ impl TableProvider for VectorSearchTable {
         }
         let wanted: Vec<usize> = wanted.into_iter().collect();
         let distance = col(Column::new_unqualified(DISTANCE_COLUMN));
-        let barrier = match self.native_plan() {
+        let native = match self.native_plan() {
             Some((native, filters)) => {
                 let source = view.source_columns(&wanted, &filters, &[])?;
+                (native.max_results(&source) >= self.k).then_some((native, filters, source))
+            }
+            None => None,
+        };
+        let barrier = match native {
+            Some((native, filters, source)) => {
                 let found = native
                     .search(
                         state,

@@ -109,7 +109,7 @@ fn query_error(e: sluice_planner::Error) -> ApiError {
         other => other.to_string(),
     };
     if e.is_user_error() {
-        if message.starts_with("table '") && message.ends_with("not found") {
+        if message.contains("table '") && message.ends_with("not found") {
             ApiError::NotFound(message)
         } else {
             ApiError::BadRequest(message)

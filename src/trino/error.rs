@@ -167,6 +167,10 @@ pub fn from_plan_error(e: &PlanError) -> TrinoError {
 
 /// The Trino form of a DataFusion error.
 pub fn from_datafusion(e: &DataFusionError) -> TrinoError {
+    if let Some(down) = sluice_planner::connector::ConnectorUnavailable::find(e) {
+        tracing::warn!(error = %down, "catalog unavailable");
+        return TrinoError::new(CONNECTOR_ERROR, down.to_string());
+    }
     let root = e.find_root();
     let message = root.to_string();
     let message = strip_prefixes(&message);
