@@ -4,14 +4,16 @@
 //!
 //! ```text
 //! cargo run --release -p sluice-connectors --example milvus_search -- \
-//!     <uri> <collection> <field> <k> <iterations> <v1,v2,…> [output,fields]
+//!     <uri> <collection> <field> <k> <iterations> <v1,v2,…> [output,fields] [consistency]
 //! ```
 //!
 //! Prints one JSON line: `{"p50_us":…, "p90_us":…, "hits":…}`.
 
 use std::time::Instant;
 
-use milvus::v2::prelude::{ClientV2, ConnectConfig, SearchRequest, SearchVectors};
+use milvus::v2::prelude::{
+    ClientV2, ConnectConfig, ConsistencyLevel, SearchRequest, SearchVectors,
+};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,17 +34,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .first()
         .map(|f| f.split(',').map(str::to_string).collect())
         .unwrap_or_default();
+    let consistency = match rest.get(1).map(String::as_str) {
+        None | Some("") => None,
+        Some("strong") => Some(ConsistencyLevel::Strong),
+        Some("session") => Some(ConsistencyLevel::Session),
+        Some("bounded") => Some(ConsistencyLevel::Bounded),
+        Some("eventually") => Some(ConsistencyLevel::Eventually),
+        Some(other) => return Err(format!("unknown consistency {other}").into()),
+    };
     let client = ClientV2::new(&ConnectConfig::new().uri(uri.clone())).await?;
     let mut times = Vec::with_capacity(iterations);
     let mut hits = 0;
     for i in 0..iterations + 3 {
-        let request = SearchRequest::builder()
+        let mut request = SearchRequest::builder()
             .collection_name(collection.clone())
             .vector_field(field.clone())
             .vectors(SearchVectors::Float(vec![vector.clone()]))
             .limit(k)
-            .output_fields(fields.clone())
-            .build()?;
+            .output_fields(fields.clone());
+        if let Some(level) = consistency {
+            request = request.consistency_level(level);
+        }
+        let request = request.build()?;
         let started = Instant::now();
         let response = client.search(request).await?;
         let elapsed = started.elapsed();
