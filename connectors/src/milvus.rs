@@ -49,7 +49,9 @@ use milvus::v2::prelude::{
     DescribeIndexRequest, FieldData, Ids, ListCollectionsRequest, MetricType, QueryRequest,
     SearchRequest, SearchVectors,
 };
-use sluice_planner::connector::{ConnectorUnavailable, DISTANCE_COLUMN, NativeVectorSearch};
+use sluice_planner::connector::{
+    ConnectorUnavailable, INTERNAL_DISTANCE_COLUMN as DISTANCE_COLUMN, NativeVectorSearch,
+};
 use sluice_planner::vectors::Metric;
 
 use crate::error::{Error, Result};
@@ -142,6 +144,22 @@ impl fmt::Debug for MilvusCatalog {
     }
 }
 
+/// An answer larger than the SDK accepts (4 MiB): ask for fewer rows.
+#[derive(Debug)]
+struct AnswerTooLarge;
+
+impl fmt::Display for AnswerTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the Milvus answer exceeds the 4 MiB message limit")
+    }
+}
+
+impl std::error::Error for AnswerTooLarge {}
+
+fn is_too_large(e: &DataFusionError) -> bool {
+    matches!(e.find_root(), DataFusionError::External(x) if x.is::<AnswerTooLarge>())
+}
+
 fn unavailable(cfg: &MilvusConfig, reason: impl Into<String>) -> DataFusionError {
     ConnectorUnavailable {
         catalog: cfg.name.clone(),
@@ -164,6 +182,13 @@ impl Shared {
             .uri(self.cfg.uri.clone())
             .connect_timeout(self.cfg.timeout)
             .rpc_timeout(self.cfg.timeout)
+            // Retries end within the call's deadline (and an oversized
+            // answer is not asked for again and again).
+            .retry(
+                milvus::v2::prelude::RetryConfig::new()
+                    .max_attempts(3)
+                    .max_retry_timeout(self.cfg.timeout),
+            )
             .database(self.cfg.database.clone());
         if let Some(t) = &self.cfg.token {
             config = config.token(t.clone());
@@ -176,7 +201,10 @@ impl Shared {
         }
         let client = match tokio::time::timeout(self.cfg.timeout, ClientV2::new(&config)).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unavailable(&self.cfg, format!("cannot connect: {e}"))),
+            Ok(Err(e)) => {
+                tracing::warn!(catalog = %self.cfg.name, error = %e, "cannot connect to milvus");
+                return Err(unavailable(&self.cfg, "cannot connect"));
+            }
             Err(_) => {
                 return Err(unavailable(
                     &self.cfg,
@@ -188,38 +216,57 @@ impl Shared {
         Ok(client)
     }
 
-    /// Runs one call under the deadline; transport failures drop the
-    /// client (the next call reconnects) and are reported as unavailability.
+    /// Runs one call under the deadline. Transport failures drop the
+    /// client (the next call reconnects) and are reported as
+    /// unavailability with a fixed reason: server and transport texts can
+    /// quote the request's expression (the token's policy), so they only
+    /// go to the log.
     async fn call<T, F>(&self, what: &str, f: impl FnOnce(ClientV2) -> F) -> DFResult<T>
     where
         F: Future<Output = milvus::v2::error::Result<T>>,
     {
         use milvus::v2::error::Error as E;
         let client = self.client().await?;
-        match tokio::time::timeout(self.cfg.timeout, f(client)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(
-                e @ (E::Grpc(_) | E::Timeout(_) | E::RetryExhausted { .. } | E::Cancelled(_)),
-            )) => {
-                *self.client.lock().await = None;
-                Err(unavailable(&self.cfg, format!("{what} failed: {e}")))
-            }
-            // A collection that is not loaded cannot be read until an
-            // operator loads it: that is unavailability, not a data error.
-            Ok(Err(E::Server(e))) if e.to_string().contains("not loaded") => {
-                Err(unavailable(&self.cfg, format!("{what} failed: {e}")))
-            }
-            Ok(Err(e)) => Err(DataFusionError::External(Box::new(Error::Milvus {
-                catalog: self.cfg.name.clone(),
-                message: format!("{what}: {e}"),
-            }))),
+        let outcome = tokio::time::timeout(self.cfg.timeout, f(client)).await;
+        let e = match outcome {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => e,
             Err(_) => {
+                *self.client.lock().await = None;
+                tracing::warn!(catalog = %self.cfg.name, what, "milvus call timed out");
+                return Err(unavailable(
+                    &self.cfg,
+                    format!("{what}: no answer within {:?}", self.cfg.timeout),
+                ));
+            }
+        };
+        tracing::warn!(catalog = %self.cfg.name, what, error = %e, "milvus call failed");
+        let root = match &e {
+            E::RetryExhausted { source, .. } => source.as_ref(),
+            other => other,
+        };
+        match root {
+            // The answer exceeds the SDK's 4 MiB message limit.
+            // gRPC codes 8 (RESOURCE_EXHAUSTED) and 11 (OUT_OF_RANGE).
+            E::Grpc(status) if matches!(i32::from(status.code()), 8 | 11) => {
+                Err(DataFusionError::External(Box::new(AnswerTooLarge)))
+            }
+            E::Grpc(_) | E::Timeout(_) | E::Cancelled(_) | E::RetryExhausted { .. } => {
                 *self.client.lock().await = None;
                 Err(unavailable(
                     &self.cfg,
-                    format!("{what}: no answer within {:?}", self.cfg.timeout),
+                    format!("{what} failed (transport error)"),
                 ))
             }
+            // CollectionNotLoaded: an operator must load it.
+            E::Server(s) if s.code() == 101 || s.legacy_code() == 101 => Err(unavailable(
+                &self.cfg,
+                format!("{what} failed: the collection is not loaded"),
+            )),
+            _ => Err(DataFusionError::External(Box::new(Error::Milvus {
+                catalog: self.cfg.name.clone(),
+                message: format!("{what} failed; the details are in the server log"),
+            }))),
         }
     }
 
@@ -614,9 +661,11 @@ impl MilvusTable {
             return None;
         }
         match f.data_type() {
-            // Milvus may compare a FLOAT field with the literal in single
-            // precision, DataFusion compares in double: not exact.
-            DataType::FixedSizeList(..) | DataType::Float32 => None,
+            // Floating point: Milvus compares with IEEE semantics (-0.0 =
+            // 0.0, NaN matches nothing), DataFusion with a total order
+            // (-0.0 < 0.0, NaN above everything), and FLOAT fields may be
+            // compared in single precision. Not exact, so never pushed.
+            DataType::FixedSizeList(..) | DataType::Float32 | DataType::Float64 => None,
             DataType::Utf8 if self.is_json(name) => None,
             _ => Some(f),
         }
@@ -642,11 +691,13 @@ impl MilvusTable {
                     .ok()?
                     .data_type()
                     .clone();
+                // Integer widenings only: Milvus refuses a float literal
+                // against an integer field.
                 let lossless = matches!(
                     (&from, &c.data_type),
                     (
                         DataType::Int8 | DataType::Int16 | DataType::Int32,
-                        DataType::Int64 | DataType::Float64
+                        DataType::Int64
                     ) | (DataType::Int8 | DataType::Int16, DataType::Int32)
                         | (DataType::Int8, DataType::Int16)
                 );
@@ -1231,6 +1282,7 @@ impl ExecutionPlan for MilvusExec {
                 remaining: limit,
                 cursor: None,
                 done: false,
+                max_rows: MILVUS_MAX_LIMIT,
             }
             .into_stream()
             .boxed(),
@@ -1276,6 +1328,10 @@ impl SearchCall {
             .await?;
         let hits = response.results().get_results().first();
         let rows = hits.map_or(0, |h| h.get_scores().len());
+        // No hits: Milvus answers without any output field.
+        if rows == 0 {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
         let mut columns = Vec::with_capacity(self.schema.fields().len());
         for field in self.schema.fields() {
             let name = field.name();
@@ -1329,6 +1385,8 @@ struct Pager {
     remaining: Option<usize>,
     cursor: Option<ScalarValue>,
     done: bool,
+    /// Page bound learnt from oversized answers.
+    max_rows: usize,
 }
 
 impl Pager {
@@ -1397,27 +1455,41 @@ impl Pager {
                 format!("{pk} >= \"\"")
             };
         }
-        // The primary key always comes back (the cursor needs it).
-        let mut fields = self.fields.clone();
-        if !fields.contains(pk) {
-            fields.push(pk.clone());
-        }
-        let mut request = QueryRequest::builder()
-            .database_name(self.shared.cfg.database.clone())
-            .collection_name(self.table.collection.clone())
-            .filter(expr)
-            .output_fields(fields)
-            .limit(page as i64);
-        if let Some(level) = self.shared.consistency() {
-            request = request.consistency_level(level);
-        }
-        let request = request
-            .build()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let response = self
-            .shared
-            .call("query", |c| async move { c.query(request).await })
-            .await?;
+        // A page of rows wider than estimated (long JSON or text) can
+        // exceed the message limit: halve it until it fits.
+        let mut page = page.min(self.max_rows);
+        let response = loop {
+            let mut request = QueryRequest::builder()
+                .database_name(self.shared.cfg.database.clone())
+                .collection_name(self.table.collection.clone())
+                .filter(expr.clone())
+                .output_fields(fields.clone())
+                .limit(page as i64);
+            if let Some(level) = self.shared.consistency() {
+                request = request.consistency_level(level);
+            }
+            let request = request
+                .build()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            match self
+                .shared
+                .call("query", |c| async move { c.query(request).await })
+                .await
+            {
+                Ok(r) => break r,
+                Err(e) if is_too_large(&e) && page > 1 => {
+                    page /= 2;
+                    self.max_rows = page;
+                }
+                Err(e) if is_too_large(&e) => {
+                    return Err(DataFusionError::Execution(format!(
+                        "a row of {} is larger than a Milvus answer may be (4 MiB)",
+                        self.table.collection
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let results = response.results();
         let pk_field = self.table.schema.field_with_name(pk)?.clone();
         let keys = match results.get_output_field(pk) {

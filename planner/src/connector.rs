@@ -21,6 +21,11 @@ use crate::vectors::Metric;
 /// Name of the distance column of `vector_search` results.
 pub const DISTANCE_COLUMN: &str = "_distance";
 
+/// Name of the distance column below the secure view (a reserved name, so
+/// it cannot meet a table column of the same name in the policy's
+/// expressions); renamed to [`DISTANCE_COLUMN`] above it.
+pub const INTERNAL_DISTANCE_COLUMN: &str = "__sluice_distance";
+
 /// A table whose backend searches vectors natively (Milvus).
 #[async_trait]
 pub trait NativeVectorSearch: Send + Sync + fmt::Debug {
@@ -39,8 +44,9 @@ pub trait NativeVectorSearch: Send + Sync + fmt::Debug {
     /// The `k` nearest rows to `vector` in `column` among the rows for which
     /// every one of `filters` is TRUE (each one [`Self::filter_is_exact`]),
     /// ranked by the index's metric. Output: the columns of `projection`
-    /// (indices of the table's schema) followed by [`DISTANCE_COLUMN`]
-    /// (`Float64`, in the metric's terms: see [`Metric`]).
+    /// (indices of the table's schema) followed by
+    /// [`INTERNAL_DISTANCE_COLUMN`] (`Float64`, in the metric's terms: see
+    /// [`Metric`]).
     #[allow(clippy::too_many_arguments)]
     async fn search(
         &self,

@@ -56,7 +56,9 @@ use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit, Visitor,
 };
 
-use crate::connector::{DISTANCE_COLUMN, NativeSearchLookup, NativeVectorSearch};
+use crate::connector::{
+    DISTANCE_COLUMN, INTERNAL_DISTANCE_COLUMN, NativeSearchLookup, NativeVectorSearch,
+};
 use crate::secure_view::{SecureView, SecureViewProvider};
 use crate::vectors::{DistanceUdf, Metric};
 
@@ -423,6 +425,12 @@ impl TableFunctionImpl for VectorSearchFunction {
             })?),
             None => None,
         };
+        if view.schema().field_with_name(DISTANCE_COLUMN).is_ok() {
+            return plan_err!(
+                "vector_search: {table} has a column named {DISTANCE_COLUMN}, which the result \
+                 needs for the distance"
+            );
+        }
         let mut fields: Vec<Field> = view
             .schema()
             .fields()
@@ -539,7 +547,7 @@ impl TableProvider for VectorSearchTable {
             }
         }
         let wanted: Vec<usize> = wanted.into_iter().collect();
-        let distance = col(Column::new_unqualified(DISTANCE_COLUMN));
+        let distance = col(Column::new_unqualified(INTERNAL_DISTANCE_COLUMN));
         let native = match self.native_plan() {
             Some((native, filters)) => {
                 let source = view.source_columns(&wanted, &filters, &[])?;
@@ -564,7 +572,7 @@ impl TableProvider for VectorSearchTable {
                     state,
                     found,
                     &wanted,
-                    vec![(distance.clone(), DISTANCE_COLUMN.to_string())],
+                    vec![(distance.clone(), INTERNAL_DISTANCE_COLUMN.to_string())],
                 )?
             }
             None => {
@@ -593,7 +601,12 @@ impl TableProvider for VectorSearchTable {
                     self.metric,
                 ));
                 let d = udf.call(vec![col(Column::new_unqualified(&self.column)), lit(query)]);
-                view.enforce(state, scan, &wanted, vec![(d, DISTANCE_COLUMN.to_string())])?
+                view.enforce(
+                    state,
+                    scan,
+                    &wanted,
+                    vec![(d, INTERNAL_DISTANCE_COLUMN.to_string())],
+                )?
             }
         };
 
@@ -620,25 +633,26 @@ impl TableProvider for VectorSearchTable {
                 .expect("one sort expression");
         let plan: Arc<dyn ExecutionPlan> =
             Arc::new(SortExec::new(ordering, plan).with_fetch(Some(self.k)));
-        match projection {
-            None => Ok(plan),
-            Some(p) => {
-                let exprs = p
-                    .iter()
-                    .map(|i| {
-                        let name = self.schema.field(*i).name().clone();
-                        Ok((
-                            state.create_physical_expr(
-                                col(Column::new_unqualified(&name)),
-                                &out_schema,
-                            )?,
-                            name,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
-            }
-        }
+        // Output: the projected columns, the distance under its public name.
+        let all: Vec<usize> = (0..self.schema.fields().len()).collect();
+        let exprs = projection
+            .unwrap_or(&all)
+            .iter()
+            .map(|i| {
+                let name = self.schema.field(*i).name().clone();
+                let source = if name == DISTANCE_COLUMN && *i == n {
+                    INTERNAL_DISTANCE_COLUMN.to_string()
+                } else {
+                    name.clone()
+                };
+                Ok((
+                    state
+                        .create_physical_expr(col(Column::new_unqualified(&source)), &out_schema)?,
+                    name,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
     }
 }
 

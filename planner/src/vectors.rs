@@ -176,6 +176,15 @@ impl ScalarUDFImpl for DistanceUdf {
         let (right, right_scalar) = side(b)?;
         let left = left.as_list::<i32>();
         let right = right.as_list::<i32>();
+        // Read the flat value buffers through the offsets: no per-row arrays.
+        let (lvals, rvals) = (
+            left.values().as_primitive::<Float64Type>(),
+            right.values().as_primitive::<Float64Type>(),
+        );
+        let (loffs, roffs) = (left.value_offsets(), right.value_offsets());
+        let has_null = |vals: &arrow::array::Float64Array, start: usize, end: usize| {
+            vals.null_count() > 0 && (start..end).any(|j| vals.is_null(j))
+        };
         let mut out = Float64Builder::with_capacity(rows);
         for i in 0..rows {
             let li = if left_scalar { 0 } else { i };
@@ -184,23 +193,24 @@ impl ScalarUDFImpl for DistanceUdf {
                 out.append_null();
                 continue;
             }
-            let lv = left.value(li);
-            let rv = right.value(ri);
-            let lv = lv.as_primitive::<Float64Type>();
-            let rv = rv.as_primitive::<Float64Type>();
-            if lv.len() != rv.len() {
+            let (ls, le) = (loffs[li] as usize, loffs[li + 1] as usize);
+            let (rs, re) = (roffs[ri] as usize, roffs[ri + 1] as usize);
+            if le - ls != re - rs {
                 return Err(DimensionMismatch {
                     function: self.name().to_string(),
-                    left: lv.len(),
-                    right: rv.len(),
+                    left: le - ls,
+                    right: re - rs,
                 }
                 .into());
             }
-            if lv.null_count() > 0 || rv.null_count() > 0 {
+            if has_null(lvals, ls, le) || has_null(rvals, rs, re) {
                 out.append_null();
                 continue;
             }
-            match self.metric.compute(lv.values(), rv.values()) {
+            match self
+                .metric
+                .compute(&lvals.values()[ls..le], &rvals.values()[rs..re])
+            {
                 Some(d) => out.append_value(d),
                 None => out.append_null(),
             }

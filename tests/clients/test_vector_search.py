@@ -542,16 +542,18 @@ FILTERS = [
     ("tenant NOT IN ('acme', 'globex')", lambda r: r["tenant"] not in ("acme", "globex"), ['"acme"', '"globex"']),
     ("id IN (1, 2, 3, 2999)", lambda r: r["id"] in (1, 2, 3, 2999), ["id in [1, 2, 3, 2999]"]),
     ("NOT published", lambda r: not r["published"], ["published"]),
-    ("published AND rating > 4.0", lambda r: r["published"] and r["rating"] > 4.0, ["rating > 4"]),
-    ("rating BETWEEN 1.5 AND 2.25", lambda r: 1.5 <= r["rating"] <= 2.25, ["rating >= 1.5", "rating <= 2.25"]),
-    ("rating NOT BETWEEN 1 AND 4", lambda r: not (1 <= r["rating"] <= 4), ["rating"]),
+    # Float comparisons are never pushed (Milvus' -0.0 and NaN semantics
+    # differ from DataFusion's): only the rest of the condition is.
+    ("published AND rating > 4.0", lambda r: r["published"] and r["rating"] > 4.0, ["published == true"]),
+    ("rating BETWEEN 1.5 AND 2.25", lambda r: 1.5 <= r["rating"] <= 2.25, []),
+    ("rating NOT BETWEEN 1 AND 4", lambda r: not (1 <= r["rating"] <= 4), []),
     ("id BETWEEN 100 AND 200 OR id > 2990", lambda r: 100 <= r["id"] <= 200 or r["id"] > 2990, ["id > 2990"]),
     ("sensitivity < 2 OR category = 'paper'", lambda r: r["sensitivity"] < 2 or r["category"] == "paper",
      ["sensitivity < 2", 'category == "paper"']),
     ("NOT (sensitivity = 0 OR tenant = 'acme')", lambda r: not (r["sensitivity"] == 0 or r["tenant"] == "acme"),
      ['"acme"']),
-    ("rating > 2", lambda r: r["rating"] > 2, ["rating > 2"]),
-    ("rating = 2.35", lambda r: r["rating"] == 2.35, ["rating == 2.35"]),
+    ("rating > 2", lambda r: r["rating"] > 2, []),
+    ("rating = 2.35", lambda r: r["rating"] == 2.35, []),
     ("published = false", lambda r: r["published"] is False, ["published"]),
     ("category > 'blog' AND category < 'news'", lambda r: "blog" < r["category"] < "news",
      ['category > "blog"', 'category < "news"']),
@@ -609,6 +611,8 @@ def test_explain_shows_pushed_expr(c, cond, pred, frags):
     assert expr is not None, lines[0]
     for frag in frags:
         assert frag in expr, f"{frag!r} not in expr {expr!r}"
+    if not frags:
+        assert "rating" not in expr, expr
     assert "sensitivity <= 3" in expr  # the token's policy, pushed too
 
 
@@ -1287,7 +1291,7 @@ def test_resilience_forwarding_works(healthy, proxy):
     res = healthy
     status, body = _ready(res)
     assert status == 200
-    assert body == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready", "tables": 3}}}
+    assert body == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready"}}}
     t = res.q("res", f"SELECT id, _distance FROM {vs(DOCS, QV, 3)}")
     assert set(t.column("id").to_pylist()) <= TRAP
     assert proxy.accepted > 0
@@ -1377,4 +1381,4 @@ def test_outage_recovers(outage, proxy):
 def test_main_server_ready(vs_server):
     r = requests.get(f"{vs_server.http_base}/ready", timeout=10)
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready", "tables": 3}}}
+    assert r.json() == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready"}}}
