@@ -429,6 +429,28 @@ fn unqualify(e: Expr) -> Result<Expr> {
     .map(|t| t.data)
 }
 
+/// Scans the columns `source` of the connector's table `inner`, handing it
+/// the `hints` it can use for pruning (it re-applies nothing: the policy
+/// filter above does).
+pub async fn scan_source(
+    inner: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+    source: &[usize],
+    hints: &[Expr],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let refs: Vec<&Expr> = hints.iter().collect();
+    let support = inner.supports_filters_pushdown(&refs)?;
+    let pushed: Vec<Expr> = hints
+        .iter()
+        .zip(support)
+        .filter(|(_, s)| *s != TableProviderFilterPushDown::Unsupported)
+        .map(|(h, _)| h.clone())
+        .collect();
+    inner
+        .scan(state, Some(&source.to_vec()), &pushed, None)
+        .await
+}
+
 /// The table provider presenting a [`SecureView`] over a connector's table.
 #[derive(Debug)]
 pub struct SecureViewProvider {
@@ -508,20 +530,7 @@ impl TableProvider for SecureViewProvider {
         let mut hints: Vec<Expr> = view.pruning.clone();
         hints.extend(filters.iter().filter_map(|f| self.pushable_user_filter(f)));
         let source_projection = view.source_columns(&wanted, &hints, &[])?;
-
-        let hint_refs: Vec<&Expr> = hints.iter().collect();
-        let support = self.inner.supports_filters_pushdown(&hint_refs)?;
-        let pushed: Vec<Expr> = hints
-            .iter()
-            .zip(support)
-            .filter(|(_, s)| *s != TableProviderFilterPushDown::Unsupported)
-            .map(|(h, _)| h.clone())
-            .collect();
-
-        let scan = self
-            .inner
-            .scan(state, Some(&source_projection), &pushed, None)
-            .await?;
+        let scan = scan_source(&self.inner, state, &source_projection, &hints).await?;
         view.enforce(state, scan, &wanted, Vec::new())
     }
 }

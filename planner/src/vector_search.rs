@@ -59,7 +59,7 @@ use datafusion::sql::sqlparser::ast::{
 use crate::connector::{
     DISTANCE_COLUMN, INTERNAL_DISTANCE_COLUMN, NativeSearchLookup, NativeVectorSearch,
 };
-use crate::secure_view::{SecureView, SecureViewProvider};
+use crate::secure_view::{SecureView, SecureViewProvider, scan_source};
 use crate::vectors::{DistanceUdf, Metric};
 
 /// The SQL name of the table function.
@@ -578,19 +578,7 @@ impl TableProvider for VectorSearchTable {
             None => {
                 let hints = view.pruning.clone();
                 let source = view.source_columns(&wanted, &hints, &[self.source_index])?;
-                let refs: Vec<&Expr> = hints.iter().collect();
-                let support = self.resolved.inner.supports_filters_pushdown(&refs)?;
-                let pushed: Vec<Expr> = hints
-                    .iter()
-                    .zip(support)
-                    .filter(|(_, s)| *s != TableProviderFilterPushDown::Unsupported)
-                    .map(|(h, _)| h.clone())
-                    .collect();
-                let scan = self
-                    .resolved
-                    .inner
-                    .scan(state, Some(&source), &pushed, None)
-                    .await?;
+                let scan = scan_source(&self.resolved.inner, state, &source, &hints).await?;
                 let query =
                     ScalarValue::List(Arc::new(
                         ListArray::from_iter_primitive::<Float32Type, _, _>(vec![Some(

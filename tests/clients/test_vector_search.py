@@ -37,6 +37,7 @@ from harness import HarnessError, SluiceServer, adbc_query
 from tcp_proxy import TcpProxy
 from tokens import token_body
 from trino_harness import run_dbapi, trino_connect
+from vector_harness import VEC_CONFIG, start
 
 DOCS = "vec.default.docs"
 NOTES = "vec.default.notes"
@@ -52,17 +53,6 @@ UNAVAILABLE = "catalog vec is unavailable"
 #: Distances from Milvus are float32 computations.
 DIST_TOL = 1e-4
 
-VEC_CONFIG = """[catalogs.vec]
-kind = "milvus"
-uri = "{uri}"
-database = "default"
-timeout = "{timeout}"
-refresh_interval = "{refresh}"
-consistency = "strong"
-
-[catalogs.vec.tables."default.docs"]
-sensitivity_column = "sensitivity"
-"""
 
 ACME_GRANT_COLUMNS = ["id", "title", "category", "tenant", "sensitivity", "published", "meta", "embedding"]
 
@@ -303,22 +293,13 @@ class Clients:
                 pass
 
 
-def _start(server: SluiceServer) -> SluiceServer:
-    try:
-        server.start()
-    except HarnessError as e:
-        server.close()
-        pytest.fail(str(e), pytrace=False)
-    return server
-
-
 @pytest.fixture(scope="module")
 def vs_server(sluice_bin, lake, milvus, tmp_path_factory):
     srv = SluiceServer(
         binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice-vs"), lake=lake,
         extra_config=VEC_CONFIG.format(uri=milvus.uri, timeout="20s", refresh="5s"),
     )
-    _start(srv)
+    start(srv)
     yield srv
     srv.close()
 
@@ -1198,7 +1179,7 @@ def res(sluice_bin, lake, proxy, tmp_path_factory):
         binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice-vs-res"), lake=lake,
         extra_config=VEC_CONFIG.format(uri=proxy.uri, timeout="2s", refresh="1s"),
     )
-    _start(srv)
+    start(srv)
     clients = Clients(srv, VsTokens(srv, {"res": RES_TOKEN}))
     yield clients
     clients.close()

@@ -1,0 +1,63 @@
+"""Shared pieces of the Milvus / vector-search client tests: the catalog
+config, starting a sluice server that fails the test (not errors) when it
+cannot start, and throwaway pymilvus collections."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+import milvus_fixtures as mf
+from harness import HarnessError, SluiceServer
+
+#: ``[catalogs.vec]`` pointing at ``uri``; ``timeout`` and ``refresh`` are
+#: durations ("2s").
+VEC_CONFIG = """[catalogs.vec]
+kind = "milvus"
+uri = "{uri}"
+database = "default"
+timeout = "{timeout}"
+refresh_interval = "{refresh}"
+consistency = "strong"
+
+[catalogs.vec.tables."default.docs"]
+sensitivity_column = "sensitivity"
+"""
+
+
+def start(server: SluiceServer) -> SluiceServer:
+    """Starts ``server``; a server that does not come up fails the test."""
+    try:
+        server.start()
+    except HarnessError as e:
+        server.close()
+        pytest.fail(str(e), pytrace=False)
+    return server
+
+
+@contextlib.contextmanager
+def temp_collection(uri: str, name: str, fields: list, rows, metric: str = "L2"):
+    """A collection ``name`` created by pymilvus with ``fields`` (FieldSchema
+    list, built by the caller from the ``DataType`` it is given: ``fields``
+    may be a function of ``DataType``) and ``rows`` (row dicts or column
+    lists), a FLAT index on ``embedding`` and loaded; dropped on exit."""
+    mf.import_pymilvus()
+    from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+
+    alias = f"tmp_{name}"
+    connections.connect(alias=alias, uri=uri)
+    if utility.has_collection(name, using=alias):
+        utility.drop_collection(name, using=alias)
+    if callable(fields):
+        fields = fields(FieldSchema, DataType)
+    coll = Collection(name, CollectionSchema(fields), consistency_level="Strong", using=alias)
+    try:
+        coll.insert(rows)
+        coll.flush()
+        coll.create_index("embedding", {"index_type": "FLAT", "metric_type": metric, "params": {}})
+        coll.load()
+        yield coll
+    finally:
+        utility.drop_collection(name, using=alias)
+        connections.disconnect(alias)
