@@ -33,7 +33,7 @@ import milvus_fixtures as mf
 from harness import HarnessError, SluiceServer, adbc_query
 from tokens import token_body
 from trino_harness import run_dbapi, trino_connect
-from vector_harness import VEC_CONFIG, start, temp_collection
+from vector_harness import temp_collection, vec_server
 
 COLL = "rv93_review"
 T = f"vec.default.{COLL}"
@@ -123,9 +123,7 @@ def collection(milvus):
 
 @pytest.fixture(scope="module")
 def srv(sluice_bin, lake, milvus, collection, tmp_path_factory):
-    server = start(SluiceServer(binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice-rv93"), lake=lake,
-                                extra_config=VEC_CONFIG.format(uri=milvus.uri, timeout=f"{TIMEOUT_S}s",
-                                                               refresh="5s")))
+    server = vec_server(sluice_bin, lake, tmp_path_factory.mktemp("sluice-rv93"), milvus.uri, f"{TIMEOUT_S}s", "5s")
     yield server
     server.close()
 

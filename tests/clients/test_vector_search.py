@@ -37,7 +37,7 @@ from harness import HarnessError, SluiceServer, adbc_query
 from tcp_proxy import TcpProxy
 from tokens import token_body
 from trino_harness import run_dbapi, trino_connect
-from vector_harness import VEC_CONFIG, start
+from vector_harness import vec_server
 
 DOCS = "vec.default.docs"
 NOTES = "vec.default.notes"
@@ -295,11 +295,7 @@ class Clients:
 
 @pytest.fixture(scope="module")
 def vs_server(sluice_bin, lake, milvus, tmp_path_factory):
-    srv = SluiceServer(
-        binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice-vs"), lake=lake,
-        extra_config=VEC_CONFIG.format(uri=milvus.uri, timeout="20s", refresh="5s"),
-    )
-    start(srv)
+    srv = vec_server(sluice_bin, lake, tmp_path_factory.mktemp("sluice-vs"), milvus.uri, "20s", "5s")
     yield srv
     srv.close()
 
@@ -1175,11 +1171,7 @@ def proxy(milvus):
 
 @pytest.fixture(scope="module")
 def res(sluice_bin, lake, proxy, tmp_path_factory):
-    srv = SluiceServer(
-        binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice-vs-res"), lake=lake,
-        extra_config=VEC_CONFIG.format(uri=proxy.uri, timeout="2s", refresh="1s"),
-    )
-    start(srv)
+    srv = vec_server(sluice_bin, lake, tmp_path_factory.mktemp("sluice-vs-res"), proxy.uri, "2s", "1s")
     clients = Clients(srv, VsTokens(srv, {"res": RES_TOKEN}))
     yield clients
     clients.close()

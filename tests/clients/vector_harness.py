@@ -36,6 +36,12 @@ def start(server: SluiceServer) -> SluiceServer:
     return server
 
 
+def vec_server(sluice_bin, lake, workdir, uri: str, timeout: str, refresh: str) -> SluiceServer:
+    """A started sluice server with the lake and ``[catalogs.vec]`` at ``uri``."""
+    return start(SluiceServer(binary=sluice_bin, workdir=workdir, lake=lake,
+                              extra_config=VEC_CONFIG.format(uri=uri, timeout=timeout, refresh=refresh)))
+
+
 @contextlib.contextmanager
 def temp_collection(uri: str, name: str, fields: list, rows, metric: str = "L2"):
     """A collection ``name`` created by pymilvus with ``fields`` (FieldSchema
