@@ -111,10 +111,6 @@ struct Fixture {
     queries: Arc<Queries>,
 }
 
-fn scope(json: &str) -> Arc<TokenScope> {
-    Arc::new(serde_json::from_str(json).unwrap())
-}
-
 fn mem(schema: Arc<Schema>, cols: Vec<arrow::array::ArrayRef>) -> Arc<MemTable> {
     let batch = RecordBatch::try_new(Arc::clone(&schema), cols).unwrap();
     Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap())
@@ -271,35 +267,12 @@ fn fixture(config: TrinoConfig) -> Fixture {
     }
 }
 
-fn quick() -> TrinoConfig {
-    TrinoConfig {
-        max_wait: Duration::from_millis(200),
-        ..TrinoConfig::default()
-    }
-}
-
-use super::tests::{Answer, call};
-
-fn path_of(uri: &str) -> String {
-    let u = url::Url::parse(uri).unwrap();
-    u.path().to_string()
-}
+use super::tests::{Answer, call, path_of, post, quick, scope};
 
 /// Runs `sql` to the end: (rows, final document).
 async fn run(app: &Router, auth: &str, sql: &str, extra: &[(&str, &str)]) -> (Vec<Value>, Value) {
-    let mut answer = call(app, Method::POST, "/v1/statement", Some(auth), extra, sql).await;
-    let mut rows = Vec::new();
-    loop {
-        assert_eq!(answer.status, StatusCode::OK);
-        let doc = answer.json();
-        if let Some(data) = doc["data"].as_array() {
-            rows.extend(data.iter().cloned());
-        }
-        let Some(next) = doc["nextUri"].as_str() else {
-            return (rows, doc);
-        };
-        answer = call(app, Method::GET, &path_of(next), Some(auth), extra, "").await;
-    }
+    let (rows, _, answer) = super::tests::run(app, auth, sql, extra).await;
+    (rows, answer.json())
 }
 
 /// POSTs `sql` and, when the answer only points at page 0, polls it once:
@@ -435,26 +408,9 @@ async fn finding_queue_bound_is_racy() {
         ..quick()
     });
     // Take the only slot.
-    let first = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(ADMIN),
-        &[],
-        "SELECT n FROM lake.sales.endless",
-    )
-    .await;
+    let first = post(&f.app, ADMIN, "SELECT n FROM lake.sales.endless").await;
     assert_eq!(first.json()["stats"]["state"], "RUNNING");
-    let posts = (0..6).map(|_| {
-        call(
-            &f.app,
-            Method::POST,
-            "/v1/statement",
-            Some(ADMIN),
-            &[],
-            "SELECT 1",
-        )
-    });
+    let posts = (0..6).map(|_| post(&f.app, ADMIN, "SELECT 1"));
     let answers = futures::future::join_all(posts).await;
     let queued = answers
         .iter()
@@ -479,26 +435,10 @@ async fn finding_one_token_starves_the_others() {
         ..quick()
     });
     for _ in 0..f.queries.slots_per_token() {
-        let a = call(
-            &f.app,
-            Method::POST,
-            "/v1/statement",
-            Some(OTHER),
-            &[],
-            "SELECT n FROM lake.sales.endless",
-        )
-        .await;
+        let a = post(&f.app, OTHER, "SELECT n FROM lake.sales.endless").await;
         assert_eq!(a.json()["stats"]["state"], "RUNNING");
     }
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(EU),
-        &[],
-        "SELECT 1",
-    )
-    .await;
+    let a = post(&f.app, EU, "SELECT 1").await;
     assert_ne!(
         a.json()["stats"]["state"],
         "QUEUED",
@@ -633,15 +573,7 @@ async fn held_query_ownership_and_revocation() {
         page_max_rows: 10,
         ..quick()
     });
-    let first = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(EU),
-        &[],
-        "SELECT n FROM lake.sales.endless",
-    )
-    .await;
+    let first = post(&f.app, EU, "SELECT n FROM lake.sales.endless").await;
     let doc = first.json();
     let next = path_of(doc["nextUri"].as_str().unwrap());
     let id = doc["id"].as_str().unwrap().to_string();
@@ -799,14 +731,14 @@ async fn finish_many(
 ) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     for _ in 0..n {
-        let mut a = call(app, Method::POST, "/v1/statement", Some(auth), &[], sql).await;
+        let mut a = post(app, auth, sql).await;
         let mut last_path = String::new();
         loop {
             assert_eq!(a.status, StatusCode::OK);
             let doc = a.json();
             match doc["nextUri"].as_str() {
                 Some(next) => {
-                    last_path = path_of(next);
+                    last_path = path_of(next).to_string();
                     a = call(app, Method::GET, &last_path, Some(auth), &[], "").await;
                 }
                 None => {
@@ -894,7 +826,7 @@ async fn finding_failed_statements_registered_without_bound() {
     let sql = format!("SELECT * FROM lake.sales.\"{name}\"");
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let a = call(&f.app, Method::POST, "/v1/statement", Some(EU), &[], &sql).await;
+        let a = post(&f.app, EU, &sql).await;
         let doc = a.json();
         ids.push(doc["id"].as_str().unwrap().to_string());
     }
@@ -945,23 +877,15 @@ async fn finding_watchdog_fails_complete_results_of_slow_readers() {
         page_max_rows: 1,
         ..quick()
     });
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(EU),
-        &[],
-        "SELECT n FROM (VALUES (1), (2)) AS t(n)",
-    )
-    .await;
-    let mut next = a.json()["nextUri"].as_str().map(path_of);
+    let a = post(&f.app, EU, "SELECT n FROM (VALUES (1), (2)) AS t(n)").await;
+    let mut next = a.json()["nextUri"].as_str().map(|u| path_of(u).to_string());
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut last = Value::Null;
     while let Some(p) = next {
         let doc = call(&f.app, Method::GET, &p, Some(EU), &[], "")
             .await
             .json();
-        next = doc["nextUri"].as_str().map(path_of);
+        next = doc["nextUri"].as_str().map(|u| path_of(u).to_string());
         last = doc;
     }
     assert_eq!(
@@ -979,26 +903,12 @@ async fn held_foreign_queries_look_unknown() {
         page_max_rows: 10,
         ..quick()
     });
-    let own = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(EU),
-        &[],
-        "SELECT n FROM lake.sales.endless",
-    )
-    .await
-    .json();
-    let bad = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(EU),
-        &[],
-        "SELECT * FROM lake.hr.salaries",
-    )
-    .await
-    .json();
+    let own = post(&f.app, EU, "SELECT n FROM lake.sales.endless")
+        .await
+        .json();
+    let bad = post(&f.app, EU, "SELECT * FROM lake.hr.salaries")
+        .await
+        .json();
     for doc in [&own, &bad] {
         let id = doc["id"].as_str().unwrap();
         let next = path_of(doc["nextUri"].as_str().unwrap());

@@ -88,7 +88,7 @@ struct Fixture {
     queries: Arc<Queries>,
 }
 
-fn scope(json: &str) -> Arc<TokenScope> {
+pub(super) fn scope(json: &str) -> Arc<TokenScope> {
     Arc::new(serde_json::from_str(json).unwrap())
 }
 
@@ -175,7 +175,7 @@ fn fixture(config: TrinoConfig) -> Fixture {
     }
 }
 
-fn quick() -> TrinoConfig {
+pub(super) fn quick() -> TrinoConfig {
     TrinoConfig {
         max_wait: Duration::from_millis(200),
         ..TrinoConfig::default()
@@ -232,13 +232,18 @@ pub(super) async fn call(
     }
 }
 
-fn path_of(uri: &str) -> &str {
+/// POSTs `sql` without extra headers.
+pub(super) async fn post(app: &Router, auth: &str, sql: &str) -> Answer {
+    call(app, Method::POST, "/v1/statement", Some(auth), &[], sql).await
+}
+
+pub(super) fn path_of(uri: &str) -> &str {
     uri.strip_prefix("http://gw.test:8080")
         .expect("absolute URL from Host")
 }
 
 /// Runs `sql` to the end: (all rows, pages, final answer).
-async fn run(
+pub(super) async fn run(
     app: &Router,
     auth: &str,
     sql: &str,
@@ -306,15 +311,7 @@ async fn authentication_failures_are_uniform() {
     let (rows, _, _) = run(&f.app, &basic, "SELECT 1", &[]).await;
     assert_eq!(rows, vec![serde_json::json!([1])]);
     // Polls authenticate too.
-    let first = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_ADMIN),
-        &[],
-        "SELECT * FROM lake.sales.endless",
-    )
-    .await;
+    let first = post(&f.app, BEARER_ADMIN, "SELECT * FROM lake.sales.endless").await;
     let next = first.json()["nextUri"].as_str().unwrap().to_string();
     let a = call(&f.app, Method::GET, path_of(&next), None, &[], "").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
@@ -348,12 +345,9 @@ async fn pages_are_bounded_and_retries_idempotent() {
     );
 
     // A page asked for twice is the same page; skipping ahead is refused.
-    let first = call(
+    let first = post(
         &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_ADMIN),
-        &[],
+        BEARER_ADMIN,
         "SELECT id FROM lake.sales.orders ORDER BY id",
     )
     .await;
@@ -462,15 +456,7 @@ async fn delete_stops_the_stream() {
         page_max_rows: 100,
         ..quick()
     });
-    let first = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_ADMIN),
-        &[],
-        "SELECT n FROM lake.sales.endless",
-    )
-    .await;
+    let first = post(&f.app, BEARER_ADMIN, "SELECT n FROM lake.sales.endless").await;
     let next = first.json()["nextUri"].as_str().unwrap().to_string();
     let page = call(
         &f.app,
@@ -507,15 +493,7 @@ async fn abandoned_queries_are_cancelled() {
         page_max_rows: 100,
         ..quick()
     });
-    let first = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_ADMIN),
-        &[],
-        "SELECT n FROM lake.sales.endless",
-    )
-    .await;
+    let first = post(&f.app, BEARER_ADMIN, "SELECT n FROM lake.sales.endless").await;
     assert_eq!(first.status, StatusCode::OK);
     wait_for("the abandoned query to be reaped", || {
         f.dropped.load(Ordering::SeqCst) == 1 && f.queries.all().is_empty()
@@ -541,15 +519,7 @@ async fn time_limit_and_queueing() {
     )
     .await;
     // The only slot is taken: the next query waits in QUEUED.
-    let queued = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_ADMIN),
-        &[],
-        "SELECT 1",
-    )
-    .await;
+    let queued = post(&f.app, BEARER_ADMIN, "SELECT 1").await;
     assert_eq!(
         queued.json()["stats"]["state"],
         "QUEUED",
@@ -643,29 +613,13 @@ async fn policy_and_truncation() {
 #[tokio::test]
 async fn session_statements() {
     let f = fixture(quick());
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &[],
-        "USE lake.sales",
-    )
-    .await;
+    let a = post(&f.app, BEARER_EU, "USE lake.sales").await;
     assert_eq!(a.headers["x-trino-set-catalog"], "lake");
     assert_eq!(a.headers["x-trino-set-schema"], "sales");
     let catalog = [("x-trino-catalog", "lake"), ("x-trino-schema", "sales")];
     let (rows, _, _) = run(&f.app, BEARER_EU, "SELECT count(*) FROM orders", &catalog).await;
     assert_eq!(rows, vec![serde_json::json!([3])]);
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &[],
-        "SET SESSION query_max_run_time = '10m'",
-    )
-    .await;
+    let a = post(&f.app, BEARER_EU, "SET SESSION query_max_run_time = '10m'").await;
     assert_eq!(a.headers["x-trino-set-session"], "query_max_run_time=10m");
     assert_eq!(
         final_doc(
@@ -677,22 +631,11 @@ async fn session_statements() {
         .await["error"]["errorName"],
         "INVALID_SESSION_PROPERTY"
     );
-    let a = call(
-        &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &[],
-        "RESET SESSION query_max_run_time",
-    )
-    .await;
+    let a = post(&f.app, BEARER_EU, "RESET SESSION query_max_run_time").await;
     assert_eq!(a.headers["x-trino-clear-session"], "query_max_run_time");
-    let a = call(
+    let a = post(
         &f.app,
-        Method::POST,
-        "/v1/statement",
-        Some(BEARER_EU),
-        &[],
+        BEARER_EU,
         "PREPARE q1 FROM SELECT id FROM lake.sales.orders WHERE id = ?",
     )
     .await;
