@@ -282,7 +282,7 @@ async fn first_poll(app: &Router, auth: &str, extra: &[(&str, &str)], sql: &str)
     let doc = a.json();
     match doc["nextUri"].as_str() {
         Some(next) if doc.get("error").is_none() && next.ends_with("/0") => {
-            call(app, Method::GET, &path_of(next), Some(auth), extra, "").await
+            call(app, Method::GET, path_of(next), Some(auth), extra, "").await
         }
         _ => a,
     }
@@ -581,20 +581,20 @@ async fn held_query_ownership_and_revocation() {
     // DELETEs answer 204 like every DELETE and leave the query alone.
     for auth in [ADMIN, OTHER, TENANT] {
         assert_eq!(
-            call(&f.app, Method::GET, &next, Some(auth), &[], "")
+            call(&f.app, Method::GET, next, Some(auth), &[], "")
                 .await
                 .status,
             StatusCode::GONE
         );
         assert_eq!(
-            call(&f.app, Method::DELETE, &next, Some(auth), &[], "")
+            call(&f.app, Method::DELETE, next, Some(auth), &[], "")
                 .await
                 .status,
             StatusCode::NO_CONTENT
         );
     }
     assert_eq!(
-        call(&f.app, Method::GET, &next, Some(EU), &[], "")
+        call(&f.app, Method::GET, next, Some(EU), &[], "")
             .await
             .status,
         StatusCode::OK
@@ -611,7 +611,7 @@ async fn held_query_ownership_and_revocation() {
     let list = call(&f.app, Method::GET, "/v1/query", Some(OTHER), &[], "").await;
     assert!(!String::from_utf8_lossy(&list.body).contains(&id));
     f.tokens.revoke("eu-secret");
-    let a = call(&f.app, Method::GET, &next, Some(EU), &[], "").await;
+    let a = call(&f.app, Method::GET, next, Some(EU), &[], "").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert_eq!(a.headers["www-authenticate"], "Basic realm=\"Trino\"");
     assert!(f.started.load(Ordering::SeqCst) >= 1);
@@ -642,7 +642,7 @@ async fn held_session_cannot_raise_run_time() {
             std::time::Instant::now() < deadline,
             "ran past max_run_time"
         );
-        doc = call(&f.app, Method::GET, &next, Some(OTHER), &session, "")
+        doc = call(&f.app, Method::GET, next, Some(OTHER), &session, "")
             .await
             .json();
     }
@@ -914,10 +914,10 @@ async fn held_foreign_queries_look_unknown() {
         let next = path_of(doc["nextUri"].as_str().unwrap());
         let unknown = next.replace(id, "20260101_000000_00001_zzzzz");
         for auth in [OTHER, TENANT] {
-            let g1 = call(&f.app, Method::GET, &next, Some(auth), &[], "").await;
+            let g1 = call(&f.app, Method::GET, next, Some(auth), &[], "").await;
             let g2 = call(&f.app, Method::GET, &unknown, Some(auth), &[], "").await;
             assert_eq!((g1.status, &g1.body), (g2.status, &g2.body));
-            let d1 = call(&f.app, Method::DELETE, &next, Some(auth), &[], "").await;
+            let d1 = call(&f.app, Method::DELETE, next, Some(auth), &[], "").await;
             let d2 = call(&f.app, Method::DELETE, &unknown, Some(auth), &[], "").await;
             assert_eq!((d1.status, &d1.body), (d2.status, &d2.body));
             let i1 = call(
@@ -947,7 +947,7 @@ async fn held_foreign_queries_look_unknown() {
     let doc = call(
         &f.app,
         Method::GET,
-        &path_of(bad["nextUri"].as_str().unwrap()),
+        path_of(bad["nextUri"].as_str().unwrap()),
         Some(EU),
         &[],
         "",
@@ -993,7 +993,7 @@ async fn finding_scalar_hog_survives_cancel_and_time_limit() {
         .json();
         let next = path_of(a["nextUri"].as_str().unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        call(&f.app, Method::DELETE, &next, Some(EU), &[], "").await;
+        call(&f.app, Method::DELETE, next, Some(EU), &[], "").await;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     // Both hogs are cancelled and past their time limit; another token runs
