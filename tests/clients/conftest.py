@@ -19,7 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures import TABLE_CLASSES, build_lake  # noqa: E402
-from harness import HarnessError, SluiceServer, adbc_query, sluice_binary  # noqa: E402
+from harness import HarnessError, SluiceServer, adbc_query, sluice_binary, start_or_fail  # noqa: E402
 from milvus_harness import MilvusError, MilvusServer  # noqa: E402
 from oracle import Oracle  # noqa: E402
 from policy_views import build_oracle_db  # noqa: E402
@@ -50,11 +50,7 @@ def sluice_bin() -> Path:
 def server(sluice_bin, lake, tmp_path_factory):
     srv = SluiceServer(binary=sluice_bin, workdir=tmp_path_factory.mktemp("sluice"), lake=lake)
     _SERVERS.append(srv)
-    try:
-        srv.start()
-    except HarnessError as e:
-        srv.close()
-        pytest.fail(str(e), pytrace=False)
+    start_or_fail(srv)
     yield srv
     srv.close()
 
@@ -243,11 +239,7 @@ def trino_small(sluice_bin, lake, tmp_path_factory):
         extra_config=TRINO_SMALL_CONFIG,
     )
     _SERVERS.append(srv)
-    try:
-        srv.start()
-    except HarnessError as e:
-        srv.close()
-        pytest.fail(str(e), pytrace=False)
+    start_or_fail(srv)
     yield srv
     srv.close()
 

@@ -99,6 +99,19 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
+def start_or_fail(server: "SluiceServer") -> "SluiceServer":
+    """Starts ``server``; one that does not come up fails the calling test
+    (not an error), and is closed."""
+    import pytest
+
+    try:
+        server.start()
+    except HarnessError as e:
+        server.close()
+        pytest.fail(str(e), pytrace=False)
+    return server
+
+
 @dataclasses.dataclass
 class SluiceServer:
     binary: Path

@@ -1,15 +1,13 @@
 """Shared pieces of the Milvus / vector-search client tests: the catalog
-config, starting a sluice server that fails the test (not errors) when it
-cannot start, and throwaway pymilvus collections."""
+config, a started sluice server with it, and throwaway pymilvus
+collections."""
 
 from __future__ import annotations
 
 import contextlib
 
-import pytest
-
 import milvus_fixtures as mf
-from harness import HarnessError, SluiceServer
+from harness import SluiceServer, start_or_fail
 
 #: ``[catalogs.vec]`` pointing at ``uri``; ``timeout`` and ``refresh`` are
 #: durations ("2s").
@@ -26,19 +24,9 @@ sensitivity_column = "sensitivity"
 """
 
 
-def start(server: SluiceServer) -> SluiceServer:
-    """Starts ``server``; a server that does not come up fails the test."""
-    try:
-        server.start()
-    except HarnessError as e:
-        server.close()
-        pytest.fail(str(e), pytrace=False)
-    return server
-
-
 def vec_server(sluice_bin, lake, workdir, uri: str, timeout: str, refresh: str) -> SluiceServer:
     """A started sluice server with the lake and ``[catalogs.vec]`` at ``uri``."""
-    return start(SluiceServer(binary=sluice_bin, workdir=workdir, lake=lake,
+    return start_or_fail(SluiceServer(binary=sluice_bin, workdir=workdir, lake=lake,
                               extra_config=VEC_CONFIG.format(uri=uri, timeout=timeout, refresh=refresh)))
 
 
