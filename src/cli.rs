@@ -54,6 +54,9 @@ pub enum Command {
     /// Build a demo Iceberg warehouse, a config, an admin token and two
     /// restricted tokens in a directory, print client snippets, then serve.
     Demo(DemoArgs),
+    /// Export a query's governed result as Parquet through a running
+    /// gateway (`POST /v1/exports`), with a progress bar; Ctrl-C cancels.
+    Export(crate::export_cli::ExportArgs),
 }
 
 /// The config file option shared by every subcommand.
@@ -164,6 +167,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             logging::init(cli.log_format.unwrap_or_default(), None);
             crate::demo::run(&args).await
         }
+        Command::Export(args) => crate::export_cli::run(&args).await,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The Trino client protocol on `http_addr`.
     pub trino: TrinoConfig,
+    /// Export jobs (`/v1/exports`).
+    pub exports: ExportsConfig,
     /// Catalogs by the name clients see (`SELECT … FROM <name>.ns.table`).
     pub catalogs: BTreeMap<String, CatalogConfig>,
 }
@@ -186,6 +188,104 @@ impl Default for TrinoConfig {
             max_queries_per_token: 8,
             external_url: None,
         }
+    }
+}
+
+/// `[exports]`: governed Parquet exports to object storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// Serve `/v1/exports` and run export jobs.
+    pub enabled: bool,
+    /// Directory of `file://` destinations (`file:///a/b` is `<root>/a/b`).
+    /// Default: `<data_dir>/exports`.
+    pub root: Option<PathBuf>,
+    /// Jobs running at once on this gateway; the rest wait as `queued`.
+    pub concurrency: usize,
+    /// Most queued jobs (every token); beyond that submissions get 503.
+    pub max_queued: usize,
+    /// Most queued or running jobs of one token; beyond that 429.
+    pub max_jobs_per_token: usize,
+    /// Buffer memory of one job (row group in progress and upload parts),
+    /// in bytes or with a unit (`"256MiB"`); at least 32 MiB.
+    #[serde(deserialize_with = "de_bytes")]
+    pub memory_limit: u64,
+    /// Default size limit of one Parquet file (`max_file_bytes` of a request
+    /// overrides it); at least 64 KiB.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_file_bytes: u64,
+    /// Most rows in one row group (a row group also ends at a quarter of
+    /// `memory_limit`).
+    pub row_group_rows: usize,
+    /// How long failing object store requests are retried.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_timeout: Duration,
+    /// How often leftovers of failed jobs are cleaned up and jobs of
+    /// stopped gateways are marked failed.
+    #[serde(deserialize_with = "de_duration")]
+    pub cleanup_interval: Duration,
+    /// S3 access for `s3://` destinations.
+    pub s3: S3Settings,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            root: None,
+            concurrency: 2,
+            max_queued: 100,
+            max_jobs_per_token: 4,
+            memory_limit: 256 << 20,
+            max_file_bytes: 512 << 20,
+            row_group_rows: 1 << 20,
+            retry_timeout: Duration::from_secs(30),
+            cleanup_interval: Duration::from_secs(30),
+            s3: S3Settings::default(),
+        }
+    }
+}
+
+/// Smallest `[exports] memory_limit`.
+pub const MIN_EXPORT_MEMORY: u64 = 32 << 20;
+/// Smallest `max_file_bytes`.
+pub const MIN_FILE_BYTES: u64 = 64 << 10;
+
+/// Parses a byte size: an integer, optionally with a unit (`B`, `KiB`,
+/// `MiB`, `GiB`, `TiB`, or `KB`/`MB`/`GB` as powers of 1000).
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid byte size '{text}'"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        other => return Err(format!("unknown byte unit '{other}' in '{text}'")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("byte size '{text}' is too large"))
+}
+
+fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Int(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Int(n) => Ok(n),
+        Size::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
     }
 }
 
@@ -485,6 +585,36 @@ impl Config {
             && url::Url::parse(u).is_err()
         {
             problems.push(format!("trino.external_url: '{u}' is not a URL"));
+        }
+        let e = &mut self.exports;
+        e.root = Some(absolute(
+            base,
+            &e.root
+                .take()
+                .unwrap_or_else(|| self.server.data_dir.join("exports")),
+        ));
+        if e.concurrency == 0 || e.max_jobs_per_token == 0 {
+            problems.push(
+                "exports.concurrency and exports.max_jobs_per_token must be at least 1".into(),
+            );
+        }
+        if e.memory_limit < MIN_EXPORT_MEMORY {
+            problems.push("exports.memory_limit must be at least 32MiB".into());
+        }
+        if e.max_file_bytes < MIN_FILE_BYTES {
+            problems.push("exports.max_file_bytes must be at least 64KiB".into());
+        }
+        if e.row_group_rows == 0 {
+            problems.push("exports.row_group_rows must be at least 1".into());
+        }
+        if e.retry_timeout.is_zero() || e.cleanup_interval.is_zero() {
+            problems
+                .push("exports.retry_timeout and exports.cleanup_interval must be positive".into());
+        }
+        if let Some(u) = &e.s3.endpoint
+            && url::Url::parse(u).is_err()
+        {
+            problems.push(format!("exports.s3.endpoint: '{u}' is not a URL"));
         }
         for (name, cat) in &mut self.catalogs {
             if name == "system" {

@@ -10,9 +10,10 @@
 //! - [`admin`]: token administration shared by the CLI and the HTTP API;
 //! - [`auth`]: the [`sluice_planner::Authenticator`] backed by the store;
 //! - [`catalogs`]: turns `[catalogs.*]` into a [`sluice_planner::Governor`];
-//! - [`http`]: the admin HTTP API (`/v1/tokens`, `/health`, `/ready`);
+//! - [`http`]: the admin HTTP API (`/v1/tokens`, `/v1/search`, `/v1/exports`, `/health`, `/ready`);
+//! - [`exports`]: export jobs (queue, runners, janitor);
 //! - [`serve`]: wiring of Flight SQL + HTTP with graceful shutdown;
-//! - [`cli`]: the command line (`init`, `serve`, `token`, `demo`);
+//! - [`cli`]: the command line (`init`, `serve`, `token`, `demo`, `export`);
 //! - [`demo`]: the one-command demo (warehouse, tokens, snippets).
 
 #![forbid(unsafe_code)]
@@ -24,6 +25,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod export_cli;
+pub mod exports;
 pub mod http;
 pub mod logging;
 pub mod serve;

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub trino: crate::config::TrinoConfig,
     /// Milvus catalogs (their reachability is reported by `/ready`).
     pub milvus: Vec<(String, sluice_connectors::MilvusCatalog)>,
+    /// Export jobs (`None` when `[exports] enabled = false`).
+    pub exports: Option<Arc<crate::exports::Exports>>,
 }
 
 /// Bound listening sockets (bind first, so `:0` ports are known).
@@ -88,7 +90,18 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
     let catalogs = load_catalogs(config).await?;
     let governor = Arc::new(catalogs.governor.with_mask_key(&mask_key));
     let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::new(store.clone()));
+    let exports = if config.exports.enabled {
+        Some(Arc::new(crate::exports::Exports::new(
+            store.clone(),
+            Arc::clone(&governor),
+            config.exports.clone(),
+            store.export_key().await?,
+        )?))
+    } else {
+        None
+    };
     Ok(Gateway {
+        exports,
         store,
         governor,
         auth,
@@ -148,6 +161,9 @@ pub async fn run(
         })
     };
 
+    if let Some(exports) = &gateway.exports {
+        exports.start(rx.clone());
+    }
     let trino_state = gateway.trino.enabled.then(|| {
         crate::trino::TrinoState::new(
             Arc::clone(&gateway.governor),
@@ -167,6 +183,7 @@ pub async fn run(
             governor: Arc::clone(&gateway.governor),
             default_row_limit: gateway.default_row_limit,
             milvus: Arc::new(gateway.milvus.clone()),
+            exports: gateway.exports.clone(),
         },
         trino_state.map(crate::trino::router).unwrap_or_default(),
     );
@@ -277,6 +294,7 @@ mod tests {
             default_row_limit: 10,
             trino: Default::default(),
             milvus: Vec::new(),
+            exports: None,
         };
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = Listeners::bind(any, any).await.unwrap();

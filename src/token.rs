@@ -185,6 +185,27 @@ pub struct TokenSpec {
     /// Table grants (deny by default).
     #[serde(default)]
     pub grants: Vec<Grant>,
+    /// Destination prefixes (`s3://bucket/prefix`, `file:///path` under
+    /// the export root) the token may export to; none by default.
+    #[serde(default)]
+    pub export_destinations: Vec<String>,
+}
+
+/// Parses and normalises a token's export destination prefixes.
+pub fn normalise_destinations(list: &[String]) -> Result<Vec<String>, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        match sluice_connectors::export::DestinationUrl::parse(d) {
+            Ok(u) => out.push(u.to_string()),
+            Err(e) => problems.push(format!("export_destinations[{i}]: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 impl TokenSpec {
@@ -228,6 +249,7 @@ impl TokenSpec {
                 allow_rules: vec![],
                 deny_rules: vec![],
             }],
+            export_destinations: vec![],
         }
     }
 
@@ -296,6 +318,9 @@ impl TokenSpec {
                 problems.push(format!("grants[{i}].table must not be empty"));
             }
         }
+        if let Err(p) = normalise_destinations(&self.export_destinations) {
+            problems.extend(p);
+        }
         problems
     }
 
@@ -353,6 +378,9 @@ pub struct TokenRecord {
     pub rate_limit: Option<u32>,
     /// Admin token.
     pub admin: bool,
+    /// Destination prefixes the token may export to (normalised).
+    #[serde(default)]
+    pub export_destinations: Vec<String>,
 }
 
 impl TokenRecord {

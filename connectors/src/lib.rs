@@ -5,15 +5,19 @@
 //!   `iceberg-datafusion`;
 //! - [`milvus`]: Milvus collections (scan by query with filter pushdown,
 //!   native vector search);
-//! - [`demo`]: the deterministic demo warehouse behind `sluice demo`.
+//! - [`demo`]: the deterministic demo warehouse behind `sluice demo`;
+//! - [`export`]: the export writer (governed results as Parquet on the
+//!   local filesystem or S3, streamed, committed atomically).
 //!
 //! Connectors know nothing about policy: the planner wraps every table they
-//! return in the token's secure view.
+//! return in the token's secure view, and the export writer is handed an
+//! already-governed stream.
 
 #![forbid(unsafe_code)]
 
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod iceberg;
 pub mod milvus;
 

@@ -464,6 +464,35 @@ impl GovernedPlan {
         &self.ctx
     }
 
+    /// The secure views the statement reads (each table once, in plan
+    /// order), including tables in subqueries and `vector_search` calls.
+    pub fn secure_views(&self) -> Vec<Arc<SecureView>> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        use datafusion::datasource::source_as_provider;
+        let mut views: Vec<Arc<SecureView>> = Vec::new();
+        let _ = self.plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(provider) = source_as_provider(&scan.source)
+            {
+                let any = provider.as_any();
+                let view = any
+                    .downcast_ref::<crate::secure_view::SecureViewProvider>()
+                    .map(|p| Arc::clone(p.view()))
+                    .or_else(|| {
+                        any.downcast_ref::<crate::vector_search::VectorSearchTable>()
+                            .map(|t| Arc::clone(t.view()))
+                    });
+                if let Some(v) = view
+                    && !views.iter().any(|w| w.table == v.table)
+                {
+                    views.push(v);
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        views
+    }
+
     /// The Arrow schema of the result, as announced to clients before the
     /// statement runs. Every field is nullable (the physical plan may be
     /// less precise about nullability than the logical one), and the result

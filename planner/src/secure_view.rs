@@ -71,6 +71,10 @@ pub struct SecureView {
     /// Columns of the table that the token cannot see (not granted,
     /// attachment or vector).
     pub blocked_columns: Vec<String>,
+    /// Granted columns withheld only because of the token's flags, with the
+    /// reason (`attachment` or `vector`): what an export's manifest lists
+    /// as left out. Columns that are not granted are never named.
+    pub withheld_columns: Vec<(String, &'static str)>,
     /// The row policy over the underlying table's columns; `None` = all rows.
     pub predicate: Option<Expr>,
     /// Conjuncts equivalent to the policy, simple enough to hand to the
@@ -158,9 +162,14 @@ impl SecureView {
 
         let mut columns = Vec::new();
         let mut blocked_columns = Vec::new();
+        let mut withheld_columns = Vec::new();
         let mut fields = Vec::new();
         for (i, f) in source.fields().iter().enumerate() {
-            if !grant.columns.contains(f.name()) || hidden_kind(f).is_some() {
+            let granted = grant.columns.contains(f.name());
+            if let (true, Some(kind)) = (granted, hidden_kind(f)) {
+                withheld_columns.push((f.name().clone(), kind));
+            }
+            if !granted || hidden_kind(f).is_some() {
                 blocked_columns.push(f.name().clone());
                 continue;
             }
@@ -273,6 +282,7 @@ impl SecureView {
             table: table.to_string(),
             columns,
             blocked_columns,
+            withheld_columns,
             predicate,
             pruning,
             pruning_complete,

@@ -471,6 +471,11 @@ pub struct VectorSearchTable {
 }
 
 impl VectorSearchTable {
+    /// The secure view of the searched table.
+    pub fn view(&self) -> &Arc<SecureView> {
+        &self.resolved.view
+    }
+
     /// The native search with its filters, when it ranks exactly the
     /// visible rows (and the pre-filter's).
     fn native_plan(&self) -> Option<(Arc<dyn NativeVectorSearch>, Vec<Expr>)> {

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of this token at once.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A dependency (the store) is unreachable.
     #[error("service unavailable")]
     Unavailable,
@@ -66,6 +69,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable | ApiError::CatalogUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -9,6 +9,8 @@
 //! | `GET /v1/tokens/{id}/introspect` | admin, or the token itself | effective scope |
 //! | `GET /health` | anyone | liveness, always 200 |
 //! | `POST /v1/search` | any token | vector search as JSON, under the token's policy |
+//! | `POST /v1/exports` | token with `export_destinations` | queue an export job (202) |
+//! | `GET /v1/exports`, `GET/DELETE /v1/exports/{id}` | the job's token (admins: any) | job state, cancel |
 //! | `GET /ready` | anyone | 200 when the store answers, else 503; Milvus catalogs' state |
 //!
 //! Every authentication failure is `401 {"error":"authentication failed"}`;
@@ -16,6 +18,7 @@
 //! (kept from the client when well-formed) and one log line.
 
 mod error;
+mod exports;
 mod extract;
 mod health;
 mod search;
@@ -53,6 +56,8 @@ pub struct AppState {
     pub default_row_limit: u64,
     /// Milvus catalogs, whose reachability `/ready` reports.
     pub milvus: Arc<Vec<(String, sluice_connectors::MilvusCatalog)>>,
+    /// Export jobs (`None`: `[exports] enabled = false`).
+    pub exports: Option<Arc<crate::exports::Exports>>,
 }
 
 /// The admin API router.
@@ -68,6 +73,11 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/v1/tokens/{id}", get(tokens::show).delete(tokens::revoke))
         .route("/v1/tokens/{id}/introspect", get(tokens::introspect))
         .route("/v1/search", axum::routing::post(search::search))
+        .route("/v1/exports", get(exports::list).post(exports::submit))
+        .route(
+            "/v1/exports/{id}",
+            get(exports::show).delete(exports::cancel),
+        )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .with_state(state)

@@ -98,7 +98,8 @@ pub fn statement(req: &SearchRequest) -> Result<String, ApiError> {
     ))
 }
 
-fn query_error(e: sluice_planner::Error) -> ApiError {
+/// A planning or execution error as an API answer.
+pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
     if let sluice_planner::Error::DataFusion(d) = &e
         && let Some(down) = ConnectorUnavailable::find(d)
     {

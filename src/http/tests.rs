@@ -75,6 +75,7 @@ async fn harness_from(client: &str) -> Harness {
         governor: Arc::new(governor()),
         default_row_limit: 100,
         milvus: Arc::default(),
+        exports: None,
     };
     let client: SocketAddr = client.parse().unwrap();
     Harness {

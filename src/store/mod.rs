@@ -29,6 +29,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 /// `meta` key of the Flight ticket HMAC key (hex).
 const TICKET_KEY: &str = "flight_ticket_key";
 const MASK_KEY: &str = "mask_hash_key";
+const EXPORT_KEY: &str = "export_fingerprint_key";
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has.
 macro_rules! with_pool {
@@ -39,6 +40,8 @@ macro_rules! with_pool {
         }
     };
 }
+
+pub mod exports;
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -55,7 +58,7 @@ pub struct Store {
 /// The columns of `tokens` in [`TokenRow`] order.
 const TOKEN_COLUMNS: &str = "id, name, token_type, created_by, created_at, expires_at, revoked_at, \
      provider_base_url, audience, attributes, grants, max_sensitivity, row_limit, \
-     allow_attachments, can_export_vectors, rate_limit, admin";
+     allow_attachments, can_export_vectors, rate_limit, admin, export_destinations";
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and
@@ -187,6 +190,12 @@ impl Store {
         self.random_key(MASK_KEY).await
     }
 
+    /// The key of export manifests' policy fingerprints (32 bytes),
+    /// generated on first use and shared by every replica.
+    pub async fn export_key(&self) -> Result<Vec<u8>> {
+        self.random_key(EXPORT_KEY).await
+    }
+
     async fn random_key(&self, name: &str) -> Result<Vec<u8>> {
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng
@@ -222,7 +231,7 @@ impl Store {
         let hash = secret.hash();
         let sql = format!(
             "INSERT INTO tokens ({TOKEN_COLUMNS}, secret_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         );
         with_pool!(self, p => {
             sqlx::query(&sql)
@@ -243,6 +252,7 @@ impl Store {
                 .bind(row.can_export_vectors)
                 .bind(row.rate_limit)
                 .bind(row.admin)
+                .bind(&row.export_destinations)
                 .bind(&hash)
                 .execute(p)
                 .await?;

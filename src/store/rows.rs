@@ -28,6 +28,7 @@ pub(super) struct TokenRow {
     pub(super) can_export_vectors: bool,
     pub(super) rate_limit: Option<i64>,
     pub(super) admin: bool,
+    pub(super) export_destinations: String,
 }
 
 /// A `tokens` row with its secret hash (authentication only).
@@ -43,7 +44,7 @@ pub(super) fn to_millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_millis(what: &str, ms: i64) -> Result<DateTime<Utc>> {
+pub(super) fn from_millis(what: &str, ms: i64) -> Result<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms)
         .single()
         .ok_or_else(|| Error::Corrupt {
@@ -94,6 +95,11 @@ impl TokenRow {
             can_export_vectors: spec.can_export_vectors,
             rate_limit: spec.rate_limit.map(i64::from),
             admin: spec.admin,
+            export_destinations: to_json(
+                "export_destinations",
+                &crate::token::normalise_destinations(&spec.export_destinations)
+                    .map_err(Error::InvalidToken)?,
+            )?,
         })
     }
 
@@ -127,6 +133,10 @@ impl TokenRow {
             allow_attachments: self.allow_attachments,
             can_export_vectors: self.can_export_vectors,
             admin: self.admin,
+            export_destinations: from_json(
+                &what("export_destinations"),
+                &self.export_destinations,
+            )?,
             id: self.id,
             name: self.name,
             created_by: self.created_by,

@@ -144,6 +144,164 @@ async fn round_trip(store: &Store) {
     // Meta values are first-writer-wins.
     assert_eq!(store.meta_insert_if_absent("k", "a").await.unwrap(), "a");
     assert_eq!(store.meta_insert_if_absent("k", "b").await.unwrap(), "a");
+
+    export_jobs(store, &admin.id).await;
+}
+
+/// The export job life cycle: queue, claim once, heartbeat, cancel,
+/// leftovers, stale runners, one live job per destination.
+async fn export_jobs(store: &Store, token_id: &str) {
+    use super::exports::{JobResult, JobState, NewJob};
+    use sluice_connectors::export::Leftover;
+    let job = |id: &str, dest: &str| NewJob {
+        id: id.into(),
+        token_id: token_id.into(),
+        statement: "SELECT 1".into(),
+        destination: dest.into(),
+        compression: "zstd".into(),
+        max_file_bytes: 1 << 20,
+        row_limit: 10,
+    };
+    let t0 = Utc::now();
+    store
+        .create_export_job(&job("j1", "s3://b/a"), t0)
+        .await
+        .unwrap();
+    store
+        .create_export_job(&job("j2", "s3://b/c"), t0 + ChronoDuration::milliseconds(1))
+        .await
+        .unwrap();
+    // A second live job for the same destination is refused by the store.
+    let dup = store.create_export_job(&job("j3", "s3://b/a"), t0).await;
+    assert!(
+        matches!(&dup, Err(Error::Store(sqlx::Error::Database(d))) if d.is_unique_violation()),
+        "{dup:?}"
+    );
+    assert_eq!(store.live_export_jobs().await.unwrap().len(), 2);
+
+    // Oldest first, each claimed once.
+    let c1 = store
+        .claim_export_job("i1", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c1.id.as_str(), c1.state), ("j1", JobState::Running));
+    let c2 = store
+        .claim_export_job("i2", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c2.id, "j2");
+    assert!(
+        store
+            .claim_export_job("i1", Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Heartbeats record progress and carry cancellations.
+    assert!(
+        !store
+            .export_heartbeat("j1", 5, 50, 1, Utc::now())
+            .await
+            .unwrap()
+    );
+    let j1 = store.export_job("j1").await.unwrap().unwrap();
+    assert_eq!((j1.rows, j1.bytes, j1.files), (5, 50, 1));
+    let j1 = store
+        .cancel_export_job("j1", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(j1.cancel_requested && j1.state == JobState::Running);
+    assert!(
+        store
+            .export_heartbeat("j1", 6, 60, 1, Utc::now())
+            .await
+            .unwrap()
+    );
+
+    // Leftovers are recorded, listed and forgotten.
+    let l = |p: &str, id: Option<&str>| Leftover {
+        path: p.into(),
+        upload_id: id.map(str::to_string),
+    };
+    store
+        .record_export_leftover("j1", &l("a/part-0", Some("u1")))
+        .await
+        .unwrap();
+    store
+        .record_export_leftover("j1", &l("a/part-1", Some("u2")))
+        .await
+        .unwrap();
+    assert!(
+        store.export_jobs_to_clean().await.unwrap().is_empty(),
+        "j1 is still running"
+    );
+    let ended = store
+        .finish_export_job("j1", JobState::Cancelled, &JobResult::default(), Utc::now())
+        .await
+        .unwrap();
+    assert!(ended);
+    // Ending twice does nothing.
+    assert!(
+        !store
+            .finish_export_job("j1", JobState::Succeeded, &JobResult::default(), Utc::now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.export_jobs_to_clean().await.unwrap(),
+        vec![("j1".to_string(), "s3://b/a".to_string())]
+    );
+    store
+        .forget_export_leftovers("j1", Some(&[l("a/part-0", Some("u1"))]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.export_leftovers("j1").await.unwrap(),
+        vec![l("a/part-1", Some("u2"))]
+    );
+    store.forget_export_leftovers("j1", None).await.unwrap();
+    assert!(store.export_jobs_to_clean().await.unwrap().is_empty());
+
+    // The destination is free again once j1 ended.
+    store
+        .create_export_job(&job("j4", "s3://b/a"), Utc::now())
+        .await
+        .unwrap();
+    let j4 = store
+        .cancel_export_job("j4", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        j4.state,
+        JobState::Cancelled,
+        "a queued job is cancelled at once"
+    );
+
+    // A runner that stopped reporting: its job fails.
+    let stale = store
+        .fail_stale_export_jobs(Utc::now() + ChronoDuration::seconds(1), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(stale, vec!["j2".to_string()]);
+    let j2 = store.export_job("j2").await.unwrap().unwrap();
+    assert_eq!(j2.state, JobState::Failed);
+    assert!(j2.error.unwrap().contains("stopped"));
+
+    let mine = store.list_export_jobs(Some(token_id), 10).await.unwrap();
+    assert_eq!(mine.len(), 3);
+    assert_eq!(mine[0].id, "j4", "newest first");
+    assert!(
+        store
+            .list_export_jobs(Some("other"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

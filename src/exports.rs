@@ -1,0 +1,825 @@
+//! Export jobs: governed query results streamed as Parquet to object
+//! storage (`[exports]`, `/v1/exports`, `sluice export`).
+//!
+//! A submission is checked (destination under one of the token's
+//! `export_destinations`, statement planned under the token's policy,
+//! destination empty) and stored as `queued`. Each gateway runs up to
+//! `concurrency` jobs, claiming the oldest queued job from the store, so
+//! replicas sharing a store share the queue. A running job re-reads its
+//! token (revoked or expired: the job fails), plans the statement again in
+//! the token's scoped session (the one policy pipeline) and streams the
+//! result through the export writer; the token's row limit applies.
+//!
+//! Runners report progress every second; that heartbeat also carries
+//! cancellations asked for on other replicas. A job whose runner stopped
+//! reporting (its gateway died) is marked failed by the janitor, which also
+//! aborts the uploads and deletes the objects that failed or cancelled jobs
+//! left behind (recorded in the store before they were created).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac as _};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use sluice_connectors::export::{
+    self, DestinationUrl, ExportCompression, ExportError, ExportStore, Leftover, Progress,
+    S3Options, Scheme, UploadJournal, WriteOptions,
+};
+use sluice_planner::{Governor, TokenScope};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{ExportsConfig, MIN_FILE_BYTES};
+use crate::store::Store;
+use crate::store::exports::{ExportJob, JobResult, JobState, NewJob};
+
+/// How often a runner reports progress (and learns of cancellations).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a runner may stay silent before its job is taken for dead.
+const STALE_AFTER: Duration = Duration::from_secs(15);
+
+/// A submission (`POST /v1/exports`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The statement.
+    pub sql: String,
+    /// `s3://bucket/prefix` or `file:///path`.
+    pub destination: String,
+    /// `zstd` (default), `snappy`, `gzip`, `lz4` or `none`.
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// File size limit (default `[exports] max_file_bytes`).
+    #[serde(default)]
+    pub max_file_bytes: Option<u64>,
+}
+
+/// Why a request was refused (mapped to HTTP statuses by the API).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 429.
+    #[error("{0}")]
+    TooMany(String),
+    /// 503: queue full or object store unreachable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The statement could not be planned.
+    #[error("{0}")]
+    Query(sluice_planner::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::error::Error),
+}
+
+/// A running job on this gateway.
+struct Live {
+    cancel: Arc<Notify>,
+    progress: Arc<Progress>,
+    started: Instant,
+}
+
+/// The export service of one gateway.
+pub struct Exports {
+    store: Store,
+    governor: Arc<Governor>,
+    config: ExportsConfig,
+    instance: String,
+    fingerprint_key: Vec<u8>,
+    local: ExportStore,
+    s3: Mutex<HashMap<String, ExportStore>>,
+    wake: Notify,
+    live: Mutex<HashMap<String, Live>>,
+}
+
+impl std::fmt::Debug for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exports")
+            .field("instance", &self.instance)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The job as the API shows it, with live progress when this gateway runs it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    id: String,
+    token_id: String,
+    state: JobState,
+    sql: String,
+    destination: String,
+    compression: String,
+    max_file_bytes: u64,
+    row_limit: u64,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    rows: u64,
+    bytes: u64,
+    files: u64,
+    truncated: bool,
+    progress: serde_json::Value,
+    error: Option<String>,
+    cancel_requested: bool,
+    manifest: Option<String>,
+    /// The manifest's content (succeeded jobs).
+    summary: Option<serde_json::Value>,
+}
+
+struct Journal<'a> {
+    store: &'a Store,
+    job_id: &'a str,
+}
+
+#[async_trait]
+impl UploadJournal for Journal<'_> {
+    async fn record(&self, leftover: &Leftover) -> Result<(), String> {
+        self.store
+            .record_export_leftover(self.job_id, leftover)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// How a run ended without succeeding.
+enum Stop {
+    Failed(String),
+    Cancelled,
+}
+
+impl From<ExportError> for Stop {
+    fn from(e: ExportError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
+impl Exports {
+    /// The service; `fingerprint_key` keys the manifests' policy fingerprints.
+    pub fn new(
+        store: Store,
+        governor: Arc<Governor>,
+        config: ExportsConfig,
+        fingerprint_key: Vec<u8>,
+    ) -> crate::error::Result<Self> {
+        let root = config
+            .root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("exports"));
+        let local = ExportStore::local(&root)
+            .map_err(|e| crate::error::Error::Config(format!("exports.root: {e}")))?;
+        Ok(Self {
+            store,
+            governor,
+            config,
+            instance: uuid::Uuid::new_v4().to_string(),
+            fingerprint_key,
+            local,
+            s3: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn store_for(&self, dest: &DestinationUrl) -> Result<ExportStore, ExportError> {
+        match dest.scheme {
+            Scheme::File => Ok(self.local.clone()),
+            Scheme::S3 => {
+                let bucket = dest.bucket.clone().unwrap_or_default();
+                let mut cache = self.s3.lock().expect("s3 cache lock");
+                if let Some(s) = cache.get(&bucket) {
+                    return Ok(s.clone());
+                }
+                let s3 = &self.config.s3;
+                let store = ExportStore::s3(
+                    &bucket,
+                    &S3Options {
+                        endpoint: s3.endpoint.clone(),
+                        region: s3.region.clone(),
+                        access_key_id: s3.access_key_id.clone(),
+                        secret_access_key: s3
+                            .secret_access_key
+                            .as_ref()
+                            .map(|s| s.expose().to_string()),
+                        path_style: s3.path_style,
+                        retry_timeout: self.config.retry_timeout,
+                    },
+                )?;
+                cache.insert(bucket, store.clone());
+                Ok(store)
+            }
+        }
+    }
+
+    /// Checks and queues a job for `scope` (whose token allows
+    /// `allowed` destination prefixes).
+    pub async fn submit(
+        &self,
+        scope: &Arc<TokenScope>,
+        allowed: &[String],
+        req: ExportRequest,
+    ) -> Result<JobView, Refusal> {
+        let dest = DestinationUrl::parse(req.destination.trim()).map_err(Refusal::Invalid)?;
+        if dest.scheme == Scheme::File && dest.segments.is_empty() {
+            return Err(Refusal::Invalid(
+                "file:/// is the export root itself: name a directory below it".into(),
+            ));
+        }
+        let permitted = allowed
+            .iter()
+            .filter_map(|p| DestinationUrl::parse(p).ok())
+            .any(|p| dest.is_within(&p));
+        if !permitted {
+            return Err(Refusal::Forbidden(format!(
+                "this token may not export to {dest}"
+            )));
+        }
+        let compression: ExportCompression = match &req.compression {
+            None => ExportCompression::default(),
+            Some(c) => c.parse().map_err(Refusal::Invalid)?,
+        };
+        let max_file_bytes = req.max_file_bytes.unwrap_or(self.config.max_file_bytes);
+        if max_file_bytes < MIN_FILE_BYTES {
+            return Err(Refusal::Invalid(format!(
+                "max_file_bytes must be at least {MIN_FILE_BYTES}"
+            )));
+        }
+        if req.sql.trim().is_empty() {
+            return Err(Refusal::Invalid("sql must not be empty".into()));
+        }
+        // Planned now so mistakes (and tables the token may not see) are
+        // answered at once; planned again when the job runs.
+        self.governor
+            .plan(scope, &req.sql)
+            .await
+            .map_err(Refusal::Query)?;
+
+        let live = self.store.live_export_jobs().await?;
+        let mine = live.iter().filter(|j| j.1 == scope.token_id).count();
+        if mine >= self.config.max_jobs_per_token {
+            return Err(Refusal::TooMany(format!(
+                "this token already has {mine} export jobs queued or running (the limit is {})",
+                self.config.max_jobs_per_token
+            )));
+        }
+        let queued = live.iter().filter(|j| j.2 == JobState::Queued).count();
+        if queued >= self.config.max_queued {
+            return Err(Refusal::Unavailable("the export queue is full".into()));
+        }
+        let overlaps = live.iter().any(|j| {
+            DestinationUrl::parse(&j.3)
+                .is_ok_and(|other| other.is_within(&dest) || dest.is_within(&other))
+        });
+        if overlaps {
+            return Err(Refusal::Conflict(format!(
+                "another export job is writing to {dest}"
+            )));
+        }
+        let target = self.store_for(&dest).map_err(unreachable_store)?;
+        match export::is_empty(&target, &dest.path()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Refusal::Conflict(format!(
+                    "destination {dest} is not empty"
+                )));
+            }
+            Err(e) => return Err(unreachable_store(e)),
+        }
+
+        let job = NewJob {
+            id: uuid::Uuid::new_v4().to_string(),
+            token_id: scope.token_id.clone(),
+            statement: req.sql,
+            destination: dest.to_string(),
+            compression: compression.as_str().to_string(),
+            max_file_bytes,
+            row_limit: scope.row_limit,
+        };
+        match self.store.create_export_job(&job, Utc::now()).await {
+            Ok(()) => {}
+            Err(crate::error::Error::Store(sqlx::Error::Database(d)))
+                if d.is_unique_violation() =>
+            {
+                return Err(Refusal::Conflict(format!(
+                    "another export job is writing to {dest}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(job_id = %job.id, token_id = %job.token_id, destination = %job.destination, "export job queued");
+        self.wake.notify_waiters();
+        let stored = self
+            .store
+            .export_job(&job.id)
+            .await?
+            .ok_or_else(|| Refusal::NotFound(format!("export job '{}' not found", job.id)))?;
+        Ok(self.view(stored))
+    }
+
+    /// A job of `scope` (any job for admins).
+    pub async fn get(&self, scope: &TokenScope, id: &str) -> Result<JobView, Refusal> {
+        Ok(self.view(self.owned(scope, id).await?))
+    }
+
+    async fn owned(&self, scope: &TokenScope, id: &str) -> Result<ExportJob, Refusal> {
+        match self.store.export_job(id).await? {
+            Some(j) if j.token_id == scope.token_id || scope.admin => Ok(j),
+            _ => Err(Refusal::NotFound(format!("export job '{id}' not found"))),
+        }
+    }
+
+    /// The newest jobs of `scope` (every token's for an admin with `all`).
+    pub async fn list(&self, scope: &TokenScope, all: bool) -> Result<Vec<JobView>, Refusal> {
+        let token = (!(all && scope.admin)).then_some(scope.token_id.as_str());
+        let jobs = self.store.list_export_jobs(token, 200).await?;
+        Ok(jobs.into_iter().map(|j| self.view(j)).collect())
+    }
+
+    /// Cancels a job; waits a little for a running one to stop.
+    pub async fn cancel(&self, scope: &TokenScope, id: &str) -> Result<JobView, Refusal> {
+        let job = self.owned(scope, id).await?;
+        if job.state.is_final() {
+            return Err(Refusal::Conflict(format!(
+                "export job '{id}' has already {}",
+                job.state.as_str()
+            )));
+        }
+        let mut job = self
+            .store
+            .cancel_export_job(id, Utc::now())
+            .await?
+            .ok_or_else(|| Refusal::NotFound(format!("export job '{id}' not found")))?;
+        let local = self
+            .live
+            .lock()
+            .expect("live lock")
+            .get(id)
+            .map(|l| Arc::clone(&l.cancel));
+        if let Some(cancel) = local {
+            cancel.notify_one();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && !job.state.is_final() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(j) = self.store.export_job(id).await? {
+                    job = j;
+                }
+            }
+        }
+        Ok(self.view(job))
+    }
+
+    fn view(&self, job: ExportJob) -> JobView {
+        let live = self.live.lock().expect("live lock");
+        let (rows, bytes, files, elapsed) = match live.get(&job.id) {
+            Some(l) if job.state == JobState::Running => (
+                l.progress.rows.load(Ordering::Relaxed),
+                l.progress.bytes.load(Ordering::Relaxed),
+                l.progress.files.load(Ordering::Relaxed),
+                l.started.elapsed(),
+            ),
+            _ => {
+                let end = job.finished_at.unwrap_or_else(Utc::now);
+                let elapsed = job
+                    .started_at
+                    .map(|s| (end - s).to_std().unwrap_or_default())
+                    .unwrap_or_default();
+                (job.rows, job.bytes, job.files, elapsed)
+            }
+        };
+        drop(live);
+        let secs = elapsed.as_secs_f64();
+        let rate = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let summary = job
+            .manifest
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok());
+        JobView {
+            manifest: (job.state == JobState::Succeeded)
+                .then(|| format!("{}/{}", job.destination, export::MANIFEST_NAME)),
+            summary,
+            progress: json!({
+                "rows": rows,
+                "bytes": bytes,
+                "files": files,
+                "elapsed_ms": elapsed.as_millis() as u64,
+                "rows_per_second": rate(rows),
+                "bytes_per_second": rate(bytes),
+            }),
+            rows,
+            bytes,
+            files,
+            id: job.id,
+            token_id: job.token_id,
+            state: job.state,
+            sql: job.statement,
+            destination: job.destination,
+            compression: job.compression,
+            max_file_bytes: job.max_file_bytes,
+            row_limit: job.row_limit,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            truncated: job.truncated,
+            error: job.error,
+            cancel_requested: job.cancel_requested,
+        }
+    }
+
+    /// Starts the runners and the janitor; they stop when `shutdown` says so.
+    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let this = Arc::clone(self);
+        let mut janitor_stop = shutdown.clone();
+        tokio::spawn(async move {
+            // A single embedded gateway: whatever was running died with the
+            // previous process.
+            if this.store.is_embedded() {
+                this.fail_stale(Utc::now() + chrono::Duration::milliseconds(1))
+                    .await;
+            }
+            loop {
+                this.janitor_pass().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(this.config.cleanup_interval) => {}
+                    _ = janitor_stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        for _ in 0..self.config.concurrency {
+            let this = Arc::clone(self);
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let next = this
+                        .store
+                        .claim_export_job(&this.instance, Utc::now())
+                        .await;
+                    match next {
+                        Ok(Some(job)) => this.run(job, stop.clone()).await,
+                        Ok(None) => {
+                            let woken = this.wake.notified();
+                            tokio::select! {
+                                _ = woken => {}
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                _ = stop.wait_for(|s| *s) => return,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot claim an export job");
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn fail_stale(&self, before: DateTime<Utc>) {
+        match self.store.fail_stale_export_jobs(before, Utc::now()).await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(job_id = %id, "export job marked failed: its gateway stopped while it was running");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot check for stale export jobs"),
+        }
+    }
+
+    async fn janitor_pass(&self) {
+        let stale = chrono::Duration::from_std(STALE_AFTER).unwrap_or_default();
+        self.fail_stale(Utc::now() - stale).await;
+        let jobs = match self.store.export_jobs_to_clean().await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list export leftovers");
+                return;
+            }
+        };
+        for (id, destination) in jobs {
+            self.clean(&id, &destination).await;
+        }
+        self.clean_staging().await;
+    }
+
+    /// Removes staging directories of jobs no runner of this gateway has.
+    async fn clean_staging(&self) {
+        let Some(root) = &self.config.root else {
+            return;
+        };
+        let dir = root.join(export::STAGING_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            if self.live.lock().expect("live lock").contains_key(&id) {
+                continue;
+            }
+            match self.store.export_job(&id).await {
+                Ok(Some(j)) if !j.state.is_final() => continue,
+                Err(_) => continue,
+                _ => {}
+            }
+            export::cleanup(&self.local, &id, &[]).await;
+        }
+    }
+
+    /// Aborts and deletes what job `id` left; returns whether all is gone.
+    async fn clean(&self, id: &str, destination: &str) -> bool {
+        let leftovers = match self.store.export_leftovers(id).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "cannot read export leftovers");
+                return false;
+            }
+        };
+        let Ok(dest) = DestinationUrl::parse(destination) else {
+            return false;
+        };
+        let Ok(target) = self.store_for(&dest) else {
+            return false;
+        };
+        let gone = export::cleanup(&target, id, &leftovers).await;
+        if let Err(e) = self.store.forget_export_leftovers(id, Some(&gone)).await {
+            tracing::warn!(job_id = id, error = %e, "cannot update export leftovers");
+        }
+        let all = gone.len() == leftovers.len();
+        if !all {
+            tracing::warn!(
+                job_id = id,
+                left = leftovers.len() - gone.len(),
+                "export leftovers remain; the janitor retries every cleanup_interval"
+            );
+        }
+        all
+    }
+
+    async fn run(self: &Arc<Self>, job: ExportJob, mut shutdown: watch::Receiver<bool>) {
+        let progress = Arc::new(Progress::default());
+        let cancel = Arc::new(Notify::new());
+        self.live.lock().expect("live lock").insert(
+            job.id.clone(),
+            Live {
+                cancel: Arc::clone(&cancel),
+                progress: Arc::clone(&progress),
+                started: Instant::now(),
+            },
+        );
+        tracing::info!(job_id = %job.id, token_id = %job.token_id, destination = %job.destination, "export job started");
+        let heartbeat = {
+            let this = Arc::clone(self);
+            let id = job.id.clone();
+            let progress = Arc::clone(&progress);
+            let cancel = Arc::clone(&cancel);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    let asked = this
+                        .store
+                        .export_heartbeat(
+                            &id,
+                            progress.rows.load(Ordering::Relaxed),
+                            progress.bytes.load(Ordering::Relaxed),
+                            progress.files.load(Ordering::Relaxed),
+                            Utc::now(),
+                        )
+                        .await;
+                    match asked {
+                        Ok(true) => cancel.notify_one(),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(job_id = %id, error = %e, "export heartbeat failed")
+                        }
+                    }
+                }
+            })
+        };
+        let outcome = tokio::select! {
+            r = self.execute(&job, &progress) => r,
+            _ = cancel.notified() => Err(Stop::Cancelled),
+            _ = shutdown.wait_for(|s| *s) => Err(Stop::Failed("the gateway shut down while the job was running".into())),
+        };
+        heartbeat.abort();
+        let figures = |truncated| JobResult {
+            rows: progress.rows.load(Ordering::Relaxed),
+            bytes: progress.bytes.load(Ordering::Relaxed),
+            files: progress.files.load(Ordering::Relaxed),
+            truncated,
+            ..JobResult::default()
+        };
+        let (state, result) = match outcome {
+            Ok((manifest, truncated)) => {
+                if let Err(e) = self.store.forget_export_leftovers(&job.id, None).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "cannot forget committed export objects");
+                }
+                (
+                    JobState::Succeeded,
+                    JobResult {
+                        manifest: Some(manifest),
+                        ..figures(truncated)
+                    },
+                )
+            }
+            Err(stop) => {
+                self.clean(&job.id, &job.destination).await;
+                match stop {
+                    Stop::Cancelled => (
+                        JobState::Cancelled,
+                        JobResult {
+                            error: Some("cancelled".into()),
+                            ..figures(false)
+                        },
+                    ),
+                    Stop::Failed(message) => (
+                        JobState::Failed,
+                        JobResult {
+                            error: Some(message),
+                            ..figures(false)
+                        },
+                    ),
+                }
+            }
+        };
+        match self
+            .store
+            .finish_export_job(&job.id, state, &result, Utc::now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(job_id = %job.id, "export job was no longer running"),
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "cannot record the end of an export job")
+            }
+        }
+        self.live.lock().expect("live lock").remove(&job.id);
+        tracing::info!(
+            job_id = %job.id,
+            state = state.as_str(),
+            rows = result.rows,
+            bytes = result.bytes,
+            files = result.files,
+            error = result.error.as_deref().unwrap_or(""),
+            "export job ended"
+        );
+    }
+
+    /// Plans, writes and commits; returns the manifest and whether rows
+    /// were cut at the row limit.
+    async fn execute(&self, job: &ExportJob, progress: &Progress) -> Result<(String, bool), Stop> {
+        let now = Utc::now();
+        let record = match self.store.get_token(&job.token_id).await {
+            Ok(Some(r)) if r.is_active(now) => r,
+            Ok(_) => {
+                return Err(Stop::Failed("the token was revoked or has expired".into()));
+            }
+            Err(e) => return Err(Stop::Failed(format!("token store: {e}"))),
+        };
+        let allowed = DestinationUrl::parse(&job.destination).ok().filter(|d| {
+            record
+                .export_destinations
+                .iter()
+                .filter_map(|p| DestinationUrl::parse(p).ok())
+                .any(|p| d.is_within(&p))
+        });
+        let Some(dest) = allowed else {
+            return Err(Stop::Failed(
+                "the token may no longer export to this destination".into(),
+            ));
+        };
+        let scope = Arc::new(record.scope());
+        let plan = self
+            .governor
+            .plan(&scope, &job.statement)
+            .await
+            .map_err(|e| Stop::Failed(query_message(&e)))?;
+        let views = plan.secure_views();
+        let schema = plan.schema();
+        let stream = plan
+            .execute()
+            .await
+            .map_err(|e| Stop::Failed(query_message(&e)))?;
+        let truncated = stream.truncation_flag();
+        let target = self.store_for(&dest)?;
+        let prefix = dest.path();
+        if !export::is_empty(&target, &prefix).await? {
+            return Err(ExportError::NotEmpty(dest.to_string()).into());
+        }
+        let compression: ExportCompression = job.compression.parse().map_err(Stop::Failed)?;
+        let options = WriteOptions {
+            compression,
+            max_file_bytes: job.max_file_bytes,
+            memory_limit: usize::try_from(self.config.memory_limit).unwrap_or(usize::MAX),
+            row_group_rows: self.config.row_group_rows,
+        };
+        let journal = Journal {
+            store: &self.store,
+            job_id: &job.id,
+        };
+        let staged = export::write(
+            &target,
+            &prefix,
+            &job.id,
+            Box::pin(stream),
+            &options,
+            &journal,
+            progress,
+        )
+        .await
+        .map_err(|e| match e {
+            ExportError::Query(q) => {
+                Stop::Failed(query_message(&sluice_planner::Error::DataFusion(q)))
+            }
+            other => other.into(),
+        })?;
+        let truncated = truncated.load(Ordering::Acquire);
+        let files = staged.files();
+        let omitted: Vec<serde_json::Value> = views
+            .iter()
+            .flat_map(|v| {
+                v.withheld_columns
+                    .iter()
+                    .map(|(c, why)| json!({"table": v.table, "column": c, "reason": why}))
+            })
+            .collect();
+        let manifest = json!({
+            "version": 1,
+            "job_id": job.id,
+            "token_id": job.token_id,
+            "created_at": job.created_at,
+            "finished_at": Utc::now(),
+            "statement": job.statement,
+            "statement_fingerprint": format!("sha256:{}", hex::encode(Sha256::digest(job.statement.as_bytes()))),
+            "policy_fingerprint": self.policy_fingerprint(&scope, &views),
+            "rows": files.iter().map(|f| f.rows).sum::<u64>(),
+            "bytes": files.iter().map(|f| f.bytes).sum::<u64>(),
+            "truncated": truncated,
+            "row_limit": scope.row_limit,
+            "compression": compression.as_str(),
+            "schema": schema.fields().iter().map(|f| json!({
+                "name": f.name(),
+                "type": f.data_type().to_string(),
+                "nullable": f.is_nullable(),
+            })).collect::<Vec<_>>(),
+            "files": files.iter().map(|f| json!({"path": f.name, "rows": f.rows, "bytes": f.bytes})).collect::<Vec<_>>(),
+            "omitted_columns": omitted,
+        });
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| Stop::Failed(format!("manifest: {e}")))?;
+        staged
+            .commit(&prefix, bytes::Bytes::from(text.clone()), &journal)
+            .await?;
+        Ok((text, truncated))
+    }
+
+    /// HMAC of the policies applied (keyed: a token must not be able to
+    /// test guesses about hidden columns against it offline).
+    fn policy_fingerprint(
+        &self,
+        scope: &TokenScope,
+        views: &[Arc<sluice_planner::secure_view::SecureView>],
+    ) -> String {
+        let mut parts: Vec<String> = views
+            .iter()
+            .map(|v| format!("{}={}", v.table, v.fingerprint))
+            .collect();
+        parts.sort();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.fingerprint_key)
+            .expect("HMAC accepts any key length");
+        mac.update(b"sluice export policy v1\n");
+        mac.update(parts.join("\n").as_bytes());
+        mac.update(format!("\nrow_limit={}", scope.row_limit).as_bytes());
+        format!("hmac-sha256:{}", hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+fn unreachable_store(e: ExportError) -> Refusal {
+    tracing::warn!(error = %e, "export destination unreachable");
+    Refusal::Unavailable("the destination's object store is unavailable".into())
+}
+
+/// A query error as shown to the job's owner (errors below a secure view
+/// are already opaque).
+fn query_message(e: &sluice_planner::Error) -> String {
+    match e {
+        sluice_planner::Error::DataFusion(d) => d.find_root().strip_backtrace(),
+        other => other.to_string(),
+    }
+}
