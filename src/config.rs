@@ -224,6 +224,17 @@ pub struct ExportsConfig {
     /// stopped gateways are marked failed.
     #[serde(deserialize_with = "de_duration")]
     pub cleanup_interval: Duration,
+    /// Longest a job may run before it fails.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_run_time: Duration,
+    /// Most bytes one job may write.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_bytes_per_job: u64,
+    /// Most files one job may write.
+    pub max_files_per_job: u64,
+    /// How long ended jobs are kept.
+    #[serde(deserialize_with = "de_duration")]
+    pub retention: Duration,
     /// S3 access for `s3://` destinations.
     pub s3: S3Settings,
 }
@@ -241,6 +252,10 @@ impl Default for ExportsConfig {
             row_group_rows: 1 << 20,
             retry_timeout: Duration::from_secs(30),
             cleanup_interval: Duration::from_secs(30),
+            max_run_time: Duration::from_secs(6 * 3600),
+            max_bytes_per_job: 1 << 40,
+            max_files_per_job: 10_000,
+            retention: Duration::from_secs(30 * 86400),
             s3: S3Settings::default(),
         }
     }
@@ -606,6 +621,12 @@ impl Config {
         }
         if e.row_group_rows == 0 {
             problems.push("exports.row_group_rows must be at least 1".into());
+        }
+        if e.max_run_time.is_zero() || e.max_bytes_per_job == 0 || e.max_files_per_job == 0 {
+            problems.push(
+                "exports.max_run_time, max_bytes_per_job and max_files_per_job must be positive"
+                    .into(),
+            );
         }
         if e.retry_timeout.is_zero() || e.cleanup_interval.is_zero() {
             problems

@@ -36,10 +36,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::{ExportsConfig, MIN_FILE_BYTES};
 use crate::store::Store;
-use crate::store::exports::{ExportJob, JobResult, JobState, NewJob};
+use crate::store::exports::{Enqueued, ExportJob, JobResult, JobState, NewJob};
 
 /// How often a runner reports progress (and learns of cancellations).
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a failed or cancelled job waits for its cleanup before it
+/// ends anyway (the janitor finishes the cleanup).
+const CLEANUP_WAIT: Duration = Duration::from_secs(5);
 /// How long a runner may stay silent before its job is taken for dead.
 const STALE_AFTER: Duration = Duration::from_secs(15);
 
@@ -164,10 +167,13 @@ enum Stop {
     Cancelled,
 }
 
-impl From<ExportError> for Stop {
-    fn from(e: ExportError) -> Self {
-        Stop::Failed(e.to_string())
-    }
+/// A written, uncommitted export.
+struct Prepared {
+    staged: export::Staged,
+    manifest: String,
+    target: ExportStore,
+    prefix: object_store::path::Path,
+    truncated: bool,
 }
 
 impl Exports {
@@ -265,33 +271,56 @@ impl Exports {
         }
         // Planned now so mistakes (and tables the token may not see) are
         // answered at once; planned again when the job runs.
-        self.governor
+        let plan = self
+            .governor
             .plan(scope, &req.sql)
             .await
             .map_err(Refusal::Query)?;
-
-        let live = self.store.live_export_jobs().await?;
-        let mine = live.iter().filter(|j| j.1 == scope.token_id).count();
-        if mine >= self.config.max_jobs_per_token {
-            return Err(Refusal::TooMany(format!(
-                "this token already has {mine} export jobs queued or running (the limit is {})",
-                self.config.max_jobs_per_token
+        let schema = plan.schema();
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = schema.fields().iter().find(|f| !names.insert(f.name())) {
+            return Err(Refusal::Invalid(format!(
+                "the result has more than one column named \"{}\": name them apart with AS",
+                dup.name()
             )));
         }
-        let queued = live.iter().filter(|j| j.2 == JobState::Queued).count();
-        if queued >= self.config.max_queued {
-            return Err(Refusal::Unavailable("the export queue is full".into()));
+
+        // Each file carries the schema and row group metadata.
+        let footer = 4096 + 256 * schema.fields().len() as u64;
+        if max_file_bytes < 2 * footer {
+            return Err(Refusal::Invalid(format!(
+                "max_file_bytes must be at least {} for a result of {} columns",
+                2 * footer,
+                schema.fields().len()
+            )));
         }
-        let overlaps = live.iter().any(|j| {
-            DestinationUrl::parse(&j.3)
+
+        let live = self.store.live_export_jobs().await?;
+        let overlaps = |d: &str| {
+            DestinationUrl::parse(d)
                 .is_ok_and(|other| other.is_within(&dest) || dest.is_within(&other))
-        });
-        if overlaps {
+        };
+        if live.iter().any(|j| overlaps(&j.3)) {
             return Err(Refusal::Conflict(format!(
                 "another export job is writing to {dest}"
             )));
         }
+        // An earlier job's cleanup still owns keys there.
+        if self
+            .store
+            .export_jobs_to_clean()
+            .await?
+            .iter()
+            .any(|(_, d)| overlaps(d))
+        {
+            return Err(Refusal::Conflict(format!(
+                "an earlier export job's cleanup at {dest} is not finished; try again later"
+            )));
+        }
         let target = self.store_for(&dest).map_err(unreachable_store)?;
+        target
+            .check_destination(&dest.path())
+            .map_err(|e| Refusal::Conflict(format!("destination {dest}: {e}")))?;
         match export::is_empty(&target, &dest.path()).await {
             Ok(true) => {}
             Ok(false) => {
@@ -311,8 +340,26 @@ impl Exports {
             max_file_bytes,
             row_limit: scope.row_limit,
         };
-        match self.store.create_export_job(&job, Utc::now()).await {
-            Ok(()) => {}
+        let enqueued = self
+            .store
+            .enqueue_export_job(
+                &job,
+                Utc::now(),
+                self.config.max_jobs_per_token,
+                self.config.max_queued,
+            )
+            .await;
+        match enqueued {
+            Ok(Enqueued::Queued) => {}
+            Ok(Enqueued::TokenBusy) => {
+                return Err(Refusal::TooMany(format!(
+                    "this token already has {} export jobs queued or running",
+                    self.config.max_jobs_per_token
+                )));
+            }
+            Ok(Enqueued::QueueFull) => {
+                return Err(Refusal::Unavailable("the export queue is full".into()));
+            }
             Err(crate::error::Error::Store(sqlx::Error::Database(d)))
                 if d.is_unique_violation() =>
             {
@@ -348,7 +395,14 @@ impl Exports {
     pub async fn list(&self, scope: &TokenScope, all: bool) -> Result<Vec<JobView>, Refusal> {
         let token = (!(all && scope.admin)).then_some(scope.token_id.as_str());
         let jobs = self.store.list_export_jobs(token, 200).await?;
-        Ok(jobs.into_iter().map(|j| self.view(j)).collect())
+        // Manifests only in single-job answers.
+        Ok(jobs
+            .into_iter()
+            .map(|j| JobView {
+                summary: None,
+                ..self.view(j)
+            })
+            .collect())
     }
 
     /// Cancels a job; waits a little for a running one to stop.
@@ -444,51 +498,52 @@ impl Exports {
     /// Starts the runners and the janitor; they stop when `shutdown` says so.
     pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         let this = Arc::clone(self);
-        let mut janitor_stop = shutdown.clone();
         tokio::spawn(async move {
             // A single embedded gateway: whatever was running died with the
-            // previous process.
+            // previous process. Done before any runner claims a job.
             if this.store.is_embedded() {
-                this.fail_stale(Utc::now() + chrono::Duration::milliseconds(1))
-                    .await;
+                this.fail_stale(Utc::now()).await;
             }
+            for _ in 0..this.config.concurrency {
+                let runner = Arc::clone(&this);
+                tokio::spawn(runner.runner(shutdown.clone()));
+            }
+            let mut stop = shutdown;
             loop {
                 this.janitor_pass().await;
                 tokio::select! {
                     _ = tokio::time::sleep(this.config.cleanup_interval) => {}
-                    _ = janitor_stop.wait_for(|s| *s) => return,
+                    _ = stop.wait_for(|s| *s) => return,
                 }
             }
         });
-        for _ in 0..self.config.concurrency {
-            let this = Arc::clone(self);
-            let mut stop = shutdown.clone();
-            tokio::spawn(async move {
-                loop {
-                    if *stop.borrow() {
-                        return;
-                    }
-                    let next = this
-                        .store
-                        .claim_export_job(&this.instance, Utc::now())
-                        .await;
-                    match next {
-                        Ok(Some(job)) => this.run(job, stop.clone()).await,
-                        Ok(None) => {
-                            let woken = this.wake.notified();
-                            tokio::select! {
-                                _ = woken => {}
-                                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                                _ = stop.wait_for(|s| *s) => return,
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot claim an export job");
-                            tokio::time::sleep(Duration::from_secs(2)).await;
-                        }
+    }
+
+    /// One runner: claims queued jobs and runs them, one at a time.
+    async fn runner(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self
+                .store
+                .claim_export_job(&self.instance, Utc::now())
+                .await
+            {
+                Ok(Some(job)) => self.run(job, stop.clone()).await,
+                Ok(None) => {
+                    let woken = self.wake.notified();
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
                     }
                 }
-            });
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim an export job");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
         }
     }
 
@@ -517,6 +572,16 @@ impl Exports {
             self.clean(&id, &destination).await;
         }
         self.clean_staging().await;
+        let retention = chrono::Duration::from_std(self.config.retention).unwrap_or_default();
+        match self
+            .store
+            .delete_old_export_jobs(Utc::now() - retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "old export jobs deleted (exports.retention)"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete old export jobs"),
+        }
     }
 
     /// Removes staging directories of jobs no runner of this gateway has.
@@ -575,6 +640,8 @@ impl Exports {
     async fn run(self: &Arc<Self>, job: ExportJob, mut shutdown: watch::Receiver<bool>) {
         let progress = Arc::new(Progress::default());
         let cancel = Arc::new(Notify::new());
+        // Why the heartbeat stopped the job (none: a cancellation).
+        let reason: Arc<Mutex<Option<String>>> = Arc::default();
         self.live.lock().expect("live lock").insert(
             job.id.clone(),
             Live {
@@ -586,16 +653,17 @@ impl Exports {
         tracing::info!(job_id = %job.id, token_id = %job.token_id, destination = %job.destination, "export job started");
         let heartbeat = {
             let this = Arc::clone(self);
-            let id = job.id.clone();
+            let job = job.clone();
             let progress = Arc::clone(&progress);
             let cancel = Arc::clone(&cancel);
+            let reason = Arc::clone(&reason);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(HEARTBEAT).await;
                     let asked = this
                         .store
                         .export_heartbeat(
-                            &id,
+                            &job.id,
                             progress.rows.load(Ordering::Relaxed),
                             progress.bytes.load(Ordering::Relaxed),
                             progress.files.load(Ordering::Relaxed),
@@ -606,16 +674,36 @@ impl Exports {
                         Ok(true) => cancel.notify_one(),
                         Ok(false) => {}
                         Err(e) => {
-                            tracing::warn!(job_id = %id, error = %e, "export heartbeat failed")
+                            tracing::warn!(job_id = %job.id, error = %e, "export heartbeat failed")
                         }
+                    }
+                    // Revocation (or a narrower export_destinations) stops
+                    // a running export within a heartbeat.
+                    if let Err(why) = this.token_allows(&job).await {
+                        *reason.lock().expect("reason lock") = Some(why);
+                        cancel.notify_one();
                     }
                 }
             })
         };
-        let outcome = tokio::select! {
-            r = self.execute(&job, &progress) => r,
-            _ = cancel.notified() => Err(Stop::Cancelled),
+        let max_run_time = self.config.max_run_time;
+        let prepared = tokio::select! {
+            r = self.prepare(&job, &progress) => r,
+            _ = cancel.notified() => Err(match reason.lock().expect("reason lock").take() {
+                Some(why) => Stop::Failed(why),
+                None => Stop::Cancelled,
+            }),
             _ = shutdown.wait_for(|s| *s) => Err(Stop::Failed("the gateway shut down while the job was running".into())),
+            _ = tokio::time::sleep(max_run_time) => Err(Stop::Failed(format!(
+                "the job ran longer than exports.max_run_time ({}s)",
+                max_run_time.as_secs()
+            ))),
+        };
+        // The commit is never interrupted half-way: a cancellation that
+        // arrives now comes too late.
+        let outcome = match prepared {
+            Ok(p) => self.commit(&job, p).await,
+            Err(stop) => Err(stop),
         };
         heartbeat.abort();
         let figures = |truncated| JobResult {
@@ -639,7 +727,12 @@ impl Exports {
                 )
             }
             Err(stop) => {
-                self.clean(&job.id, &job.destination).await;
+                // Cleaned up now when the object store answers; when it
+                // hangs, the janitor finishes the job's cleanup later.
+                let cleaning = self.clean(&job.id, &job.destination);
+                if tokio::time::timeout(CLEANUP_WAIT, cleaning).await.is_err() {
+                    tracing::warn!(job_id = %job.id, "export cleanup is slow; the janitor will finish it");
+                }
                 match stop {
                     Stop::Cancelled => (
                         JobState::Cancelled,
@@ -681,29 +774,60 @@ impl Exports {
         );
     }
 
-    /// Plans, writes and commits; returns the manifest and whether rows
-    /// were cut at the row limit.
-    async fn execute(&self, job: &ExportJob, progress: &Progress) -> Result<(String, bool), Stop> {
-        let now = Utc::now();
+    /// The token of `job` as it is now: active, and still allowed to
+    /// export to the job's destination.
+    async fn token_allows(&self, job: &ExportJob) -> Result<crate::token::TokenRecord, String> {
         let record = match self.store.get_token(&job.token_id).await {
-            Ok(Some(r)) if r.is_active(now) => r,
-            Ok(_) => {
-                return Err(Stop::Failed("the token was revoked or has expired".into()));
+            Ok(Some(r)) if r.is_active(Utc::now()) => r,
+            Ok(_) => return Err("the token was revoked or has expired".into()),
+            // A store hiccup is not a revocation: the next beat checks again.
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "cannot re-read an export job's token");
+                return Err("the token store is unavailable".into());
             }
-            Err(e) => return Err(Stop::Failed(format!("token store: {e}"))),
         };
-        let allowed = DestinationUrl::parse(&job.destination).ok().filter(|d| {
+        let allowed = DestinationUrl::parse(&job.destination).is_ok_and(|d| {
             record
                 .export_destinations
                 .iter()
                 .filter_map(|p| DestinationUrl::parse(p).ok())
                 .any(|p| d.is_within(&p))
         });
-        let Some(dest) = allowed else {
-            return Err(Stop::Failed(
-                "the token may no longer export to this destination".into(),
-            ));
-        };
+        if allowed {
+            Ok(record)
+        } else {
+            Err("the token may no longer export to this destination".into())
+        }
+    }
+
+    /// A failure as the job's owner sees it: object store and journal
+    /// details (endpoints, upload ids, server messages) go to the log only.
+    fn failure(job_id: &str, e: ExportError) -> Stop {
+        match e {
+            ExportError::Query(q) => {
+                Stop::Failed(query_message(&sluice_planner::Error::DataFusion(q)))
+            }
+            ExportError::Storage(detail) => {
+                tracing::warn!(job_id, error = %detail, "export object store failure");
+                Stop::Failed(format!(
+                    "the object store failed (details in the gateway log, job {job_id})"
+                ))
+            }
+            ExportError::Journal(detail) | ExportError::Encode(detail) => {
+                tracing::warn!(job_id, error = %detail, "export failure");
+                Stop::Failed(format!(
+                    "the export failed inside the gateway (details in its log, job {job_id})"
+                ))
+            }
+            other => Stop::Failed(other.to_string()),
+        }
+    }
+
+    /// Plans and writes (everything but the commit); cancellable.
+    async fn prepare(&self, job: &ExportJob, progress: &Arc<Progress>) -> Result<Prepared, Stop> {
+        let record = self.token_allows(job).await.map_err(Stop::Failed)?;
+        let dest = DestinationUrl::parse(&job.destination)
+            .map_err(|e| Stop::Failed(format!("stored destination: {e}")))?;
         let scope = Arc::new(record.scope());
         let plan = self
             .governor
@@ -717,10 +841,12 @@ impl Exports {
             .await
             .map_err(|e| Stop::Failed(query_message(&e)))?;
         let truncated = stream.truncation_flag();
-        let target = self.store_for(&dest)?;
+        let fail = |e| Self::failure(&job.id, e);
+        let target = self.store_for(&dest).map_err(fail)?;
         let prefix = dest.path();
-        if !export::is_empty(&target, &prefix).await? {
-            return Err(ExportError::NotEmpty(dest.to_string()).into());
+        target.check_destination(&prefix).map_err(fail)?;
+        if !export::is_empty(&target, &prefix).await.map_err(fail)? {
+            return Err(fail(ExportError::NotEmpty(dest.to_string())));
         }
         let compression: ExportCompression = job.compression.parse().map_err(Stop::Failed)?;
         let options = WriteOptions {
@@ -728,6 +854,8 @@ impl Exports {
             max_file_bytes: job.max_file_bytes,
             memory_limit: usize::try_from(self.config.memory_limit).unwrap_or(usize::MAX),
             row_group_rows: self.config.row_group_rows,
+            max_bytes: self.config.max_bytes_per_job,
+            max_files: self.config.max_files_per_job,
         };
         let journal = Journal {
             store: &self.store,
@@ -743,12 +871,7 @@ impl Exports {
             progress,
         )
         .await
-        .map_err(|e| match e {
-            ExportError::Query(q) => {
-                Stop::Failed(query_message(&sluice_planner::Error::DataFusion(q)))
-            }
-            other => other.into(),
-        })?;
+        .map_err(fail)?;
         let truncated = truncated.load(Ordering::Acquire);
         let files = staged.files();
         let omitted: Vec<serde_json::Value> = views
@@ -781,12 +904,33 @@ impl Exports {
             "files": files.iter().map(|f| json!({"path": f.name, "rows": f.rows, "bytes": f.bytes})).collect::<Vec<_>>(),
             "omitted_columns": omitted,
         });
-        let text = serde_json::to_string_pretty(&manifest)
+        let manifest = serde_json::to_string_pretty(&manifest)
             .map_err(|e| Stop::Failed(format!("manifest: {e}")))?;
-        staged
-            .commit(&prefix, bytes::Bytes::from(text.clone()), &journal)
-            .await?;
-        Ok((text, truncated))
+        Ok(Prepared {
+            staged,
+            manifest,
+            target,
+            prefix,
+            truncated,
+        })
+    }
+
+    /// Makes the files visible and writes the manifest; returns the
+    /// manifest and whether rows were cut at the row limit.
+    async fn commit(&self, job: &ExportJob, p: Prepared) -> Result<(String, bool), Stop> {
+        // The last moment a revocation can stop the export.
+        self.token_allows(job).await.map_err(Stop::Failed)?;
+        let fail = |e| Self::failure(&job.id, e);
+        p.target.check_destination(&p.prefix).map_err(fail)?;
+        let journal = Journal {
+            store: &self.store,
+            job_id: &job.id,
+        };
+        p.staged
+            .commit(&p.prefix, bytes::Bytes::from(p.manifest.clone()), &journal)
+            .await
+            .map_err(fail)?;
+        Ok((p.manifest, p.truncated))
     }
 
     /// HMAC of the policies applied (keyed: a token must not be able to

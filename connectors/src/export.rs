@@ -57,7 +57,7 @@ const MAX_PART_BYTES: usize = 64 << 20;
 /// Parquet compression of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExportCompression {
-    /// Zstandard (level 3), the default.
+    /// Zstandard (level 1), the default.
     #[default]
     Zstd,
     /// Snappy.
@@ -124,7 +124,7 @@ pub enum Scheme {
 /// A parsed export destination (or a token's destination prefix):
 /// `file:///a/b` or `s3://bucket/a/b`, normalised (no trailing slash).
 ///
-/// Segments may contain ASCII letters, digits and `-_.=+@~,:` only; `.`,
+/// Segments may contain ASCII letters, digits and `-_.=+@,:` only; `.`,
 /// `..`, empty segments, escapes and every other character are refused, so
 /// a destination can never leave its prefix.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -185,13 +185,16 @@ impl DestinationUrl {
             }
             if !s.bytes().all(|c| {
                 c.is_ascii_alphanumeric()
-                    || matches!(
-                        c,
-                        b'-' | b'_' | b'.' | b'=' | b'+' | b'@' | b'~' | b',' | b':'
-                    )
+                    || matches!(c, b'-' | b'_' | b'.' | b'=' | b'+' | b'@' | b',' | b':')
             }) {
                 return Err(bad(
-                    "path segments may only contain ASCII letters, digits and -_.=+@~,:",
+                    "path segments may only contain ASCII letters, digits and -_.=+@,:",
+                ));
+            }
+            // The object path must be spelled exactly like the destination.
+            if object_store::path::PathPart::from(s.as_str()).as_ref() != s {
+                return Err(bad(
+                    "a path segment would be re-encoded by the object store",
                 ));
             }
         }
@@ -276,7 +279,7 @@ impl fmt::Debug for S3Options {
 #[derive(Debug, Clone)]
 pub enum ExportStore {
     /// The local export root.
-    Local(Arc<LocalFileSystem>),
+    Local(Arc<LocalFileSystem>, std::path::PathBuf),
     /// One S3 bucket.
     S3(Arc<AmazonS3>),
 }
@@ -286,9 +289,43 @@ impl ExportStore {
     pub fn local(root: &std::path::Path) -> Result<Self, ExportError> {
         std::fs::create_dir_all(root)
             .map_err(|e| ExportError::Storage(format!("cannot create {}: {e}", root.display())))?;
-        Ok(Self::Local(Arc::new(
-            LocalFileSystem::new_with_prefix(root).map_err(storage)?,
-        )))
+        Ok(Self::Local(
+            Arc::new(LocalFileSystem::new_with_prefix(root).map_err(storage)?),
+            root.to_path_buf(),
+        ))
+    }
+
+    /// Local destinations: no existing part of `prefix` below the root may
+    /// be a symbolic link (which could lead outside the root) or a file.
+    pub fn check_destination(&self, prefix: &Path) -> Result<(), ExportError> {
+        let Self::Local(_, root) = self else {
+            return Ok(());
+        };
+        let mut at = root.clone();
+        for part in prefix.parts() {
+            at.push(part.as_ref());
+            match std::fs::symlink_metadata(&at) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => {
+                    return Err(ExportError::Destination(format!(
+                        "cannot inspect the destination: {}",
+                        e.kind()
+                    )));
+                }
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(ExportError::Destination(
+                        "the destination goes through a symbolic link".into(),
+                    ));
+                }
+                Ok(m) if !m.is_dir() => {
+                    return Err(ExportError::Destination(
+                        "a part of the destination is a file".into(),
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// One S3 bucket.
@@ -323,7 +360,7 @@ impl ExportStore {
 
     fn object_store(&self) -> &dyn ObjectStore {
         match self {
-            Self::Local(s) => s.as_ref(),
+            Self::Local(s, _) => s.as_ref(),
             Self::S3(s) => s.as_ref(),
         }
     }
@@ -360,6 +397,10 @@ pub struct WriteOptions {
     pub memory_limit: usize,
     /// Most rows in a row group.
     pub row_group_rows: usize,
+    /// Most bytes one export may write.
+    pub max_bytes: u64,
+    /// Most files one export may write.
+    pub max_files: u64,
 }
 
 impl WriteOptions {
@@ -375,7 +416,7 @@ impl WriteOptions {
 /// Live counters of a running export.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Rows encoded.
+    /// Rows encoded (written to a file, not necessarily uploaded yet).
     pub rows: AtomicU64,
     /// Bytes uploaded.
     pub bytes: AtomicU64,
@@ -412,6 +453,12 @@ pub enum ExportError {
     /// The destination already holds objects.
     #[error("destination {0} is not empty")]
     NotEmpty(String),
+    /// The destination cannot be written (a file or link in the way).
+    #[error("{0}")]
+    Destination(String),
+    /// The job went past `max_bytes` or `max_files`.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 fn storage(e: object_store::Error) -> ExportError {
@@ -490,13 +537,15 @@ pub async fn write(
     stream: SendableRecordBatchStream,
     options: &WriteOptions,
     journal: &dyn UploadJournal,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Result<Staged, ExportError> {
     let schema = stream.schema();
     let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(2);
     let (piece_tx, piece_rx) = mpsc::channel::<Result<Piece, ExportError>>(1);
     let opts = options.clone();
-    let encoder = tokio::task::spawn_blocking(move || encode(schema, batch_rx, piece_tx, &opts));
+    let rows = Arc::clone(progress);
+    let encoder =
+        tokio::task::spawn_blocking(move || encode(schema, batch_rx, piece_tx, &opts, &rows));
 
     let feed = async move {
         let mut stream = stream;
@@ -510,7 +559,9 @@ pub async fn write(
         Ok::<_, ExportError>(())
     };
     let job_dir = staging_dir(job_id);
-    let upload = upload(store, prefix, &job_dir, piece_rx, journal, progress);
+    let upload = upload(
+        store, prefix, &job_dir, piece_rx, journal, progress, options,
+    );
     let (_, files) = futures::try_join!(feed, upload)?;
     // The encoder has ended (its channel closed); surface a panic.
     encoder
@@ -530,8 +581,9 @@ fn encode(
     mut batches: mpsc::Receiver<RecordBatch>,
     out: mpsc::Sender<Result<Piece, ExportError>>,
     opts: &WriteOptions,
+    progress: &Progress,
 ) {
-    if let Err(e) = encode_inner(schema, &mut batches, &out, opts) {
+    if let Err(e) = encode_inner(schema, &mut batches, &out, opts, progress) {
         let _ = out.blocking_send(Err(e));
     }
 }
@@ -543,6 +595,7 @@ fn encode_inner(
     batches: &mut mpsc::Receiver<RecordBatch>,
     out: &mpsc::Sender<Result<Piece, ExportError>>,
     opts: &WriteOptions,
+    progress: &Progress,
 ) -> Result<(), ExportError> {
     let enc = |e: parquet::errors::ParquetError| ExportError::Encode(e.to_string());
     // Pages small next to a file, so the size of the row group in progress
@@ -600,7 +653,7 @@ fn encode_inner(
         }
         // Slices small enough that a file ends close to its size limit.
         let row_bytes = (batch.get_array_memory_size() / rows).max(1) as u64;
-        let slice = ((opts.max_file_bytes / 16) / row_bytes).clamp(16, 8192) as usize;
+        let slice = ((opts.max_file_bytes / 16) / row_bytes).clamp(1, 8192) as usize;
         let mut offset = 0;
         while offset < rows {
             let n = slice.min(rows - offset);
@@ -628,6 +681,7 @@ fn encode_inner(
             };
             w.write(&piece).map_err(enc)?;
             rows_in_file += n as u64;
+            progress.rows.fetch_add(n as u64, Ordering::Relaxed);
             if w.in_progress_size() >= row_group_bytes {
                 w.flush().map_err(enc)?;
             }
@@ -662,6 +716,7 @@ async fn upload(
     mut pieces: mpsc::Receiver<Result<Piece, ExportError>>,
     journal: &dyn UploadJournal,
     progress: &Progress,
+    options: &WriteOptions,
 ) -> Result<Vec<(ExportFile, Pending)>, ExportError> {
     let mut done = Vec::new();
     let mut open: Option<(Open, u64)> = None;
@@ -669,7 +724,20 @@ async fn upload(
         match piece? {
             Piece::Bytes(bytes) => {
                 let n = bytes.len() as u64;
+                let total = progress.bytes.load(Ordering::Relaxed) + n;
+                if total > options.max_bytes {
+                    return Err(ExportError::TooLarge(format!(
+                        "the export exceeds exports.max_bytes_per_job ({} bytes)",
+                        options.max_bytes
+                    )));
+                }
                 if open.is_none() {
+                    if done.len() as u64 >= options.max_files {
+                        return Err(ExportError::TooLarge(format!(
+                            "the export exceeds exports.max_files_per_job ({} files)",
+                            options.max_files
+                        )));
+                    }
                     let name = part_name(done.len());
                     let path = prefix.clone().join(name.as_str());
                     let o = match store {
@@ -688,7 +756,7 @@ async fn upload(
                                 parts: Vec::new(),
                             }
                         }
-                        ExportStore::Local(fs) => {
+                        ExportStore::Local(fs, _) => {
                             let staging = job_dir.clone().join(name.as_str());
                             let upload = fs.put_multipart(&staging).await.map_err(storage)?;
                             Open::Local {
@@ -715,7 +783,7 @@ async fn upload(
                             .await
                             .map_err(storage)?;
                     }
-                    (Open::S3 { .. }, ExportStore::Local(_)) => {
+                    (Open::S3 { .. }, ExportStore::Local(..)) => {
                         unreachable!("S3 uploads only on S3 stores")
                     }
                 }
@@ -742,7 +810,6 @@ async fn upload(
                     rows,
                     bytes: size,
                 };
-                progress.rows.fetch_add(rows, Ordering::Relaxed);
                 progress.files.fetch_add(1, Ordering::Relaxed);
                 done.push((file, pending));
             }
@@ -773,11 +840,8 @@ impl Staged {
         for (_, pending) in self.files {
             match (pending, &self.store) {
                 (Pending::S3 { path, id, parts }, ExportStore::S3(s3)) => {
-                    s3.complete_multipart(&path, &id, parts)
-                        .await
-                        .map_err(storage)?;
-                }
-                (Pending::Local { staging, path }, _) => {
+                    // The key is this job's: the destination was empty and
+                    // no other job may write there while this one lives.
                     journal
                         .record(&Leftover {
                             path: path.to_string(),
@@ -785,12 +849,29 @@ impl Staged {
                         })
                         .await
                         .map_err(ExportError::Journal)?;
+                    s3.complete_multipart(&path, &id, parts)
+                        .await
+                        .map_err(storage)?;
+                }
+                (Pending::Local { staging, path }, _) => {
+                    // Recorded once it is ours: a file someone else put
+                    // there makes the rename fail and is never deleted.
                     store
                         .rename_if_not_exists(&staging, &path)
                         .await
                         .map_err(storage)?;
+                    let recorded = journal
+                        .record(&Leftover {
+                            path: path.to_string(),
+                            upload_id: None,
+                        })
+                        .await;
+                    if let Err(e) = recorded {
+                        let _ = store.delete(&path).await;
+                        return Err(ExportError::Journal(e));
+                    }
                 }
-                (Pending::S3 { .. }, ExportStore::Local(_)) => {
+                (Pending::S3 { .. }, ExportStore::Local(..)) => {
                     unreachable!("S3 uploads only on S3 stores")
                 }
             }
@@ -811,7 +892,7 @@ impl Staged {
             )
             .await
             .map_err(storage)?;
-        if let ExportStore::Local(fs) = &self.store {
+        if let ExportStore::Local(fs, _) = &self.store {
             remove_staging(fs, &self.job_dir);
         }
         Ok(())
@@ -831,13 +912,15 @@ fn remove_staging(fs: &LocalFileSystem, dir: &Path) {
 /// exports) the job's staging directory. Returns the leftovers that are
 /// gone; the rest must be tried again later.
 pub async fn cleanup(store: &ExportStore, job_id: &str, leftovers: &[Leftover]) -> Vec<Leftover> {
-    if let ExportStore::Local(fs) = store {
+    if let ExportStore::Local(fs, _) = store {
         remove_staging(fs, &staging_dir(job_id));
     }
     let mut gone = Vec::new();
     for l in leftovers {
         let path = Path::from(l.path.as_str());
-        let aborted = match (&l.upload_id, store) {
+        // An open upload is only aborted: the key may belong to someone
+        // else. Objects are deleted only when the job committed them.
+        let done = match (&l.upload_id, store) {
             (Some(id), ExportStore::S3(s3)) => match s3.abort_multipart(&path, id).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
                 Err(e) => {
@@ -845,16 +928,16 @@ pub async fn cleanup(store: &ExportStore, job_id: &str, leftovers: &[Leftover]) 
                     false
                 }
             },
-            _ => true,
+            (Some(_), ExportStore::Local(..)) => true,
+            (None, _) => match store.object_store().delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
+                Err(e) => {
+                    tracing::warn!(job_id, path = %path, error = %e, "cannot delete an export object");
+                    false
+                }
+            },
         };
-        let deleted = match store.object_store().delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
-            Err(e) => {
-                tracing::warn!(job_id, path = %path, error = %e, "cannot delete an export object");
-                false
-            }
-        };
-        if aborted && deleted {
+        if done {
             gone.push(l.clone());
         }
     }
@@ -921,6 +1004,8 @@ mod tests {
             max_file_bytes,
             memory_limit: 32 << 20,
             row_group_rows: 1 << 20,
+            max_bytes: 1 << 40,
+            max_files: 100_000,
         }
     }
 
@@ -955,7 +1040,7 @@ mod tests {
         let (schema, data) = batches(20, 5_000);
         let prefix = Path::from("team/q1");
         let journal = Recorder::default();
-        let progress = Progress::default();
+        let progress = Arc::new(Progress::default());
         let staged = write(
             &store,
             &prefix,
@@ -1018,7 +1103,7 @@ mod tests {
             stream(schema, items),
             &options(64 << 10),
             &journal,
-            &Progress::default(),
+            &Arc::default(),
         )
         .await
         .unwrap_err();
@@ -1043,7 +1128,7 @@ mod tests {
             stream(schema, vec![]),
             &options(1 << 20),
             &Recorder::default(),
-            &Progress::default(),
+            &Arc::default(),
         )
         .await
         .unwrap();
@@ -1082,6 +1167,7 @@ mod tests {
             "s3://bkt/a b",
             "s3://bkt/a\nb",
             "s3://bkt/a#b",
+            "s3://bkt/a~b",
             "s3://bkt/a?b",
             "s3://B_ad/x",
             "s3://",

@@ -39,11 +39,12 @@ CREATE UNIQUE INDEX export_jobs_live_destination_idx ON export_jobs (destination
     WHERE state IN ('queued', 'running');
 
 -- What a job has put on the object store and must be removed unless it
--- commits: open multipart uploads (upload_id) and written objects. Rows of
+-- commits: open multipart uploads (upload_id, aborted on cleanup) and
+-- objects the job committed (upload_id '', deleted on cleanup). Rows of
 -- finished jobs are deleted once cleaned up (or committed).
 CREATE TABLE export_leftovers (
     job_id    TEXT NOT NULL REFERENCES export_jobs (id),
     path      TEXT NOT NULL,
-    upload_id TEXT,
-    PRIMARY KEY (job_id, path)
+    upload_id TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, path, upload_id)
 );

@@ -71,9 +71,9 @@ pub struct SecureView {
     /// Columns of the table that the token cannot see (not granted,
     /// attachment or vector).
     pub blocked_columns: Vec<String>,
-    /// Granted columns withheld only because of the token's flags, with the
-    /// reason (`attachment` or `vector`): what an export's manifest lists
-    /// as left out. Columns that are not granted are never named.
+    /// Columns the grant names explicitly but the token's flags withhold,
+    /// with the reason (`attachment` or `vector`): what an export's manifest
+    /// lists as left out. Columns that are not named are never listed.
     pub withheld_columns: Vec<(String, &'static str)>,
     /// The row policy over the underlying table's columns; `None` = all rows.
     pub predicate: Option<Expr>,
@@ -166,7 +166,10 @@ impl SecureView {
         let mut fields = Vec::new();
         for (i, f) in source.fields().iter().enumerate() {
             let granted = grant.columns.contains(f.name());
-            if let (true, Some(kind)) = (granted, hidden_kind(f)) {
+            // Only columns the grant names: a `*` or glob grant never
+            // reveals the names of columns the token cannot see.
+            let named = matches!(&grant.columns, crate::policy::Columns::List(_));
+            if let (true, true, Some(kind)) = (granted, named, hidden_kind(f)) {
                 withheld_columns.push((f.name().clone(), kind));
             }
             if !granted || hidden_kind(f).is_some() {

@@ -116,6 +116,17 @@ pub struct NewJob {
     pub row_limit: u64,
 }
 
+/// What [`Store::enqueue_export_job`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored as queued.
+    Queued,
+    /// The token has its maximum of live jobs.
+    TokenBusy,
+    /// The queue is full.
+    QueueFull,
+}
+
 /// The final figures of a job.
 #[derive(Debug, Clone, Default)]
 pub struct JobResult {
@@ -197,25 +208,66 @@ fn signed(v: u64) -> i64 {
 }
 
 impl Store {
-    /// Stores a new queued job.
-    pub async fn create_export_job(&self, job: &NewJob, now: DateTime<Utc>) -> Result<()> {
-        with_pool!(self, p => {
-            sqlx::query(
-                "INSERT INTO export_jobs (id, token_id, state, statement, destination, compression, \
-                 max_file_bytes, row_limit, created_at) VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8)",
+    /// Stores a new queued job unless its token already has
+    /// `max_per_token` live jobs or `max_queued` jobs are queued; checked
+    /// and inserted atomically (SQLite: one statement; Postgres: under a
+    /// table lock), so concurrent submissions cannot exceed the limits.
+    pub async fn enqueue_export_job(
+        &self,
+        job: &NewJob,
+        now: DateTime<Utc>,
+        max_per_token: usize,
+        max_queued: usize,
+    ) -> Result<Enqueued> {
+        const INSERT: &str = "INSERT INTO export_jobs (id, token_id, state, statement, destination, \
+             compression, max_file_bytes, row_limit, created_at) \
+             SELECT $1, $2, 'queued', $3, $4, $5, $6, $7, $8 \
+             WHERE (SELECT COUNT(*) FROM export_jobs WHERE token_id = $2 \
+                    AND state IN ('queued', 'running')) < $9 \
+               AND (SELECT COUNT(*) FROM export_jobs WHERE state = 'queued') < $10";
+        macro_rules! insert {
+            () => {
+                sqlx::query(INSERT)
+                    .bind(&job.id)
+                    .bind(&job.token_id)
+                    .bind(&job.statement)
+                    .bind(&job.destination)
+                    .bind(&job.compression)
+                    .bind(signed(job.max_file_bytes))
+                    .bind(signed(job.row_limit))
+                    .bind(to_millis(now))
+                    .bind(signed(max_per_token as u64))
+                    .bind(signed(max_queued as u64))
+            };
+        }
+        let inserted = match &self.backend {
+            Backend::Sqlite(p) => insert!().execute(p).await?.rows_affected(),
+            Backend::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("LOCK TABLE export_jobs IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                let n = insert!().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                n
+            }
+        };
+        if inserted == 1 {
+            return Ok(Enqueued::Queued);
+        }
+        let (mine,): (i64,) = with_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT COUNT(*) FROM export_jobs WHERE token_id = $1 AND state IN ('queued', 'running')",
             )
-            .bind(&job.id)
             .bind(&job.token_id)
-            .bind(&job.statement)
-            .bind(&job.destination)
-            .bind(&job.compression)
-            .bind(signed(job.max_file_bytes))
-            .bind(signed(job.row_limit))
-            .bind(to_millis(now))
-            .execute(p)
-            .await?;
+            .fetch_one(p)
+            .await?
         });
-        Ok(())
+        if mine >= signed(max_per_token as u64) {
+            Ok(Enqueued::TokenBusy)
+        } else {
+            Ok(Enqueued::QueueFull)
+        }
     }
 
     /// One job.
@@ -279,8 +331,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<ExportJob>> {
         let ids: Vec<(String,)> = with_pool!(self, p => {
+            // Tokens with fewer running jobs first, so one token's long
+            // jobs cannot keep everyone else's queued.
             sqlx::query_as(
-                "SELECT id FROM export_jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 8",
+                "SELECT q.id FROM export_jobs q WHERE q.state = 'queued' ORDER BY \
+                 (SELECT COUNT(*) FROM export_jobs r WHERE r.token_id = q.token_id \
+                  AND r.state = 'running'), q.created_at, q.id LIMIT 8",
             )
             .fetch_all(p)
             .await?
@@ -415,11 +471,11 @@ impl Store {
         with_pool!(self, p => {
             sqlx::query(
                 "INSERT INTO export_leftovers (job_id, path, upload_id) VALUES ($1, $2, $3) \
-                 ON CONFLICT (job_id, path) DO UPDATE SET upload_id = excluded.upload_id",
+                 ON CONFLICT (job_id, path, upload_id) DO NOTHING",
             )
             .bind(job_id)
             .bind(&l.path)
-            .bind(&l.upload_id)
+            .bind(l.upload_id.as_deref().unwrap_or_default())
             .execute(p)
             .await?;
         });
@@ -428,15 +484,20 @@ impl Store {
 
     /// What a job may have left on the object store.
     pub async fn export_leftovers(&self, job_id: &str) -> Result<Vec<Leftover>> {
-        let rows: Vec<(String, Option<String>)> = with_pool!(self, p => {
-            sqlx::query_as("SELECT path, upload_id FROM export_leftovers WHERE job_id = $1 ORDER BY path")
+        let rows: Vec<(String, String)> = with_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT path, upload_id FROM export_leftovers WHERE job_id = $1 ORDER BY path, upload_id",
+            )
                 .bind(job_id)
                 .fetch_all(p)
                 .await?
         });
         Ok(rows
             .into_iter()
-            .map(|(path, upload_id)| Leftover { path, upload_id })
+            .map(|(path, upload_id)| Leftover {
+                path,
+                upload_id: (!upload_id.is_empty()).then_some(upload_id),
+            })
             .collect())
     }
 
@@ -456,9 +517,13 @@ impl Store {
             Some(list) => {
                 for l in list {
                     with_pool!(self, p => {
-                        sqlx::query("DELETE FROM export_leftovers WHERE job_id = $1 AND path = $2")
+                        sqlx::query(
+                            "DELETE FROM export_leftovers WHERE job_id = $1 AND path = $2 \
+                             AND upload_id = $3",
+                        )
                             .bind(job_id)
                             .bind(&l.path)
+                            .bind(l.upload_id.as_deref().unwrap_or_default())
                             .execute(p)
                             .await?;
                     });
@@ -480,6 +545,23 @@ impl Store {
             .await?
         });
         Ok(rows)
+    }
+
+    /// Deletes ended jobs that finished before `before` and left nothing
+    /// behind; returns how many.
+    pub async fn delete_old_export_jobs(&self, before: DateTime<Utc>) -> Result<u64> {
+        let n = with_pool!(self, p => {
+            sqlx::query(
+                "DELETE FROM export_jobs WHERE state IN ('succeeded', 'failed', 'cancelled') \
+                 AND finished_at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM export_leftovers l WHERE l.job_id = export_jobs.id)",
+            )
+            .bind(to_millis(before))
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(n)
     }
 
     /// Whether the store is the embedded SQLite one (a single gateway).

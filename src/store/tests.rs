@@ -151,7 +151,7 @@ async fn round_trip(store: &Store) {
 /// The export job life cycle: queue, claim once, heartbeat, cancel,
 /// leftovers, stale runners, one live job per destination.
 async fn export_jobs(store: &Store, token_id: &str) {
-    use super::exports::{JobResult, JobState, NewJob};
+    use super::exports::{Enqueued, JobResult, JobState, NewJob};
     use sluice_connectors::export::Leftover;
     let job = |id: &str, dest: &str| NewJob {
         id: id.into(),
@@ -163,16 +163,26 @@ async fn export_jobs(store: &Store, token_id: &str) {
         row_limit: 10,
     };
     let t0 = Utc::now();
-    store
-        .create_export_job(&job("j1", "s3://b/a"), t0)
+    let enqueue = |j: NewJob, at| async move { store.enqueue_export_job(&j, at, 10, 10).await };
+    assert_eq!(
+        enqueue(job("j1", "s3://b/a"), t0).await.unwrap(),
+        Enqueued::Queued
+    );
+    enqueue(job("j2", "s3://b/c"), t0 + ChronoDuration::milliseconds(1))
         .await
         .unwrap();
-    store
-        .create_export_job(&job("j2", "s3://b/c"), t0 + ChronoDuration::milliseconds(1))
-        .await
-        .unwrap();
+    // Limits: per token, then the whole queue.
+    let over = |per_token, queued| async move {
+        store
+            .enqueue_export_job(&job("jx", "s3://b/x"), t0, per_token, queued)
+            .await
+            .unwrap()
+    };
+    assert_eq!(over(2, 10).await, Enqueued::TokenBusy);
+    assert_eq!(over(10, 2).await, Enqueued::QueueFull);
+    assert!(store.export_job("jx").await.unwrap().is_none());
     // A second live job for the same destination is refused by the store.
-    let dup = store.create_export_job(&job("j3", "s3://b/a"), t0).await;
+    let dup = enqueue(job("j3", "s3://b/a"), t0).await;
     assert!(
         matches!(&dup, Err(Error::Store(sqlx::Error::Database(d))) if d.is_unique_violation()),
         "{dup:?}"
@@ -235,6 +245,13 @@ async fn export_jobs(store: &Store, token_id: &str) {
         .record_export_leftover("j1", &l("a/part-1", Some("u2")))
         .await
         .unwrap();
+    // The same key as an upload and as a committed object: two leftovers.
+    for _ in 0..2 {
+        store
+            .record_export_leftover("j1", &l("a/part-1", None))
+            .await
+            .unwrap();
+    }
     assert!(
         store.export_jobs_to_clean().await.unwrap().is_empty(),
         "j1 is still running"
@@ -261,16 +278,13 @@ async fn export_jobs(store: &Store, token_id: &str) {
         .unwrap();
     assert_eq!(
         store.export_leftovers("j1").await.unwrap(),
-        vec![l("a/part-1", Some("u2"))]
+        vec![l("a/part-1", None), l("a/part-1", Some("u2"))]
     );
     store.forget_export_leftovers("j1", None).await.unwrap();
     assert!(store.export_jobs_to_clean().await.unwrap().is_empty());
 
     // The destination is free again once j1 ended.
-    store
-        .create_export_job(&job("j4", "s3://b/a"), Utc::now())
-        .await
-        .unwrap();
+    enqueue(job("j4", "s3://b/a"), Utc::now()).await.unwrap();
     let j4 = store
         .cancel_export_job("j4", Utc::now())
         .await
@@ -302,6 +316,18 @@ async fn export_jobs(store: &Store, token_id: &str) {
             .unwrap()
             .is_empty()
     );
+
+    // Retention: ended jobs without leftovers go.
+    store
+        .record_export_leftover("j2", &l("c/part-0", None))
+        .await
+        .unwrap();
+    let gone = store
+        .delete_old_export_jobs(Utc::now() + ChronoDuration::seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(gone, 2, "j1 and j4; j2 still has a leftover");
+    assert!(store.export_job("j2").await.unwrap().is_some());
 }
 
 #[tokio::test]
