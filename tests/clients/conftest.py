@@ -3,7 +3,9 @@
 One lake (pyiceberg, SQLite catalog) and one sluice server (SQLite store)
 per session; tokens are created through the admin API. One real Milvus
 2.3.5 server (``milvus``: scripts/test.sh starts it and sets
-SLUICE_TEST_MILVUS_URI, else the fixture starts its own). Nothing here
+SLUICE_TEST_MILVUS_URI, else the fixture starts its own). One moto S3
+server (``moto``) behind a TcpProxy (``s3_proxy``) and the gateways with
+``[exports]`` that use it (``export_env``, ``export_mem_env``). Nothing here
 skips: a missing binary or a server that does not start fails the tests
 that need it.
 """
@@ -18,11 +20,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from exports_harness import (  # noqa: E402
+    BUCKET, EXPORT_TOKENS, FAULT_BUCKET, MEM_LIMIT_TOML, ExportEnv, exports_config,
+)
 from fixtures import TABLE_CLASSES, build_lake  # noqa: E402
-from harness import HarnessError, SluiceServer, adbc_query, sluice_binary, start_or_fail  # noqa: E402
+from harness import HarnessError, SluiceServer, Tokens, adbc_query, sluice_binary, start_or_fail  # noqa: E402
 from milvus_harness import MilvusError, MilvusServer  # noqa: E402
 from oracle import Oracle  # noqa: E402
 from policy_views import build_oracle_db  # noqa: E402
+from s3_harness import MotoServer, S3HarnessError  # noqa: E402
+from tcp_proxy import TcpProxy  # noqa: E402
 from tokens import EU_ANALYST, ORACLE_TOKENS, SALES_READER  # noqa: E402
 from trino_harness import (  # noqa: E402
     TRINO_ORACLES, TRINO_SMALL_CONFIG, RawTrino, TrinoConnections, wait_until,
@@ -100,27 +107,6 @@ def milvus(tmp_path_factory):
         yield MilvusHandle(srv.uri, srv)
     finally:
         srv.stop()
-
-
-class Tokens:
-    """Named session tokens, created through the admin API on first use, so
-    a token the server rejects fails only the tests that use it."""
-
-    def __init__(self, server: SluiceServer, bodies: dict[str, dict]):
-        self.server = server
-        self.bodies = bodies
-        self._made: dict[str, dict | str] = {}
-
-    def __getitem__(self, key: str) -> dict:
-        if key not in self._made:
-            try:
-                self._made[key] = self.server.create_token(self.bodies[key])
-            except HarnessError as e:
-                self._made[key] = str(e)  # fail every user, ask the server once
-        made = self._made[key]
-        if isinstance(made, str):
-            pytest.fail(made, pytrace=False)
-        return made
 
 
 @pytest.fixture(scope="session")
@@ -282,6 +268,72 @@ def small(trino_small, small_tokens):
                    what="no live Trino queries on the small server after the test")
     except Exception:  # noqa: BLE001 - the next test's setup reports it
         pass
+
+
+# --- exports (S3 on moto) ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """A moto S3 server on a free loopback port (s3_harness.MotoServer)."""
+    srv = MotoServer(log_path=tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        srv.start()
+    except S3HarnessError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_proxy(moto):
+    """A TcpProxy in front of moto: the S3 endpoint the gateways are given,
+    so tests can pause or cut their object store while moto keeps its state."""
+    proxy = TcpProxy(moto.address).start()
+    yield proxy
+    proxy.stop()
+
+
+def _start_export_env(sluice_bin, lake, workdir, moto, proxy, **config) -> ExportEnv:
+    s3 = moto.client()
+    for bucket in (BUCKET, FAULT_BUCKET):
+        s3.create_bucket(bucket)
+    root = workdir / "data" / "exports"  # the spec's default place, inside data_dir
+    srv = SluiceServer(binary=sluice_bin, workdir=workdir, lake=lake,
+                       extra_config=exports_config(root, proxy.uri, **config))
+    _SERVERS.append(srv)
+    start_or_fail(srv)
+    return ExportEnv(server=srv, root=root, s3=s3, proxy=proxy, tokens=Tokens(srv, EXPORT_TOKENS))
+
+
+@pytest.fixture(scope="session")
+def export_env(sluice_bin, lake, tmp_path_factory, moto, s3_proxy):
+    """A server with [exports] (S3 through ``s3_proxy``; retry_timeout 2s,
+    cleanup_interval 1s) and its export tokens (exports_harness)."""
+    env = _start_export_env(sluice_bin, lake, tmp_path_factory.mktemp("sluice-exports"), moto, s3_proxy)
+    yield env
+    env.close()
+    env.server.close()
+
+
+@pytest.fixture
+def exports(export_env):
+    """``export_env`` for one test: the S3 proxy forwarding and no job of an
+    earlier test still queued or running."""
+    export_env.proxy.forward()
+    wait_until(lambda: not export_env.live_jobs(), timeout_s=60,
+               what="no live export jobs before the test")
+    yield export_env
+
+
+@pytest.fixture(scope="session")
+def export_mem_env(sluice_bin, lake, tmp_path_factory, moto, s3_proxy):
+    """A fresh server only for the memory test (its VmHWM starts low), with
+    ``[exports] memory_limit`` = exports_harness.MEM_LIMIT."""
+    env = _start_export_env(sluice_bin, lake, tmp_path_factory.mktemp("sluice-exports-mem"), moto, s3_proxy,
+                            memory_limit=MEM_LIMIT_TOML)
+    yield env
+    env.close()
+    env.server.close()
 
 
 def _server_errors(srv: SluiceServer, limit: int = 15) -> list[str]:

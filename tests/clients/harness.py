@@ -276,6 +276,29 @@ class SluiceServer:
         return flight.FlightClient(self.flight_uri)
 
 
+class Tokens:
+    """Named tokens of one server, created through the admin API on first
+    use, so a token the server rejects fails only the tests that use it."""
+
+    def __init__(self, server: SluiceServer, bodies: dict[str, dict]):
+        self.server = server
+        self.bodies = bodies
+        self._made: dict[str, dict | str] = {}
+
+    def __getitem__(self, key: str) -> dict:
+        import pytest
+
+        if key not in self._made:
+            try:
+                self._made[key] = self.server.create_token(self.bodies[key])
+            except HarnessError as e:
+                self._made[key] = str(e)  # fail every user, ask the server once
+        made = self._made[key]
+        if isinstance(made, str):
+            pytest.fail(made, pytrace=False)
+        return made
+
+
 FLIGHT_TIMEOUT_S = float(QUERY_TIMEOUT_S)
 
 
