@@ -43,6 +43,8 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a failed or cancelled job waits for its cleanup before it
 /// ends anyway (the janitor finishes the cleanup).
 const CLEANUP_WAIT: Duration = Duration::from_secs(5);
+/// Rows per record batch of an export's query.
+const EXPORT_BATCH_ROWS: usize = 2048;
 /// How long a runner may stay silent before its job is taken for dead.
 const STALE_AFTER: Duration = Duration::from_secs(15);
 
@@ -165,6 +167,23 @@ impl UploadJournal for Journal<'_> {
 enum Stop {
     Failed(String),
     Cancelled,
+}
+
+/// Why a job's token no longer allows it.
+enum Refused {
+    /// Revoked, expired, or the destination is no longer allowed.
+    Definitely(String),
+    /// The token store did not answer.
+    Unknown,
+}
+
+impl Refused {
+    fn stop(self) -> Stop {
+        Stop::Failed(match self {
+            Refused::Definitely(why) => why,
+            Refused::Unknown => "the token store is unavailable".into(),
+        })
+    }
 }
 
 /// A written, uncommitted export.
@@ -679,7 +698,9 @@ impl Exports {
                     }
                     // Revocation (or a narrower export_destinations) stops
                     // a running export within a heartbeat.
-                    if let Err(why) = this.token_allows(&job).await {
+                    // (A store that does not answer is not a revocation:
+                    // the next beat checks again.)
+                    if let Err(Refused::Definitely(why)) = this.token_allows(&job).await {
                         *reason.lock().expect("reason lock") = Some(why);
                         cancel.notify_one();
                     }
@@ -776,14 +797,17 @@ impl Exports {
 
     /// The token of `job` as it is now: active, and still allowed to
     /// export to the job's destination.
-    async fn token_allows(&self, job: &ExportJob) -> Result<crate::token::TokenRecord, String> {
+    async fn token_allows(&self, job: &ExportJob) -> Result<crate::token::TokenRecord, Refused> {
         let record = match self.store.get_token(&job.token_id).await {
             Ok(Some(r)) if r.is_active(Utc::now()) => r,
-            Ok(_) => return Err("the token was revoked or has expired".into()),
-            // A store hiccup is not a revocation: the next beat checks again.
+            Ok(_) => {
+                return Err(Refused::Definitely(
+                    "the token was revoked or has expired".into(),
+                ));
+            }
             Err(e) => {
                 tracing::warn!(job_id = %job.id, error = %e, "cannot re-read an export job's token");
-                return Err("the token store is unavailable".into());
+                return Err(Refused::Unknown);
             }
         };
         let allowed = DestinationUrl::parse(&job.destination).is_ok_and(|d| {
@@ -796,7 +820,9 @@ impl Exports {
         if allowed {
             Ok(record)
         } else {
-            Err("the token may no longer export to this destination".into())
+            Err(Refused::Definitely(
+                "the token may no longer export to this destination".into(),
+            ))
         }
     }
 
@@ -825,7 +851,7 @@ impl Exports {
 
     /// Plans and writes (everything but the commit); cancellable.
     async fn prepare(&self, job: &ExportJob, progress: &Arc<Progress>) -> Result<Prepared, Stop> {
-        let record = self.token_allows(job).await.map_err(Stop::Failed)?;
+        let record = self.token_allows(job).await.map_err(Refused::stop)?;
         let dest = DestinationUrl::parse(&job.destination)
             .map_err(|e| Stop::Failed(format!("stored destination: {e}")))?;
         let scope = Arc::new(record.scope());
@@ -836,6 +862,9 @@ impl Exports {
             .map_err(|e| Stop::Failed(query_message(&e)))?;
         let views = plan.secure_views();
         let schema = plan.schema();
+        // Smaller batches than queries use: the writer's channels hold a
+        // few of them, and wide rows make 8192-row batches large.
+        plan.set_batch_size(EXPORT_BATCH_ROWS);
         let stream = plan
             .execute()
             .await
@@ -919,7 +948,7 @@ impl Exports {
     /// manifest and whether rows were cut at the row limit.
     async fn commit(&self, job: &ExportJob, p: Prepared) -> Result<(String, bool), Stop> {
         // The last moment a revocation can stop the export.
-        self.token_allows(job).await.map_err(Stop::Failed)?;
+        self.token_allows(job).await.map_err(Refused::stop)?;
         let fail = |e| Self::failure(&job.id, e);
         p.target.check_destination(&p.prefix).map_err(fail)?;
         let journal = Journal {

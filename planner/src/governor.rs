@@ -464,6 +464,18 @@ impl GovernedPlan {
         &self.ctx
     }
 
+    /// Sets the number of rows per record batch when the plan runs (the
+    /// session's `batch_size`; exports lower it so wide rows stay small).
+    pub fn set_batch_size(&self, rows: usize) {
+        self.ctx
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .batch_size = rows.max(1);
+    }
+
     /// The secure views the statement reads (each table once, in plan
     /// order), including tables in subqueries and `vector_search` calls.
     pub fn secure_views(&self) -> Vec<Arc<SecureView>> {
