@@ -206,6 +206,9 @@ pub struct ExportsConfig {
     pub max_queued: usize,
     /// Most queued or running jobs of one token; beyond that 429.
     pub max_jobs_per_token: usize,
+    /// Most running jobs of one token on one gateway; its other jobs wait
+    /// while other tokens' jobs run.
+    pub max_running_per_token: usize,
     /// Buffer memory of one job (row group in progress and upload parts),
     /// in bytes or with a unit (`"256MiB"`); at least 32 MiB.
     #[serde(deserialize_with = "de_bytes")]
@@ -247,6 +250,7 @@ impl Default for ExportsConfig {
             concurrency: 2,
             max_queued: 100,
             max_jobs_per_token: 4,
+            max_running_per_token: 1,
             memory_limit: 256 << 20,
             max_file_bytes: 512 << 20,
             row_group_rows: 1 << 20,
@@ -608,9 +612,10 @@ impl Config {
                 .take()
                 .unwrap_or_else(|| self.server.data_dir.join("exports")),
         ));
-        if e.concurrency == 0 || e.max_jobs_per_token == 0 {
+        if e.concurrency == 0 || e.max_jobs_per_token == 0 || e.max_running_per_token == 0 {
             problems.push(
-                "exports.concurrency and exports.max_jobs_per_token must be at least 1".into(),
+                "exports.concurrency, max_jobs_per_token and max_running_per_token must be at least 1"
+                    .into(),
             );
         }
         if e.memory_limit < MIN_EXPORT_MEMORY {

@@ -111,6 +111,7 @@ pub struct Exports {
     s3: Mutex<HashMap<String, ExportStore>>,
     wake: Notify,
     live: Mutex<HashMap<String, Live>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Exports {
@@ -148,16 +149,16 @@ pub struct JobView {
     summary: Option<serde_json::Value>,
 }
 
-struct Journal<'a> {
-    store: &'a Store,
-    job_id: &'a str,
+struct Journal {
+    store: Store,
+    job_id: String,
 }
 
 #[async_trait]
-impl UploadJournal for Journal<'_> {
+impl UploadJournal for Journal {
     async fn record(&self, leftover: &Leftover) -> Result<(), String> {
         self.store
-            .record_export_leftover(self.job_id, leftover)
+            .record_export_leftover(&self.job_id, leftover)
             .await
             .map_err(|e| e.to_string())
     }
@@ -209,6 +210,14 @@ impl Exports {
             .unwrap_or_else(|| PathBuf::from("exports"));
         let local = ExportStore::local(&root)
             .map_err(|e| crate::error::Error::Config(format!("exports.root: {e}")))?;
+        let staging = root.join(export::STAGING_DIR);
+        std::fs::create_dir_all(&staging).map_err(crate::error::Error::io(&staging))?;
+        if !std::fs::symlink_metadata(&staging).is_ok_and(|m| m.is_dir()) {
+            return Err(crate::error::Error::Config(format!(
+                "exports.root: {} must be a directory, not a symbolic link",
+                staging.display()
+            )));
+        }
         Ok(Self {
             store,
             governor,
@@ -219,6 +228,7 @@ impl Exports {
             s3: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             live: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
         })
     }
 
@@ -340,6 +350,15 @@ impl Exports {
         target
             .check_destination(&dest.path())
             .map_err(|e| Refusal::Conflict(format!("destination {dest}: {e}")))?;
+        match export::inside_export(&target, &dest.path()).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(Refusal::Conflict(format!(
+                    "destination {dest} lies inside an earlier export (a _manifest.json above it)"
+                )));
+            }
+            Err(e) => return Err(unreachable_store(e)),
+        }
         match export::is_empty(&target, &dest.path()).await {
             Ok(true) => {}
             Ok(false) => {
@@ -517,7 +536,7 @@ impl Exports {
     /// Starts the runners and the janitor; they stop when `shutdown` says so.
     pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        let janitor = tokio::spawn(async move {
             // A single embedded gateway: whatever was running died with the
             // previous process. Done before any runner claims a job.
             if this.store.is_embedded() {
@@ -525,7 +544,8 @@ impl Exports {
             }
             for _ in 0..this.config.concurrency {
                 let runner = Arc::clone(&this);
-                tokio::spawn(runner.runner(shutdown.clone()));
+                let handle = tokio::spawn(runner.runner(shutdown.clone()));
+                this.tasks.lock().expect("tasks lock").push(handle);
             }
             let mut stop = shutdown;
             loop {
@@ -536,6 +556,26 @@ impl Exports {
                 }
             }
         });
+        self.tasks.lock().expect("tasks lock").push(janitor);
+    }
+
+    /// After the shutdown signal: waits (at most `max`) for the runners to
+    /// end their jobs (a commit completes, a running job is failed and
+    /// cleaned up) so the store is closed after the last record.
+    pub async fn stopped(&self, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let handle = self.tasks.lock().expect("tasks lock").pop();
+            let Some(handle) = handle else {
+                return;
+            };
+            if tokio::time::timeout_at(deadline, handle).await.is_err() {
+                tracing::warn!(
+                    "export runners did not stop in time; the janitor will fail their jobs"
+                );
+                return;
+            }
+        }
     }
 
     /// One runner: claims queued jobs and runs them, one at a time.
@@ -544,11 +584,15 @@ impl Exports {
             if *stop.borrow() {
                 return;
             }
-            match self
+            let claimed = self
                 .store
-                .claim_export_job(&self.instance, Utc::now())
-                .await
-            {
+                .claim_export_job(
+                    &self.instance,
+                    Utc::now(),
+                    self.config.max_running_per_token,
+                )
+                .await;
+            match claimed {
                 Ok(Some(job)) => self.run(job, stop.clone()).await,
                 Ok(None) => {
                     let woken = self.wake.notified();
@@ -609,11 +653,27 @@ impl Exports {
             return;
         };
         let dir = root.join(export::STAGING_DIR);
+        // Never follow a link planted in place of the staging directory.
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                tracing::error!(dir = %dir.display(), "the export staging directory is not a directory (a symbolic link?); it is left alone");
+                return;
+            }
+            Err(_) => return,
+        }
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
         };
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().to_string();
+            // Only the staging directories of jobs: real directories named
+            // by a job id.
+            if uuid::Uuid::parse_str(&id).is_err()
+                || !std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir())
+            {
+                continue;
+            }
             if self.live.lock().expect("live lock").contains_key(&id) {
                 continue;
             }
@@ -622,8 +682,13 @@ impl Exports {
                 Err(_) => continue,
                 _ => {}
             }
-            export::cleanup(&self.local, &id, &[]).await;
+            export::cleanup(&self.local, &id, &[], self.call_deadline()).await;
         }
+    }
+
+    /// How long one cleanup call may take.
+    fn call_deadline(&self) -> Duration {
+        self.config.retry_timeout + Duration::from_secs(5)
     }
 
     /// Aborts and deletes what job `id` left; returns whether all is gone.
@@ -641,7 +706,7 @@ impl Exports {
         let Ok(target) = self.store_for(&dest) else {
             return false;
         };
-        let gone = export::cleanup(&target, id, &leftovers).await;
+        let gone = export::cleanup(&target, id, &leftovers, self.call_deadline()).await;
         if let Err(e) = self.store.forget_export_leftovers(id, Some(&gone)).await {
             tracing::warn!(job_id = id, error = %e, "cannot update export leftovers");
         }
@@ -886,10 +951,10 @@ impl Exports {
             max_bytes: self.config.max_bytes_per_job,
             max_files: self.config.max_files_per_job,
         };
-        let journal = Journal {
-            store: &self.store,
-            job_id: &job.id,
-        };
+        let journal: Arc<dyn UploadJournal> = Arc::new(Journal {
+            store: self.store.clone(),
+            job_id: job.id.clone(),
+        });
         let staged = export::write(
             &target,
             &prefix,
@@ -951,10 +1016,10 @@ impl Exports {
         self.token_allows(job).await.map_err(Refused::stop)?;
         let fail = |e| Self::failure(&job.id, e);
         p.target.check_destination(&p.prefix).map_err(fail)?;
-        let journal = Journal {
-            store: &self.store,
-            job_id: &job.id,
-        };
+        let journal: Arc<dyn UploadJournal> = Arc::new(Journal {
+            store: self.store.clone(),
+            job_id: job.id.clone(),
+        });
         p.staged
             .commit(&p.prefix, bytes::Bytes::from(p.manifest.clone()), &journal)
             .await

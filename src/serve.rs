@@ -213,6 +213,9 @@ pub async fn run(
     if let Some(q) = trino_queries {
         q.shutdown();
     }
+    if let Some(exports) = &gateway.exports {
+        exports.stopped(std::time::Duration::from_secs(30)).await;
+    }
     gateway.store.close().await;
     tracing::info!("sluice stopped");
     result

@@ -280,8 +280,8 @@ impl fmt::Debug for S3Options {
 pub enum ExportStore {
     /// The local export root.
     Local(Arc<LocalFileSystem>, std::path::PathBuf),
-    /// One S3 bucket.
-    S3(Arc<AmazonS3>),
+    /// One S3 bucket, and how to list its multipart uploads.
+    S3(Arc<AmazonS3>, Arc<S3Bucket>),
 }
 
 impl ExportStore {
@@ -355,16 +355,127 @@ impl ExportStore {
         if let Some(s) = &o.secret_access_key {
             b = b.with_secret_access_key(s);
         }
-        Ok(Self::S3(Arc::new(b.build().map_err(storage)?)))
+        let region = o
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        let endpoint = o
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let base = match (o.path_style, endpoint.split_once("://")) {
+            (false, Some((scheme, host))) => format!("{scheme}://{bucket}.{host}"),
+            _ => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        };
+        Ok(Self::S3(
+            Arc::new(b.build().map_err(storage)?),
+            Arc::new(S3Bucket {
+                base: base.trim_end_matches('/').to_string(),
+                region,
+                http: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .map_err(|e| ExportError::Storage(e.to_string()))?,
+            }),
+        ))
     }
 
     fn object_store(&self) -> &dyn ObjectStore {
         match self {
             Self::Local(s, _) => s.as_ref(),
-            Self::S3(s) => s.as_ref(),
+            Self::S3(s, _) => s.as_ref(),
         }
     }
 }
+
+/// What ListMultipartUploads needs (object_store has no call for it).
+#[derive(Debug)]
+pub struct S3Bucket {
+    /// `https://bucket.host` or `http://host/bucket`.
+    base: String,
+    region: String,
+    http: reqwest::Client,
+}
+
+/// RFC 3986 encoding of a query value (what SigV4 signs).
+fn query_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn xml_field<'a>(block: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = block.find(&open)? + open.len();
+    let end = block[start..].find(&close)? + start;
+    Some(&block[start..end])
+}
+
+/// The ids of the multipart uploads open at exactly `key`.
+async fn open_uploads(
+    s3: &AmazonS3,
+    bucket: &S3Bucket,
+    key: &str,
+) -> Result<Vec<String>, ExportError> {
+    let credential = s3.credentials().get_credential().await.map_err(storage)?;
+    let url = format!("{}/?prefix={}&uploads=", bucket.base, query_encode(key));
+    let mut request = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(&url)
+        .body(object_store::client::HttpRequestBody::empty())
+        .map_err(|e| ExportError::Storage(e.to_string()))?;
+    object_store::aws::AwsAuthorizer::new(&credential, "s3", &bucket.region)
+        .authorize(&mut request, None);
+    let response = bucket
+        .http
+        .get(&url)
+        .headers(request.headers().clone())
+        .send()
+        .await
+        .map_err(|e| ExportError::Storage(format!("listing multipart uploads: {e}")))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| ExportError::Storage(format!("listing multipart uploads: {e}")))?;
+    if !status.is_success() {
+        return Err(ExportError::Storage(format!(
+            "listing multipart uploads: HTTP {status}"
+        )));
+    }
+    Ok(body
+        .split("<Upload>")
+        .skip(1)
+        .filter_map(|block| {
+            let k = xml_unescape(xml_field(block, "Key")?);
+            let id = xml_unescape(xml_field(block, "UploadId")?);
+            (k == key).then_some(id)
+        })
+        .collect())
+}
+
+/// `upload_id` of a leftover that stands for every upload open at its key:
+/// recorded before `CreateMultipartUpload`, whose answer may be lost even
+/// when S3 created the upload.
+pub const ANY_UPLOAD: &str = "?";
 
 /// An object a job may leave behind: an open S3 multipart upload
 /// (`upload_id`) or a written object.
@@ -528,6 +639,22 @@ pub async fn is_empty(store: &ExportStore, prefix: &Path) -> Result<bool, Export
     }
 }
 
+/// Whether `prefix` lies inside an earlier export (a `_manifest.json` in
+/// one of the directories above it), where readers of that export would
+/// pick up its files.
+pub async fn inside_export(store: &ExportStore, prefix: &Path) -> Result<bool, ExportError> {
+    let parts: Vec<_> = prefix.parts().collect();
+    for n in 0..parts.len() {
+        let manifest = Path::from_iter(parts[..n].iter().cloned()).join(MANIFEST_NAME);
+        match store.object_store().head(&manifest).await {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(storage(e)),
+        }
+    }
+    Ok(false)
+}
+
 /// Streams `stream` into Parquet files under `prefix`; nothing is visible
 /// there until [`Staged::commit`].
 pub async fn write(
@@ -536,7 +663,7 @@ pub async fn write(
     job_id: &str,
     stream: SendableRecordBatchStream,
     options: &WriteOptions,
-    journal: &dyn UploadJournal,
+    journal: &Arc<dyn UploadJournal>,
     progress: &Arc<Progress>,
 ) -> Result<Staged, ExportError> {
     let schema = stream.schema();
@@ -605,7 +732,9 @@ fn encode_inner(
         .unwrap_or(usize::MAX)
         .clamp(4 << 10, 1 << 20);
     // Room for the footer (schema and row group metadata with statistics).
-    let footer = 4096 + 256 * schema.fields().len() as u64;
+    // Grows to what finished files really needed beyond the estimate
+    // (column and offset indexes, page headers, footer).
+    let mut footer = 4096 + 256 * schema.fields().len() as u64;
     let props = WriterProperties::builder()
         .set_compression(opts.compression.parquet())
         .set_data_page_size_limit(page)
@@ -637,8 +766,14 @@ fn encode_inner(
     let mut writer: Option<ArrowWriter<_>> = None;
     let mut rows_in_file = 0u64;
     let mut files = 0usize;
-    let finish = |w: &mut ArrowWriter<_>, rows: u64| -> Result<Result<(), Stop>, ExportError> {
+    let finish = |w: &mut ArrowWriter<_>,
+                  rows: u64,
+                  footer: &mut u64|
+     -> Result<Result<(), Stop>, ExportError> {
+        let estimate = (w.bytes_written() + w.in_progress_size()) as u64;
         w.finish().map_err(enc)?;
+        let overhead = (w.bytes_written() as u64).saturating_sub(estimate);
+        *footer = (*footer).max(overhead + overhead / 8);
         if drain(w, true).is_err() {
             return Ok(Err(Stop));
         }
@@ -667,7 +802,7 @@ fn encode_inner(
                 let size = (w.bytes_written() + w.in_progress_size()) as u64;
                 let per_row = size.div_ceil(rows_in_file);
                 if size + per_row * n as u64 + footer > opts.max_file_bytes {
-                    if finish(w, rows_in_file)?.is_err() {
+                    if finish(w, rows_in_file, &mut footer)?.is_err() {
                         return Ok(());
                     }
                     files += 1;
@@ -689,7 +824,7 @@ fn encode_inner(
                 return Ok(());
             }
             if (w.bytes_written() + w.in_progress_size()) as u64 + footer >= opts.max_file_bytes {
-                if finish(w, rows_in_file)?.is_err() {
+                if finish(w, rows_in_file, &mut footer)?.is_err() {
                     return Ok(());
                 }
                 files += 1;
@@ -703,7 +838,7 @@ fn encode_inner(
         writer = Some(new_writer()?);
     }
     if let Some(w) = &mut writer {
-        let _ = finish(w, rows_in_file)?;
+        let _ = finish(w, rows_in_file, &mut footer)?;
     }
     Ok(())
 }
@@ -714,7 +849,7 @@ async fn upload(
     prefix: &Path,
     job_dir: &Path,
     mut pieces: mpsc::Receiver<Result<Piece, ExportError>>,
-    journal: &dyn UploadJournal,
+    journal: &Arc<dyn UploadJournal>,
     progress: &Progress,
     options: &WriteOptions,
 ) -> Result<Vec<(ExportFile, Pending)>, ExportError> {
@@ -741,15 +876,34 @@ async fn upload(
                     let name = part_name(done.len());
                     let path = prefix.clone().join(name.as_str());
                     let o = match store {
-                        ExportStore::S3(s3) => {
-                            let id = s3.create_multipart(&path).await.map_err(storage)?;
-                            journal
-                                .record(&Leftover {
-                                    path: path.to_string(),
-                                    upload_id: Some(id.clone()),
-                                })
-                                .await
-                                .map_err(ExportError::Journal)?;
+                        ExportStore::S3(s3, _) => {
+                            // Created and recorded in a task of its own: a
+                            // job cancelled meanwhile still records the
+                            // upload, so its cleanup finds it.
+                            let (s3, journal, at) =
+                                (Arc::clone(s3), Arc::clone(journal), path.clone());
+                            let id = tokio::spawn(async move {
+                                journal
+                                    .record(&Leftover {
+                                        path: at.to_string(),
+                                        upload_id: Some(ANY_UPLOAD.into()),
+                                    })
+                                    .await
+                                    .map_err(ExportError::Journal)?;
+                                let id = s3.create_multipart(&at).await.map_err(storage)?;
+                                journal
+                                    .record(&Leftover {
+                                        path: at.to_string(),
+                                        upload_id: Some(id.clone()),
+                                    })
+                                    .await
+                                    .map_err(ExportError::Journal)?;
+                                Ok::<_, ExportError>(id)
+                            })
+                            .await
+                            .map_err(|e| {
+                                ExportError::Encode(format!("upload task failed: {e}"))
+                            })??;
                             Open::S3 {
                                 path,
                                 id,
@@ -770,7 +924,7 @@ async fn upload(
                 }
                 let (o, size) = open.as_mut().expect("opened above");
                 match (o, store) {
-                    (Open::S3 { path, id, parts }, ExportStore::S3(s3)) => {
+                    (Open::S3 { path, id, parts }, ExportStore::S3(s3, _)) => {
                         let part = s3
                             .put_part(path, id, parts.len(), PutPayload::from(bytes))
                             .await
@@ -834,12 +988,12 @@ impl Staged {
         self,
         prefix: &Path,
         manifest: Bytes,
-        journal: &dyn UploadJournal,
+        journal: &Arc<dyn UploadJournal>,
     ) -> Result<(), ExportError> {
         let store = self.store.object_store();
         for (_, pending) in self.files {
             match (pending, &self.store) {
-                (Pending::S3 { path, id, parts }, ExportStore::S3(s3)) => {
+                (Pending::S3 { path, id, parts }, ExportStore::S3(s3, _)) => {
                     // The key is this job's: the destination was empty and
                     // no other job may write there while this one lives.
                     journal
@@ -911,7 +1065,15 @@ fn remove_staging(fs: &LocalFileSystem, dir: &Path) {
 /// Aborts the uploads and deletes the objects `leftovers` name, and (local
 /// exports) the job's staging directory. Returns the leftovers that are
 /// gone; the rest must be tried again later.
-pub async fn cleanup(store: &ExportStore, job_id: &str, leftovers: &[Leftover]) -> Vec<Leftover> {
+///
+/// Each call gets `deadline`: an object store that hangs delays the caller
+/// by that much per leftover, not indefinitely.
+pub async fn cleanup(
+    store: &ExportStore,
+    job_id: &str,
+    leftovers: &[Leftover],
+    deadline: Duration,
+) -> Vec<Leftover> {
     if let ExportStore::Local(fs, _) = store {
         remove_staging(fs, &staging_dir(job_id));
     }
@@ -920,22 +1082,48 @@ pub async fn cleanup(store: &ExportStore, job_id: &str, leftovers: &[Leftover]) 
         let path = Path::from(l.path.as_str());
         // An open upload is only aborted: the key may belong to someone
         // else. Objects are deleted only when the job committed them.
+        let timed = |r: Result<object_store::Result<()>, tokio::time::error::Elapsed>, what| match r
+        {
+            Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(job_id, path = %path, error = %e, "cannot {what}");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(job_id, path = %path, "cannot {what}: no answer in time");
+                false
+            }
+        };
         let done = match (&l.upload_id, store) {
-            (Some(id), ExportStore::S3(s3)) => match s3.abort_multipart(&path, id).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
-                Err(e) => {
-                    tracing::warn!(job_id, path = %path, error = %e, "cannot abort an export upload");
-                    false
-                }
-            },
+            (Some(any), ExportStore::S3(s3, bucket)) if any == ANY_UPLOAD => {
+                let abort_all = async {
+                    for id in open_uploads(s3, bucket, path.as_ref()).await.map_err(|e| {
+                        object_store::Error::Generic {
+                            store: "S3",
+                            source: Box::new(e),
+                        }
+                    })? {
+                        match s3.abort_multipart(&path, &id).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(())
+                };
+                timed(
+                    tokio::time::timeout(deadline, abort_all).await,
+                    "abort the export uploads at a key",
+                )
+            }
+            (Some(id), ExportStore::S3(s3, _)) => timed(
+                tokio::time::timeout(deadline, s3.abort_multipart(&path, id)).await,
+                "abort an export upload",
+            ),
             (Some(_), ExportStore::Local(..)) => true,
-            (None, _) => match store.object_store().delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => true,
-                Err(e) => {
-                    tracing::warn!(job_id, path = %path, error = %e, "cannot delete an export object");
-                    false
-                }
-            },
+            (None, _) => timed(
+                tokio::time::timeout(deadline, store.object_store().delete(&path)).await,
+                "delete an export object",
+            ),
         };
         if done {
             gone.push(l.clone());
@@ -1039,7 +1227,8 @@ mod tests {
         let store = ExportStore::local(dir.path()).unwrap();
         let (schema, data) = batches(20, 5_000);
         let prefix = Path::from("team/q1");
-        let journal = Recorder::default();
+        let recorder = Arc::new(Recorder::default());
+        let journal: Arc<dyn UploadJournal> = Arc::<Recorder>::clone(&recorder);
         let progress = Arc::new(Progress::default());
         let staged = write(
             &store,
@@ -1095,7 +1284,8 @@ mod tests {
         let (schema, data) = batches(4, 50_000);
         let mut items: Vec<_> = data.into_iter().map(Ok).collect();
         items.push(Err(DataFusionError::Execution("boom".into())));
-        let journal = Recorder::default();
+        let recorder = Arc::new(Recorder::default());
+        let journal: Arc<dyn UploadJournal> = Arc::<Recorder>::clone(&recorder);
         let err = write(
             &store,
             &Path::from("team/q2"),
@@ -1109,8 +1299,8 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("boom"), "{err}");
         assert!(!dir.path().join("team").exists());
-        let leftovers = journal.0.lock().unwrap().clone();
-        let gone = cleanup(&store, "job2", &leftovers).await;
+        let leftovers = recorder.0.lock().unwrap().clone();
+        let gone = cleanup(&store, "job2", &leftovers, Duration::from_secs(5)).await;
         assert_eq!(gone, leftovers);
         assert!(walk(dir.path()).is_empty(), "{:?}", walk(dir.path()));
     }
@@ -1127,7 +1317,7 @@ mod tests {
             "job3",
             stream(schema, vec![]),
             &options(1 << 20),
-            &Recorder::default(),
+            &(Arc::new(Recorder::default()) as Arc<dyn UploadJournal>),
             &Arc::default(),
         )
         .await

@@ -325,19 +325,24 @@ impl Store {
 
     /// Takes the oldest queued job for `instance` (none if every queued job
     /// was taken by another replica meanwhile).
+    /// A token with `max_running_per_token` running jobs waits.
     pub async fn claim_export_job(
         &self,
         instance: &str,
         now: DateTime<Utc>,
+        max_running_per_token: usize,
     ) -> Result<Option<ExportJob>> {
         let ids: Vec<(String,)> = with_pool!(self, p => {
             // Tokens with fewer running jobs first, so one token's long
             // jobs cannot keep everyone else's queued.
             sqlx::query_as(
-                "SELECT q.id FROM export_jobs q WHERE q.state = 'queued' ORDER BY \
-                 (SELECT COUNT(*) FROM export_jobs r WHERE r.token_id = q.token_id \
+                "SELECT q.id FROM export_jobs q WHERE q.state = 'queued' \
+                 AND (SELECT COUNT(*) FROM export_jobs r WHERE r.token_id = q.token_id \
+                      AND r.state = 'running') < $1 \
+                 ORDER BY (SELECT COUNT(*) FROM export_jobs r WHERE r.token_id = q.token_id \
                   AND r.state = 'running'), q.created_at, q.id LIMIT 8",
             )
+            .bind(signed(max_running_per_token as u64))
             .fetch_all(p)
             .await?
         });

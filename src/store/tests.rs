@@ -191,20 +191,20 @@ async fn export_jobs(store: &Store, token_id: &str) {
 
     // Oldest first, each claimed once.
     let c1 = store
-        .claim_export_job("i1", Utc::now())
+        .claim_export_job("i1", Utc::now(), 10)
         .await
         .unwrap()
         .unwrap();
     assert_eq!((c1.id.as_str(), c1.state), ("j1", JobState::Running));
     let c2 = store
-        .claim_export_job("i2", Utc::now())
+        .claim_export_job("i2", Utc::now(), 10)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(c2.id, "j2");
     assert!(
         store
-            .claim_export_job("i1", Utc::now())
+            .claim_export_job("i1", Utc::now(), 10)
             .await
             .unwrap()
             .is_none()

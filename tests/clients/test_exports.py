@@ -365,6 +365,40 @@ def test_destination_not_empty_409(exports, base):
     assert snapshot(exports) == before, "a refused export changed the destination"
 
 
+@pytest.mark.parametrize("base", [ACME_S3, ACME_FILE])
+def test_destination_inside_an_earlier_export_409(exports, base):
+    """Readers of an export list its directory: a later export below it (or
+    at its manifest's key) would mix into it."""
+    api = exports.api("reader")
+    dest = f"{base}/{unique('outer')}"
+    api.run(SMALL_SQL, dest)
+    before = snapshot(exports)
+    for target in (f"{dest}/sub", f"{dest}/a/b", f"{dest}/_manifest.json"):
+        r = api.post(SMALL_SQL, target)
+        assert r.status_code == 409, f"{target} -> {r.status_code}: {r.text}"
+        message = error_of(r)
+        assert any(m in message for m in ("inside an earlier export", "is a file")), r.text
+    assert snapshot(exports) == before
+
+
+def test_one_tokens_jobs_do_not_keep_others_waiting(exports):
+    """max_running_per_token = 1 (default), concurrency 2: a token with two
+    endless jobs runs one; another token's small export runs meanwhile."""
+    hog = exports.api("queue")
+    jobs: list[str] = []
+    with cancelled_on_exit(hog, jobs):
+        for i in range(2):
+            jobs.append(hog.submit(HUGE_SQL, f"file:///queue/{unique(f'hog{i}')}", compression="none")["id"])
+        wait_until(lambda: hog.job(jobs[0])["state"] == "running", timeout_s=60, what="the first job running")
+        time.sleep(1.5)  # runners claim every second at the latest
+        assert hog.job(jobs[1])["state"] == "queued", "the token's second job must wait"
+        small = exports.api("reader").run(SMALL_SQL, f"{ACME_FILE}/{unique('fair')}", timeout_s=60)
+        assert small["state"] == "succeeded", small
+        assert hog.job(jobs[1])["state"] == "queued"
+    for j in jobs:
+        hog.wait(j, timeout_s=60)
+
+
 def test_local_destination_through_a_symlink_or_a_file_409(exports, tmp_path):
     """An existing part of a local destination that is a symbolic link
     (which could lead outside the root) or a file: 409, nothing written
