@@ -4,9 +4,11 @@
 //! A submission is checked (destination under one of the token's
 //! `export_destinations`, statement planned under the token's policy,
 //! destination empty) and stored as `queued`. Each gateway runs up to
-//! `concurrency` jobs, claiming the oldest queued job from the store, so
-//! replicas sharing a store share the queue. A running job re-reads its
-//! token (revoked or expired: the job fails), plans the statement again in
+//! `concurrency` jobs (at most `max_running_per_token` of one token),
+//! claiming queued jobs from the store, so replicas sharing a store share
+//! the queue. A running job re-reads its
+//! token (revoked or expired: the job fails; checked again every second
+//! and before the commit), plans the statement again in
 //! the token's scoped session (the one policy pipeline) and streams the
 //! result through the export writer; the token's row limit applies.
 //!

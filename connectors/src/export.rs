@@ -14,10 +14,14 @@
 //! upload to its final key that stays open until the commit completes it:
 //! S3 shows no object before that. On the local filesystem files are written
 //! into `<root>/.sluice-staging/<job>/` and renamed into place at the commit.
-//! `_manifest.json` is written last. Every upload id and every committed
-//! path is first recorded in an [`UploadJournal`], so [`cleanup`] can abort
-//! and delete whatever a failed or cancelled job left, even after a restart
-//! or while the object store was unreachable.
+//! `_manifest.json` is written last. Every S3 key is recorded in an
+//! [`UploadJournal`] before its upload is created (then the upload id),
+//! and every committed object before (S3) or right after (local) it
+//! appears, so [`cleanup`] can abort and delete whatever a failed or
+//! cancelled job left, even after a restart, while the object store was
+//! unreachable, or when the answer to `CreateMultipartUpload` was lost
+//! (it then lists the uploads open at the key). An open upload is only
+//! ever aborted, never its key deleted.
 
 use std::fmt;
 use std::str::FromStr;
