@@ -151,6 +151,13 @@ pub struct JobView {
     summary: Option<serde_json::Value>,
 }
 
+impl JobView {
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 struct Journal {
     store: Store,
     job_id: String,

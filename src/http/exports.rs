@@ -55,20 +55,13 @@ pub(super) async fn submit(
         .map(|r| r.export_destinations)
         .unwrap_or_default();
     let job = exports.submit(&caller.0, &allowed, req).await?;
-    let location = format!("/v1/exports/{}", job_id(&job));
+    let location = format!("/v1/exports/{}", job.id());
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
         Json(job),
     )
         .into_response())
-}
-
-fn job_id(job: &crate::exports::JobView) -> String {
-    serde_json::to_value(job)
-        .ok()
-        .and_then(|v| v["id"].as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// `?all=true`.
