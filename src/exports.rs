@@ -858,6 +858,11 @@ impl Exports {
             }
         }
         self.live.lock().expect("live lock").remove(&job.id);
+        metrics::counter!("sluice_export_jobs_total", "state" => state.as_str()).increment(1);
+        if state == JobState::Succeeded {
+            metrics::counter!("sluice_export_rows_total").increment(result.rows);
+            metrics::counter!("sluice_export_bytes_total").increment(result.bytes);
+        }
         tracing::info!(
             job_id = %job.id,
             state = state.as_str(),

@@ -12,6 +12,7 @@
 //! - [`catalogs`]: turns `[catalogs.*]` into a [`sluice_planner::Governor`];
 //! - [`http`]: the admin HTTP API (`/v1/tokens`, `/v1/search`, `/v1/exports`, `/health`, `/ready`);
 //! - [`exports`]: export jobs (queue, runners, janitor);
+//! - [`metrics`]: the Prometheus recorder behind `/metrics`;
 //! - [`serve`]: wiring of Flight SQL + HTTP with graceful shutdown;
 //! - [`cli`]: the command line (`init`, `serve`, `token`, `demo`, `export`);
 //! - [`demo`]: the one-command demo (warehouse, tokens, snippets).
@@ -29,6 +30,7 @@ pub mod export_cli;
 pub mod exports;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod serve;
 pub mod store;
 pub mod token;

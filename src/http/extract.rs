@@ -56,6 +56,8 @@ impl FromRequestParts<AppState> for Caller {
             }
             Err(f) if f.kind == AuthFailureKind::Unavailable => Err(ApiError::Unavailable),
             Err(f) => {
+                metrics::counter!("sluice_auth_failures_total", "kind" => f.kind.as_str())
+                    .increment(1);
                 tracing::info!(reason = f.kind.as_str(), client = ?client, "admin API authentication failed");
                 Err(ApiError::Unauthenticated)
             }

@@ -11,6 +11,7 @@
 //! | `POST /v1/search` | any token | vector search as JSON, under the token's policy |
 //! | `POST /v1/exports` | token with `export_destinations` | queue an export job (202) |
 //! | `GET /v1/exports`, `GET/DELETE /v1/exports/{id}` | the job's token (admins: any) | job state, cancel |
+//! | `GET /metrics` | anyone | Prometheus text format (see [`crate::metrics`]); no token ids or statements |
 //! | `GET /ready` | anyone | 200 when the store answers, else 503; Milvus catalogs' state |
 //!
 //! Every authentication failure is `401 {"error":"authentication failed"}`;
@@ -80,10 +81,55 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         )
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .merge(extra)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn(request_span))
+}
+
+/// `GET /metrics`.
+async fn metrics() -> Response {
+    use axum::response::IntoResponse as _;
+    match crate::metrics::render() {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => ApiError::Internal("the metrics recorder is not installed".into()).into_response(),
+    }
+}
+
+/// A bounded label for a request path: known words are kept, anything
+/// else (ids, slugs, tokens in Trino's `nextUri`) becomes `{id}`, and at
+/// most five segments count.
+fn route_label(path: &str) -> String {
+    const WORDS: [&str; 14] = [
+        "v1",
+        "tokens",
+        "introspect",
+        "exports",
+        "search",
+        "statement",
+        "queued",
+        "executing",
+        "query",
+        "info",
+        "health",
+        "ready",
+        "metrics",
+        "node",
+    ];
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()).take(5) {
+        out.push('/');
+        out.push_str(if WORDS.contains(&seg) { seg } else { "{id}" });
+    }
+    if out.is_empty() { "/".into() } else { out }
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -102,6 +148,10 @@ async fn request_span(req: Request, next: Next) -> Response {
         })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // The route template, never the concrete path (ids would make every
+    // request its own series).
+    let route = route_label(req.uri().path());
+    let method = req.method().to_string();
     let span = tracing::info_span!(
         "http",
         request_id = %id,
@@ -111,15 +161,51 @@ async fn request_span(req: Request, next: Next) -> Response {
     );
     let start = Instant::now();
     let mut resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed();
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),
-            latency_ms = start.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
     });
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(
+        "sluice_http_requests_total",
+        "route" => route.clone(),
+        "method" => method.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "sluice_http_request_duration_seconds",
+        "route" => route,
+        "method" => method
+    )
+    .record(elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod route_label_tests {
+    use super::route_label;
+
+    #[test]
+    fn ids_never_become_labels() {
+        assert_eq!(route_label("/v1/exports/5776e537-222c"), "/v1/exports/{id}");
+        assert_eq!(
+            route_label("/v1/tokens/abc/introspect"),
+            "/v1/tokens/{id}/introspect"
+        );
+        assert_eq!(
+            route_label("/v1/statement/queued/q1/slug/7/x/y"),
+            "/v1/statement/queued/{id}/{id}"
+        );
+        assert_eq!(route_label("/metrics"), "/metrics");
+        assert_eq!(route_label("/"), "/");
+        assert_eq!(route_label("/slc_secret?x"), "/{id}");
+    }
 }

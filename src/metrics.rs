@@ -1,0 +1,38 @@
+//! Prometheus metrics (`GET /metrics`, text format).
+//!
+//! One process-wide recorder (the `metrics` facade); the gateway's parts
+//! record with the `metrics` macros. Labels never carry token ids, secrets
+//! or statement text.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `sluice_http_requests_total` | `route` (the path with ids replaced by `{id}`), `method`, `status` | HTTP requests (admin API, search, exports, Trino protocol) |
+//! | `sluice_http_request_duration_seconds` | `route`, `method` | their latency (summary) |
+//! | `sluice_auth_failures_total` | `kind` | HTTP authentication failures by internal reason (never shown to clients) |
+//! | `sluice_export_jobs_total` | `state` | export jobs ended: `succeeded`, `failed`, `cancelled` |
+//! | `sluice_export_rows_total`, `sluice_export_bytes_total` | — | rows and bytes written by succeeded export jobs |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's Prometheus handle; installs the recorder on first use.
+/// `None` if another recorder was installed first (then `/metrics` says so).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// The current metrics in Prometheus text format.
+pub fn render() -> Option<String> {
+    handle().map(PrometheusHandle::render)
+}
