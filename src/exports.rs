@@ -114,6 +114,8 @@ pub struct Exports {
     wake: Notify,
     live: Mutex<HashMap<String, Live>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// `<root>/.sluice-staging`.
+    staging: PathBuf,
 }
 
 impl std::fmt::Debug for Exports {
@@ -238,6 +240,7 @@ impl Exports {
             wake: Notify::new(),
             live: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            staging,
         })
     }
 
@@ -285,11 +288,7 @@ impl Exports {
                 "file:/// is the export root itself: name a directory below it".into(),
             ));
         }
-        let permitted = allowed
-            .iter()
-            .filter_map(|p| DestinationUrl::parse(p).ok())
-            .any(|p| dest.is_within(&p));
-        if !permitted {
+        if !dest.is_allowed_by(allowed) {
             return Err(Refusal::Forbidden(format!(
                 "this token may not export to {dest}"
             )));
@@ -333,12 +332,17 @@ impl Exports {
             )));
         }
 
-        let live = self.store.live_export_jobs().await?;
-        let overlaps = |d: &str| {
+        let overlaps = |d: &String| {
             DestinationUrl::parse(d)
                 .is_ok_and(|other| other.is_within(&dest) || dest.is_within(&other))
         };
-        if live.iter().any(|j| overlaps(&j.3)) {
+        if self
+            .store
+            .live_export_destinations()
+            .await?
+            .iter()
+            .any(overlaps)
+        {
             return Err(Refusal::Conflict(format!(
                 "another export job is writing to {dest}"
             )));
@@ -658,12 +662,9 @@ impl Exports {
 
     /// Removes staging directories of jobs no runner of this gateway has.
     async fn clean_staging(&self) {
-        let Some(root) = &self.config.root else {
-            return;
-        };
-        let dir = root.join(export::STAGING_DIR);
+        let dir = &self.staging;
         // Never follow a link planted in place of the staging directory.
-        match std::fs::symlink_metadata(&dir) {
+        match std::fs::symlink_metadata(dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 tracing::error!(dir = %dir.display(), "the export staging directory is not a directory (a symbolic link?); it is left alone");
@@ -671,7 +672,7 @@ impl Exports {
             }
             Err(_) => return,
         }
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for e in entries.flatten() {
@@ -889,13 +890,8 @@ impl Exports {
                 return Err(Refused::Unknown);
             }
         };
-        let allowed = DestinationUrl::parse(&job.destination).is_ok_and(|d| {
-            record
-                .export_destinations
-                .iter()
-                .filter_map(|p| DestinationUrl::parse(p).ok())
-                .any(|p| d.is_within(&p))
-        });
+        let allowed = DestinationUrl::parse(&job.destination)
+            .is_ok_and(|d| d.is_allowed_by(&record.export_destinations));
         if allowed {
             Ok(record)
         } else {
@@ -909,9 +905,7 @@ impl Exports {
     /// details (endpoints, upload ids, server messages) go to the log only.
     fn failure(job_id: &str, e: ExportError) -> Stop {
         match e {
-            ExportError::Query(q) => {
-                Stop::Failed(query_message(&sluice_planner::Error::DataFusion(q)))
-            }
+            ExportError::Query(q) => Stop::Failed(sluice_planner::Error::DataFusion(q).message()),
             ExportError::Storage(detail) => {
                 tracing::warn!(job_id, error = %detail, "export object store failure");
                 Stop::Failed(format!(
@@ -938,7 +932,7 @@ impl Exports {
             .governor
             .plan(&scope, &job.statement)
             .await
-            .map_err(|e| Stop::Failed(query_message(&e)))?;
+            .map_err(|e| Stop::Failed(e.message()))?;
         let views = plan.secure_views();
         let schema = plan.schema();
         // Smaller batches than queries use: the writer's channels hold a
@@ -947,7 +941,7 @@ impl Exports {
         let stream = plan
             .execute()
             .await
-            .map_err(|e| Stop::Failed(query_message(&e)))?;
+            .map_err(|e| Stop::Failed(e.message()))?;
         let truncated = stream.truncation_flag();
         let fail = |e| Self::failure(&job.id, e);
         let target = self.store_for(&dest).map_err(fail)?;
@@ -1065,13 +1059,4 @@ impl Exports {
 fn unreachable_store(e: ExportError) -> Refusal {
     tracing::warn!(error = %e, "export destination unreachable");
     Refusal::Unavailable("the destination's object store is unavailable".into())
-}
-
-/// A query error as shown to the job's owner (errors below a secure view
-/// are already opaque).
-fn query_message(e: &sluice_planner::Error) -> String {
-    match e {
-        sluice_planner::Error::DataFusion(d) => d.find_root().strip_backtrace(),
-        other => other.to_string(),
-    }
 }

@@ -225,6 +225,15 @@ impl DestinationUrl {
                 .all(|(a, b)| a == b)
     }
 
+    /// Whether `self` lies within one of a token's destination prefixes
+    /// (prefixes that do not parse allow nothing).
+    pub fn is_allowed_by(&self, prefixes: &[String]) -> bool {
+        prefixes
+            .iter()
+            .filter_map(|p| DestinationUrl::parse(p).ok())
+            .any(|p| self.is_within(&p))
+    }
+
     /// The object path of the destination inside its store.
     pub fn path(&self) -> Path {
         Path::from_iter(self.segments.iter().map(String::as_str))

@@ -28,6 +28,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The message to show a client: DataFusion's root cause without its
+    /// backtrace, or this error's own text.
+    pub fn message(&self) -> String {
+        match self {
+            Error::DataFusion(d) => d.find_root().strip_backtrace(),
+            other => other.to_string(),
+        }
+    }
+
     /// True when the error is the user's to fix (bad SQL, unknown or
     /// disallowed table or column, refused statement), false when it is an
     /// internal or connector failure.

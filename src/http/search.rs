@@ -105,10 +105,7 @@ pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
     {
         return ApiError::CatalogUnavailable(down.to_string());
     }
-    let message = match &e {
-        sluice_planner::Error::DataFusion(d) => d.find_root().strip_backtrace(),
-        other => other.to_string(),
-    };
+    let message = e.message();
     if e.is_user_error() {
         if message.contains("table '") && message.ends_with("not found") {
             ApiError::NotFound(message)

@@ -307,20 +307,16 @@ impl Store {
         rows.into_iter().map(JobRow::into_job).collect()
     }
 
-    /// Queued or running jobs: (id, token id, state, destination).
-    pub async fn live_export_jobs(&self) -> Result<Vec<(String, String, JobState, String)>> {
-        let rows: Vec<(String, String, String, String)> = with_pool!(self, p => {
+    /// Destinations of queued or running jobs.
+    pub async fn live_export_destinations(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = with_pool!(self, p => {
             sqlx::query_as(
-                "SELECT id, token_id, state, destination FROM export_jobs \
-                 WHERE state IN ('queued', 'running')",
+                "SELECT destination FROM export_jobs WHERE state IN ('queued', 'running')",
             )
             .fetch_all(p)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(id, t, s, d)| (id, t, JobState::parse(&s), d))
-            .collect())
+        Ok(rows.into_iter().map(|(d,)| d).collect())
     }
 
     /// Takes the oldest queued job for `instance` (none if every queued job

@@ -187,7 +187,7 @@ async fn export_jobs(store: &Store, token_id: &str) {
         matches!(&dup, Err(Error::Store(sqlx::Error::Database(d))) if d.is_unique_violation()),
         "{dup:?}"
     );
-    assert_eq!(store.live_export_jobs().await.unwrap().len(), 2);
+    assert_eq!(store.live_export_destinations().await.unwrap().len(), 2);
 
     // Oldest first, each claimed once.
     let c1 = store
