@@ -35,7 +35,11 @@ def test_restart_fails_the_running_job_and_runs_the_queued_one(sluice_bin, lake,
         queued_dest = f"file:///big/{unique('queued')}"
         queued = api.submit(SMALL_SQL, queued_dest)["id"]
         assert api.job(queued)["state"] == "queued", "concurrency = 1: the second job must wait"
-        assert (root / ".sluice-staging" / running).is_dir(), "the running job stages its files"
+        # Rows are counted as they are encoded; the first part reaches the
+        # staging directory a moment later.
+        wait_until(lambda: (root / ".sluice-staging" / running).is_dir(), timeout_s=60,
+                   what="the running job stages its files")
+        assert api.job(running)["state"] == "running"
 
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.proc.wait(timeout=30)
