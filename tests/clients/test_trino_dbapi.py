@@ -1083,9 +1083,11 @@ def test_queued_until_a_slot_frees(raw_small):
         assert queued.state == "QUEUED", queued.json
         page = queued
         for _ in range(2):
+            # Keep the holders alive (client_timeout) first: the POST and
+            # every poll of the queued query each wait up to max_wait.
+            pages = [o.advance(p) for o, p in zip(owners, pages)]
             page = r.advance(page)
             assert page.state == "QUEUED" and not page.data, page.json
-            pages = [o.advance(p) for o, p in zip(owners, pages)]  # keep the holders alive (client_timeout)
         assert r.delete(pages[0].next_uri).status_code == 204
         states, rows = [], []
         start = time.monotonic()
