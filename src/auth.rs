@@ -6,6 +6,12 @@
 //! constant time; then revocation, expiry and audience are checked. Every
 //! failure carries an internal [`AuthFailureKind`] but looks the same to the
 //! client.
+//!
+//! Rate limits ([`RateLimits`]) are applied here too, so every frontend
+//! gets them: a client address whose failed attempts used up its bucket is
+//! refused before its secret is looked at, and each authenticated request
+//! (but not the continuation of one, see
+//! [`Authenticator::authenticate_continuation`]) is charged to its token.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use chrono::Utc;
 use sluice_planner::{AuthFailure, AuthFailureKind, Authenticator, TokenScope};
 use subtle::ConstantTimeEq as _;
 
+use crate::limits::RateLimits;
 use crate::store::Store;
 use crate::token::{TokenRecord, hash_secret, looks_like_secret};
 
@@ -22,22 +29,53 @@ use crate::token::{TokenRecord, hash_secret, looks_like_secret};
 #[derive(Debug, Clone)]
 pub struct StoreAuthenticator {
     store: Store,
+    limits: Arc<RateLimits>,
 }
 
 impl StoreAuthenticator {
-    /// An authenticator reading `store` on every call.
+    /// An authenticator reading `store` on every call, without rate limits.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self::with_limits(store, Arc::new(RateLimits::unlimited()))
     }
 
-    /// The token record behind a secret, with every check applied.
+    /// An authenticator reading `store` on every call, applying `limits`.
+    pub fn with_limits(store: Store, limits: Arc<RateLimits>) -> Self {
+        Self { store, limits }
+    }
+
+    /// The token record behind a secret, with every check applied; the
+    /// request is charged to the token's rate when `charge` is set.
     pub async fn authenticate_record(
         &self,
         secret: &str,
         client: Option<IpAddr>,
+        charge: bool,
     ) -> Result<TokenRecord, AuthFailure> {
-        let fail = |kind| {
-            tracing::debug!(kind = AuthFailureKind::as_str(&kind), client = ?client, "authentication failed");
+        if let Err(wait) = self.limits.check_address(client) {
+            metrics::counter!("sluice_rate_limited_total", "limit" => "auth_failures").increment(1);
+            tracing::info!(client = ?client, "authentication refused: too many failed attempts from this address");
+            return Err(AuthFailure::limited(AuthFailureKind::Throttled, wait));
+        }
+        let record = self.check(secret, client).await?;
+        if charge && let Err(wait) = self.limits.charge(&record.id, record.rate_limit) {
+            metrics::counter!("sluice_rate_limited_total", "limit" => "token").increment(1);
+            tracing::info!(token_id = %record.id, "request refused: the token's rate limit is used up");
+            return Err(AuthFailure::limited(AuthFailureKind::RateLimited, wait));
+        }
+        Ok(record)
+    }
+
+    async fn check(
+        &self,
+        secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenRecord, AuthFailure> {
+        let fail = |kind: AuthFailureKind| {
+            tracing::debug!(kind = kind.as_str(), client = ?client, "authentication failed");
+            metrics::counter!("sluice_auth_failures_total", "kind" => kind.as_str()).increment(1);
+            if kind != AuthFailureKind::Unavailable {
+                self.limits.record_failure(client);
+            }
             AuthFailure::new(kind)
         };
         let secret = secret.trim();
@@ -83,7 +121,17 @@ impl Authenticator for StoreAuthenticator {
         secret: &str,
         client: Option<IpAddr>,
     ) -> Result<Arc<TokenScope>, AuthFailure> {
-        self.authenticate_record(secret, client)
+        self.authenticate_record(secret, client, true)
+            .await
+            .map(|r| Arc::new(r.scope()))
+    }
+
+    async fn authenticate_continuation(
+        &self,
+        secret: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Arc<TokenScope>, AuthFailure> {
+        self.authenticate_record(secret, client, false)
             .await
             .map(|r| Arc::new(r.scope()))
     }

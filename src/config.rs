@@ -44,6 +44,10 @@ pub struct Config {
     pub trino: TrinoConfig,
     /// Export jobs (`/v1/exports`).
     pub exports: ExportsConfig,
+    /// Request rate limits.
+    pub limits: LimitsConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// Catalogs by the name clients see (`SELECT … FROM <name>.ns.table`).
     pub catalogs: BTreeMap<String, CatalogConfig>,
 }
@@ -354,6 +358,50 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[limits]`: token buckets refilled continuously; a full bucket holds a
+/// minute's worth of requests. Each replica keeps its own buckets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per minute of tokens whose document sets no `rate_limit`
+    /// (0: unlimited).
+    pub rate_limit_per_minute: u32,
+    /// Failed authentications per minute allowed from one client address
+    /// (IPv6: one /64) before every authentication from it is refused
+    /// with 429 / `RESOURCE_EXHAUSTED` until the bucket refills (0: off).
+    pub auth_failures_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 1200,
+            auth_failures_per_minute: 30,
+        }
+    }
+}
+
+/// `[audit]`: one record per request, written in the background.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records waiting to be written; when full, new records are dropped
+    /// and counted (`sluice_audit_dropped_total`), never waited for.
+    pub queue: usize,
+    /// How long records are kept (`"30d"`, `"12h"`).
+    #[serde(deserialize_with = "de_duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            queue: 10_000,
+            retention: Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -632,6 +680,9 @@ impl Config {
                 "exports.max_run_time, max_bytes_per_job and max_files_per_job must be positive"
                     .into(),
             );
+        }
+        if self.audit.queue == 0 || self.audit.retention.is_zero() {
+            problems.push("audit.queue and audit.retention must be positive".into());
         }
         if e.retry_timeout.is_zero() || e.cleanup_interval.is_zero() {
             problems

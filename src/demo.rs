@@ -159,7 +159,7 @@ async fn reuse_tokens(path: &Path, store: &Store) -> Option<DemoTokens> {
     for name in ["admin", "eu-analyst", "auditor"] {
         let t = saved.tokens.get(name)?;
         let rec = auth
-            .authenticate_record(&t.secret, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+            .authenticate_record(&t.secret, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), false)
             .await
             .ok()?;
         if rec.id != t.id {

@@ -116,6 +116,8 @@ pub struct Exports {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// `<root>/.sluice-staging`.
     staging: PathBuf,
+    /// Where each job run's audit record goes (set by [`Exports::start`]).
+    audit: std::sync::OnceLock<Arc<crate::audit::AuditLog>>,
 }
 
 impl std::fmt::Debug for Exports {
@@ -241,6 +243,7 @@ impl Exports {
             live: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             staging,
+            audit: std::sync::OnceLock::new(),
         })
     }
 
@@ -313,6 +316,12 @@ impl Exports {
             .plan(scope, &req.sql)
             .await
             .map_err(Refusal::Query)?;
+        sluice_planner::audit::note(|a| {
+            let facts = plan.facts();
+            a.statement = Some(req.sql.clone());
+            a.tables = facts.receipt.tables;
+            a.columns = facts.columns;
+        });
         let schema = plan.schema();
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = schema.fields().iter().find(|f| !names.insert(f.name())) {
@@ -547,7 +556,13 @@ impl Exports {
     }
 
     /// Starts the runners and the janitor; they stop when `shutdown` says so.
-    pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+    /// Each job run is audited to `audit` when it ends.
+    pub fn start(
+        self: &Arc<Self>,
+        shutdown: watch::Receiver<bool>,
+        audit: Arc<crate::audit::AuditLog>,
+    ) {
+        let _ = self.audit.set(audit);
         let this = Arc::clone(self);
         let janitor = tokio::spawn(async move {
             // A single embedded gateway: whatever was running died with the
@@ -783,8 +798,14 @@ impl Exports {
             })
         };
         let max_run_time = self.config.max_run_time;
+        let audit = crate::audit::handle_for(&job.id);
+        audit.update(|a| {
+            a.token_id = Some(job.token_id.clone());
+            a.statement = Some(job.statement.clone());
+        });
+        let audit_info = crate::audit::export_info(&job.id, Instant::now());
         let prepared = tokio::select! {
-            r = self.prepare(&job, &progress) => r,
+            r = sluice_planner::audit::with_handle(audit.clone(), self.prepare(&job, &progress)) => r,
             _ = cancel.notified() => Err(match reason.lock().expect("reason lock").take() {
                 Some(why) => Stop::Failed(why),
                 None => Stop::Cancelled,
@@ -859,6 +880,20 @@ impl Exports {
             }
         }
         self.live.lock().expect("live lock").remove(&job.id);
+        if let Some(log) = self.audit.get() {
+            audit.update(|a| {
+                a.rows = result.rows;
+                a.bytes = result.bytes;
+                a.truncated = result.truncated;
+                a.error = result.error.clone();
+            });
+            let outcome = match state {
+                JobState::Succeeded => sluice_planner::Outcome::Ok,
+                JobState::Cancelled => sluice_planner::Outcome::Cancelled,
+                _ => sluice_planner::Outcome::Error,
+            };
+            log.record(&audit_info, audit.snapshot(), outcome);
+        }
         metrics::counter!("sluice_export_jobs_total", "state" => state.as_str()).increment(1);
         if state == JobState::Succeeded {
             metrics::counter!("sluice_export_rows_total").increment(result.rows);
@@ -933,6 +968,9 @@ impl Exports {
             .plan(&scope, &job.statement)
             .await
             .map_err(|e| Stop::Failed(e.message()))?;
+        if let Some(audit) = sluice_planner::audit::current() {
+            audit.planned(&job.statement, &plan.facts());
+        }
         let views = plan.secure_views();
         let schema = plan.schema();
         // Smaller batches than queries use: the writer's channels hold a

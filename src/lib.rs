@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod catalogs;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod export_cli;
 pub mod exports;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod serve;

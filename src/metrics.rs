@@ -8,7 +8,15 @@
 //! |---|---|---|
 //! | `sluice_http_requests_total` | `route` (the path with ids replaced by `{id}`), `method`, `status` | HTTP requests (admin API, search, exports, Trino protocol) |
 //! | `sluice_http_request_duration_seconds` | `route`, `method` | their latency (summary) |
-//! | `sluice_auth_failures_total` | `kind` | HTTP authentication failures by internal reason (never shown to clients) |
+//! | `sluice_requests_total` | `protocol` (`flight_sql`, `trino`, `http`, `export`), `outcome` (`ok`, `unauthenticated`, `denied`, `rate_limited`, `error`, `cancelled`) | every audited request (one per audit record) |
+//! | `sluice_request_duration_seconds` | `protocol` | their latency, to the end of the answer (summary) |
+//! | `sluice_rows_out_total`, `sluice_bytes_out_total` | `protocol` | rows and bytes returned |
+//! | `sluice_columns_blocked_total` | `protocol` | columns of the tables read that the token cannot see, summed per request |
+//! | `sluice_values_masked_total` | `protocol` | masked values returned (rows × masked columns read) |
+//! | `sluice_truncations_total` | `protocol` | results cut at `row_limit` |
+//! | `sluice_rate_limited_total` | `limit` (`token`, `auth_failures`) | requests refused by a rate limit |
+//! | `sluice_audit_dropped_total` | — | audit records dropped (queue full, or the store refused them) |
+//! | `sluice_auth_failures_total` | `kind` | authentication failures on every protocol by internal reason (never shown to clients) |
 //! | `sluice_export_jobs_total` | `state` | export jobs ended: `succeeded`, `failed`, `cancelled` |
 //! | `sluice_export_rows_total`, `sluice_export_bytes_total` | — | rows and bytes written by succeeded export jobs |
 

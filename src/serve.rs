@@ -38,6 +38,8 @@ pub struct Gateway {
     pub milvus: Vec<(String, sluice_connectors::MilvusCatalog)>,
     /// Export jobs (`None` when `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
+    /// The audit log's settings.
+    pub audit: crate::config::AuditConfig,
 }
 
 /// Bound listening sockets (bind first, so `:0` ports are known).
@@ -88,8 +90,23 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         None => store.mask_key().await?,
     };
     let catalogs = load_catalogs(config).await?;
-    let governor = Arc::new(catalogs.governor.with_mask_key(&mask_key));
-    let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::new(store.clone()));
+    let governor = Arc::new(
+        catalogs
+            .governor
+            .with_mask_key(&mask_key)
+            .with_system_table(
+                crate::audit::table::TABLE,
+                Arc::new(crate::audit::table::AuditTable::new(store.clone())),
+            ),
+    );
+    let limits = crate::limits::RateLimits::new(
+        config.limits.rate_limit_per_minute,
+        config.limits.auth_failures_per_minute,
+    );
+    let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::with_limits(
+        store.clone(),
+        Arc::new(limits),
+    ));
     let exports = if config.exports.enabled {
         Some(Arc::new(crate::exports::Exports::new(
             store.clone(),
@@ -102,6 +119,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
     };
     Ok(Gateway {
         exports,
+        audit: config.audit.clone(),
         store,
         governor,
         auth,
@@ -147,7 +165,16 @@ pub async fn run(
         Arc::clone(&gateway.auth),
         gateway.flight.clone(),
     );
+    let audit = crate::audit::AuditLog::start(
+        gateway.store.clone(),
+        gateway.audit.queue,
+        gateway.audit.retention,
+        rx.clone(),
+    );
     let flight = tonic::transport::Server::builder()
+        .layer(crate::audit::layer::FlightAuditLayer::new(Arc::clone(
+            &audit,
+        )))
         .add_service(flight_service)
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY, Nagle's algorithm holds small answers
@@ -164,7 +191,7 @@ pub async fn run(
     };
 
     if let Some(exports) = &gateway.exports {
-        exports.start(rx.clone());
+        exports.start(rx.clone(), Arc::clone(&audit));
     }
     let trino_state = gateway.trino.enabled.then(|| {
         crate::trino::TrinoState::new(
@@ -186,6 +213,7 @@ pub async fn run(
             default_row_limit: gateway.default_row_limit,
             milvus: Arc::new(gateway.milvus.clone()),
             exports: gateway.exports.clone(),
+            audit: Some(Arc::clone(&audit)),
         },
         trino_state.map(crate::trino::router).unwrap_or_default(),
     );
@@ -218,6 +246,7 @@ pub async fn run(
     if let Some(exports) = &gateway.exports {
         exports.stopped(std::time::Duration::from_secs(30)).await;
     }
+    audit.stopped(std::time::Duration::from_secs(10)).await;
     gateway.store.close().await;
     tracing::info!("sluice stopped");
     result
@@ -300,6 +329,7 @@ mod tests {
             trino: Default::default(),
             milvus: Vec::new(),
             exports: None,
+            audit: Default::default(),
         };
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let listeners = Listeners::bind(any, any).await.unwrap();

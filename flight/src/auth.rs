@@ -91,11 +91,19 @@ pub(crate) async fn authenticate<T>(
     schemes: Schemes,
 ) -> Result<(Secret, Arc<TokenScope>)> {
     let peer: Option<IpAddr> = request.remote_addr().map(|a| a.ip());
-    let secret = extract_secret(request.metadata(), schemes).map_err(Error::Unauthenticated)?;
-    let scope = authenticator
-        .authenticate(secret.expose(), peer)
-        .await
-        .map_err(|failure| Error::Unauthenticated(failure.kind))?;
+    // Missing or unparsable credentials go through the authenticator as an
+    // empty secret, so every failure is counted (and rate limited) alike.
+    let extracted = extract_secret(request.metadata(), schemes);
+    let presented = extracted.as_ref().map(Secret::expose).unwrap_or_default();
+    let scope =
+        authenticator
+            .authenticate(presented, peer)
+            .await
+            .map_err(|failure| match failure.retry_after {
+                Some(_) => Error::Limited(failure),
+                None => Error::Unauthenticated(failure.kind),
+            })?;
+    let secret = extracted.map_err(Error::Unauthenticated)?;
     Ok((secret, scope))
 }
 

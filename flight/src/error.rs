@@ -8,8 +8,9 @@
 use arrow::error::ArrowError;
 use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
-use sluice_planner::AuthFailureKind;
+use sluice_planner::{AuthFailure, AuthFailureKind};
 use tonic::Status;
+use tonic::metadata::MetadataValue;
 
 use crate::ticket::{ParamsError, TicketError};
 
@@ -23,6 +24,10 @@ pub(crate) enum Error {
     /// credentials (the kind is for logs and metrics only).
     #[error("{AUTH_FAILED}")]
     Unauthenticated(AuthFailureKind),
+    /// Refused by a rate limit: the token's request rate, or the client
+    /// address's failed attempts (`RESOURCE_EXHAUSTED` with `retry-after`).
+    #[error("{0}")]
+    Limited(AuthFailure),
     /// A ticket or prepared-statement handle was refused.
     #[error(transparent)]
     Ticket(#[from] TicketError),
@@ -59,6 +64,17 @@ pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Error> for Status {
     fn from(err: Error) -> Self {
+        // Policy refusals are audited as denials (the status code alone
+        // does not tell a read-only refusal from a malformed request).
+        let denied = match &err {
+            Error::ReadOnly(_)
+            | Error::Ticket(TicketError::WrongToken | TicketError::BadSignature) => true,
+            Error::Planner(sluice_planner::Error::Refused(m)) => m.contains("sluice is read-only"),
+            _ => false,
+        };
+        if denied {
+            sluice_planner::audit::note(|a| a.outcome = Some(sluice_planner::Outcome::Denied));
+        }
         match err {
             Error::Unauthenticated(kind) => match kind {
                 AuthFailureKind::Unavailable => {
@@ -69,11 +85,26 @@ impl From<Error> for Status {
                 | AuthFailureKind::Unknown
                 | AuthFailureKind::Expired
                 | AuthFailureKind::Revoked
-                | AuthFailureKind::Audience => {
+                | AuthFailureKind::Audience
+                | AuthFailureKind::Throttled
+                | AuthFailureKind::RateLimited => {
                     tracing::info!(reason = kind.as_str(), "authentication failed");
                     Status::unauthenticated(AUTH_FAILED)
                 }
             },
+            Error::Limited(failure) => {
+                tracing::info!(
+                    reason = failure.kind.as_str(),
+                    "request refused by a rate limit"
+                );
+                let mut status = Status::resource_exhausted(failure.to_string());
+                if let Some(secs) = failure.retry_after_secs() {
+                    status
+                        .metadata_mut()
+                        .insert("retry-after", MetadataValue::from(secs));
+                }
+                status
+            }
             Error::Ticket(e) => {
                 tracing::info!(reason = %e, "ticket refused");
                 match e {
@@ -171,6 +202,17 @@ mod tests {
             assert_eq!(s.code(), Code::Unauthenticated);
             assert_eq!(s.message(), "authentication failed");
         }
+    }
+
+    #[test]
+    fn rate_limits_say_when_to_retry() {
+        let s = status(Error::Limited(AuthFailure::limited(
+            AuthFailureKind::RateLimited,
+            std::time::Duration::from_millis(1500),
+        )));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "too many requests: retry after 2 s");
+        assert_eq!(s.metadata().get("retry-after").unwrap(), "2");
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl SluiceFlightSqlService {
     /// Authenticates a bearer-token call.
     async fn scope<T>(&self, request: &Request<T>) -> Result<Arc<TokenScope>> {
         let (_secret, scope) = auth::authenticate(&*self.auth, request, Schemes::Bearer).await?;
+        sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
         Ok(scope)
     }
 
@@ -117,6 +118,7 @@ impl SluiceFlightSqlService {
     ) -> Result<Response<HandshakeStream>> {
         let (secret, scope) =
             auth::authenticate(&*self.auth, &request, Schemes::BearerOrBasic).await?;
+        sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
         tracing::info!(token_id = %scope.token_id, "flight handshake");
         // A Basic password may hold bytes a header cannot carry.
         let header = MetadataValue::try_from(format!("Bearer {}", secret.expose()))

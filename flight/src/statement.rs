@@ -17,7 +17,9 @@ use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Tic
 use datafusion::execution::RecordBatchStream;
 use futures::{StreamExt, stream};
 use prost::Message;
-use sluice_planner::{GovernedPlan, GovernedStream, TRUNCATED_METADATA_KEY, TokenScope};
+use sluice_planner::{
+    AuditHandle, GovernedPlan, GovernedStream, Receipt, TRUNCATED_METADATA_KEY, TokenScope,
+};
 use tonic::Status;
 
 use crate::error::{Error, Result};
@@ -34,13 +36,22 @@ pub(crate) fn flight_schema(schema: SchemaRef) -> SchemaRef {
         .unwrap_or(schema)
 }
 
-/// The JSON carried by the trailing `FlightData` of every statement result.
-pub(crate) fn trailer_json(truncated: bool, rows: u64) -> String {
+/// The JSON carried by the trailing `FlightData` of every statement result:
+/// `{"sluice.truncated": bool, "rows": n, "sluice.receipt": {…}}` (the
+/// receipt: see [`Receipt`]).
+pub(crate) fn trailer_json(truncated: bool, rows: u64, receipt: &Receipt) -> String {
     let mut m = serde_json::Map::new();
     m.insert(TRUNCATED_METADATA_KEY.to_owned(), truncated.into());
     m.insert("rows".to_owned(), rows.into());
+    m.insert(
+        RECEIPT_METADATA_KEY.to_owned(),
+        serde_json::to_value(receipt.clone().with_truncated(truncated)).unwrap_or_default(),
+    );
     serde_json::Value::Object(m).to_string()
 }
+
+/// Key of the receipt in the trailer's JSON.
+pub(crate) const RECEIPT_METADATA_KEY: &str = "sluice.receipt";
 
 impl SluiceFlightSqlService {
     /// Plans `sql` under `scope` and binds `params` (a one-row IPC stream)
@@ -53,6 +64,8 @@ impl SluiceFlightSqlService {
         sql: &str,
         params: Option<&[u8]>,
     ) -> Result<GovernedPlan> {
+        // Audited even when planning fails.
+        sluice_planner::audit::note(|a| a.statement = Some(sql.to_string()));
         let plan = self.governor().plan(scope, sql).await?;
         let types = plan.parameter_types()?;
         let Some(params) = params else {
@@ -102,6 +115,10 @@ impl SluiceFlightSqlService {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo> {
         let plan = self.governed_plan(scope, sql, params.as_deref()).await?;
+        let facts = plan.facts();
+        if let Some(audit) = sluice_planner::audit::current() {
+            audit.planned(sql, &facts);
+        }
         let schema = flight_schema(plan.schema());
         let handle = self.signer().seal(
             Kind::Ticket,
@@ -119,7 +136,8 @@ impl SluiceFlightSqlService {
             .try_with_schema(&schema)?
             .with_endpoint(endpoint)
             .with_descriptor(descriptor)
-            .with_ordered(true))
+            .with_ordered(true)
+            .with_app_metadata(facts.receipt.to_json()))
     }
 
     /// DoGet with a statement ticket: verify it for the caller, re-plan under
@@ -148,10 +166,19 @@ impl SluiceFlightSqlService {
         params: Option<&[u8]>,
     ) -> Result<DoGetStream> {
         let plan = self.governed_plan(scope, sql, params).await?;
+        let facts = plan.facts();
+        let audit = sluice_planner::audit::current().unwrap_or_default();
+        audit.planned(sql, &facts);
         let stream = plan.execute().await?;
         // The physical stream's schema is what the batches really carry.
         let schema = stream.schema();
-        Ok(result_stream(scope.token_id.clone(), schema, stream))
+        Ok(result_stream(
+            scope.token_id.clone(),
+            schema,
+            stream,
+            facts.receipt,
+            audit,
+        ))
     }
 }
 
@@ -168,6 +195,7 @@ pub(crate) fn trailer_message(
     schema: &SchemaRef,
     truncated: bool,
     rows: u64,
+    receipt: &Receipt,
 ) -> Result<FlightData> {
     let empty = RecordBatch::new_empty(Arc::clone(schema));
     let mut messages = batches_to_flight_data(schema, vec![empty])?;
@@ -175,13 +203,19 @@ pub(crate) fn trailer_message(
     let batch = messages
         .pop()
         .ok_or_else(|| ArrowError::IpcError("empty trailer encoding".to_owned()))?;
-    Ok(batch.with_app_metadata(trailer_json(truncated, rows)))
+    Ok(batch.with_app_metadata(trailer_json(truncated, rows, receipt)))
 }
 
 /// Encodes a governed stream as Flight data, then appends the trailer
 /// ([`trailer_message`]) carrying `{"sluice.truncated": bool, "rows": n}`.
 /// If the stream fails, the error ends the response and no trailer is sent.
-fn result_stream(token_id: String, schema: SchemaRef, stream: GovernedStream) -> DoGetStream {
+fn result_stream(
+    token_id: String,
+    schema: SchemaRef,
+    stream: GovernedStream,
+    receipt: Receipt,
+    audit: AuditHandle,
+) -> DoGetStream {
     let wire_schema = flight_schema(Arc::clone(&schema));
     let truncated = stream.truncation_flag();
     let rows = Arc::new(AtomicU64::new(0));
@@ -189,9 +223,14 @@ fn result_stream(token_id: String, schema: SchemaRef, stream: GovernedStream) ->
 
     let counted = {
         let rows = Arc::clone(&rows);
+        let audit = audit.clone();
         stream.map(move |item| match item {
             Ok(batch) => {
                 rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                audit.returned(
+                    batch.num_rows() as u64,
+                    batch.get_array_memory_size() as u64,
+                );
                 Ok(batch)
             }
             Err(e) => Err(FlightError::Tonic(Box::new(Status::from(Error::Planner(
@@ -215,7 +254,8 @@ fn result_stream(token_id: String, schema: SchemaRef, stream: GovernedStream) ->
         let truncated = truncated.load(Ordering::SeqCst);
         let rows = rows.load(Ordering::Relaxed);
         tracing::info!(token_id = %token_id, rows, truncated, "flight statement finished");
-        trailer_message(&wire_schema, truncated, rows).map_err(Status::from)
+        audit.update(|a| a.truncated = truncated);
+        trailer_message(&wire_schema, truncated, rows, &receipt).map_err(Status::from)
     })
     .filter(move |_| futures::future::ready(!failed.load(Ordering::Relaxed)));
     Box::pin(data.chain(trailer))
@@ -232,7 +272,7 @@ mod tests {
         use futures::TryStreamExt;
 
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
-        let trailer = trailer_message(&schema, true, 7).unwrap();
+        let trailer = trailer_message(&schema, true, 7, &Receipt::default()).unwrap();
         assert!(!trailer.data_header.is_empty());
         let mut msgs = batches_to_flight_data(&schema, vec![]).unwrap();
         msgs.push(trailer);
@@ -252,10 +292,27 @@ mod tests {
 
     #[test]
     fn trailer_format() {
-        let v: serde_json::Value = serde_json::from_str(&trailer_json(true, 10)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&trailer_json(true, 10, &Receipt::default())).unwrap();
         assert_eq!(v["sluice.truncated"], serde_json::Value::Bool(true));
         assert_eq!(v["rows"], serde_json::json!(10));
-        let v: serde_json::Value = serde_json::from_str(&trailer_json(false, 0)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&trailer_json(false, 0, &Receipt::default())).unwrap();
         assert_eq!(v["sluice.truncated"], serde_json::Value::Bool(false));
+        assert_eq!(
+            v["sluice.receipt"]["truncated"],
+            serde_json::Value::Bool(false)
+        );
+        let receipt = Receipt {
+            v: 1,
+            masked: vec!["lake.hr.employees.ssn".into()],
+            ..Receipt::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&trailer_json(true, 3, &receipt)).unwrap();
+        assert_eq!(
+            v["sluice.receipt"]["truncated"],
+            serde_json::Value::Bool(true)
+        );
+        assert_eq!(v["sluice.receipt"]["masked"][0], "lake.hr.employees.ssn");
     }
 }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::CatalogProvider;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::RecordBatchStream;
@@ -80,7 +80,12 @@ pub struct Governor {
     native_search: HashMap<String, crate::connector::NativeSearchLookup>,
     target_partitions: Option<usize>,
     mask_key: Option<MaskKey>,
+    system_tables: Vec<(String, Arc<dyn TableProvider>)>,
 }
+
+/// Schema of the `system` catalog holding the gateway's own tables
+/// (`system.runtime.audit_log`, also written `system.audit_log`).
+pub const RUNTIME_SCHEMA: &str = "runtime";
 
 /// A statement planned in a token's scoped session, policy applied.
 #[derive(Clone)]
@@ -131,6 +136,19 @@ impl Governor {
     /// SHA-256, so masked values cannot be recovered by hashing guesses.
     pub fn with_mask_key(mut self, key: &[u8]) -> Self {
         self.mask_key = Some(MaskKey::new(key));
+        self
+    }
+
+    /// Adds a gateway table (`system.runtime.<name>`, also reachable as
+    /// `system.<name>`) that only admin tokens' sessions contain. It is
+    /// not policy-scoped: admins see all of it (still capped at their
+    /// `row_limit`).
+    pub fn with_system_table(
+        mut self,
+        name: impl Into<String>,
+        table: Arc<dyn TableProvider>,
+    ) -> Self {
+        self.system_tables.push((name.into(), table));
         self
     }
 
@@ -221,10 +239,32 @@ impl Governor {
             ctx.register_catalog(name, Arc::clone(&catalog));
             visible.push((name.clone(), catalog));
         }
-        if trino && !self.catalogs.contains_key(SYSTEM_CATALOG) {
-            ctx.register_catalog(SYSTEM_CATALOG, Arc::new(SystemCatalog::new(visible)));
+        let runtime = self.runtime_schema(scope);
+        if !self.catalogs.contains_key(SYSTEM_CATALOG) {
+            if trino {
+                ctx.register_catalog(
+                    SYSTEM_CATALOG,
+                    Arc::new(SystemCatalog::new(visible).with_runtime(runtime)),
+                );
+            } else if let Some(runtime) = runtime {
+                let system = datafusion::catalog::MemoryCatalogProvider::new();
+                let _ = system.register_schema(RUNTIME_SCHEMA, runtime);
+                ctx.register_catalog(SYSTEM_CATALOG, Arc::new(system));
+            }
         }
         (ctx, search)
+    }
+
+    /// The `system.runtime` schema of an admin token's session.
+    fn runtime_schema(&self, scope: &TokenScope) -> Option<Arc<dyn SchemaProvider>> {
+        if !scope.admin || self.system_tables.is_empty() {
+            return None;
+        }
+        let schema = datafusion::catalog::MemorySchemaProvider::new();
+        for (name, table) in &self.system_tables {
+            let _ = schema.register_table(name.clone(), Arc::clone(table));
+        }
+        Some(Arc::new(schema))
     }
 
     /// Parses, guards and plans `sql` in the token's scoped session. The
@@ -256,6 +296,9 @@ impl Governor {
             return Err(Error::Refused(
                 "USING parameters are only supported in Trino sessions".to_string(),
             ));
+        }
+        if scope.admin && !self.system_tables.is_empty() {
+            qualify_system_tables(&mut statement);
         }
         number_placeholders(&mut statement)?;
         search
@@ -385,6 +428,38 @@ impl Governor {
             }
         }
         out
+    }
+}
+
+/// Spells `system.<table>` as `system.runtime.<table>` (admin sessions):
+/// the two-part name would otherwise mean schema `system` of the default
+/// catalog.
+fn qualify_system_tables(statement: &mut DFStatement) {
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectNamePart, visit_relations_mut};
+    use std::ops::ControlFlow;
+    let visit = |s: &mut SqlStatement| {
+        let _ = visit_relations_mut(s, |name| {
+            if let [
+                ObjectNamePart::Identifier(first),
+                ObjectNamePart::Identifier(_),
+            ] = name.0.as_slice()
+                && first.quote_style.is_none()
+                && first.value.eq_ignore_ascii_case(SYSTEM_CATALOG)
+            {
+                name.0
+                    .insert(1, ObjectNamePart::Identifier(Ident::new(RUNTIME_SCHEMA)));
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    };
+    match statement {
+        DFStatement::Statement(s) => visit(s),
+        DFStatement::Explain(e) => {
+            if let DFStatement::Statement(s) = e.statement.as_mut() {
+                visit(s);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod connector;
 pub mod coop;
@@ -34,6 +35,7 @@ pub mod trino;
 pub mod vector_search;
 pub mod vectors;
 
+pub use audit::{AuditFacts, AuditHandle, Outcome, PlanFacts, Receipt};
 pub use auth::{AuthFailure, AuthFailureKind, Authenticator};
 pub use error::{Error, Result};
 pub use governor::{

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// Too many requests of this token at once.
     #[error("{0}")]
     TooManyRequests(String),
+    /// Refused by a rate limit (429 with `Retry-After`).
+    #[error("{0}")]
+    Limited(sluice_planner::AuthFailure),
     /// A dependency (the store) is unreachable.
     #[error("service unavailable")]
     Unavailable,
@@ -69,7 +72,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable | ApiError::CatalogUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -80,6 +83,12 @@ impl IntoResponse for ApiError {
             }
         };
         let mut resp = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::Limited(f) = &self
+            && let Some(secs) = f.retry_after_secs()
+        {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -52,12 +52,12 @@ impl FromRequestParts<AppState> for Caller {
         match state.auth.authenticate(secret, client).await {
             Ok(scope) => {
                 tracing::Span::current().record("token_id", scope.token_id.as_str());
+                sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
                 Ok(Caller(scope))
             }
             Err(f) if f.kind == AuthFailureKind::Unavailable => Err(ApiError::Unavailable),
+            Err(f) if f.retry_after.is_some() => Err(ApiError::Limited(f)),
             Err(f) => {
-                metrics::counter!("sluice_auth_failures_total", "kind" => f.kind.as_str())
-                    .increment(1);
                 tracing::info!(reason = f.kind.as_str(), client = ?client, "admin API authentication failed");
                 Err(ApiError::Unauthenticated)
             }

@@ -59,6 +59,8 @@ pub struct AppState {
     pub milvus: Arc<Vec<(String, sluice_connectors::MilvusCatalog)>>,
     /// Export jobs (`None`: `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
+    /// Where request records go (`None`: not audited, in unit tests).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// The admin API router.
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
 /// The admin API plus `extra` routes (the Trino protocol), behind the same
 /// request-id and access-log middleware.
 pub fn router_with(state: AppState, extra: Router) -> Router {
+    let audit = state.audit.clone();
     Router::new()
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", get(tokens::show).delete(tokens::revoke))
@@ -85,7 +88,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .with_state(state)
         .merge(extra)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .layer(middleware::from_fn(request_span))
+        .layer(middleware::from_fn_with_state(audit, request_span))
 }
 
 /// `GET /metrics`.
@@ -132,22 +135,31 @@ fn route_label(path: &str) -> String {
     if out.is_empty() { "/".into() } else { out }
 }
 
-const REQUEST_ID: &str = "x-request-id";
+use crate::audit::layer::{REQUEST_ID, request_id};
 
-/// Request id, span and one access log line per request.
-async fn request_span(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+/// Paths that are not audited: probes and scrapes, which carry no token
+/// and would drown the log.
+const UNAUDITED: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// Request id, span, audit record and one access log line per request.
+async fn request_span(
+    axum::extract::State(audit): axum::extract::State<Option<Arc<crate::audit::AuditLog>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let id = request_id(req.headers().get(REQUEST_ID));
+    let client = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let path = req.uri().path().to_string();
+    let protocol =
+        if path.starts_with("/v1/statement") || path.starts_with("/v1/query") || path == "/v1/info"
+        {
+            crate::audit::Protocol::Trino
+        } else {
+            crate::audit::Protocol::Http
+        };
     // The route template, never the concrete path (ids would make every
     // request its own series).
     let route = route_label(req.uri().path());
@@ -160,8 +172,34 @@ async fn request_span(req: Request, next: Next) -> Response {
         token_id = tracing::field::Empty,
     );
     let start = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let handle = sluice_planner::AuditHandle::new();
+    let action = format!("{method} {route}");
+    let mut resp = sluice_planner::audit::with_handle(handle.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
     let elapsed = start.elapsed();
+    if let Some(log) = &audit
+        && !UNAUDITED.contains(&path.as_str())
+    {
+        let mut facts = handle.snapshot();
+        let outcome = facts
+            .outcome
+            .unwrap_or_else(|| crate::audit::outcome_of_status(resp.status().as_u16()));
+        if facts.error.is_none() && outcome != sluice_planner::Outcome::Ok {
+            facts.error = Some(format!("HTTP {}", resp.status().as_u16()));
+        }
+        log.record(
+            &crate::audit::RequestInfo {
+                request_id: id.clone(),
+                protocol,
+                action,
+                client,
+                started: start,
+            },
+            facts,
+            outcome,
+        );
+    }
     span.in_scope(|| {
         tracing::info!(
             status = resp.status().as_u16(),

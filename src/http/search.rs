@@ -131,6 +131,9 @@ pub(super) async fn search(
         .await
         .map_err(query_error)?;
     let schema = plan.schema();
+    let facts = plan.facts();
+    let audit = sluice_planner::audit::current().unwrap_or_default();
+    audit.planned(&sql, &facts);
     let stream = plan.execute().await.map_err(query_error)?;
     let truncated = stream.truncation_flag();
     let batches: Vec<RecordBatch> = stream
@@ -156,14 +159,26 @@ pub(super) async fn search(
         .iter()
         .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
+    let truncated = truncated.load(std::sync::atomic::Ordering::Acquire);
+    let receipt = facts.receipt.with_truncated(truncated).to_json();
     let body = format!(
-        "{{\"columns\":{},\"rows\":[{rows}],\"truncated\":{}}}",
+        "{{\"columns\":{},\"rows\":[{rows}],\"truncated\":{truncated},\"receipt\":{receipt}}}",
         serde_json::Value::Array(columns),
-        truncated.load(std::sync::atomic::Ordering::Acquire)
     );
+    audit.update(|a| {
+        a.rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        a.bytes = body.len() as u64;
+        a.truncated = truncated;
+    });
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::HeaderName::from_static(crate::trino::RECEIPT_HEADER),
+                receipt,
+            ),
+        ],
         body,
     )
         .into_response())

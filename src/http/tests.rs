@@ -76,6 +76,7 @@ async fn harness_from(client: &str) -> Harness {
         default_row_limit: 100,
         milvus: Arc::default(),
         exports: None,
+        audit: None,
     };
     let client: SocketAddr = client.parse().unwrap();
     Harness {

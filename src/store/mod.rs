@@ -41,6 +41,7 @@ macro_rules! with_pool {
     };
 }
 
+pub mod audit;
 pub mod exports;
 
 #[derive(Debug, Clone)]

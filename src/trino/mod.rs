@@ -52,6 +52,10 @@ use crate::config::{TrinoConfig, parse_duration};
 pub const ROW_LIMIT_WARNING: &str = "SLUICE_ROW_LIMIT";
 /// Response header set on the final page of a truncated result.
 pub const TRUNCATED_HEADER: &str = "x-sluice-truncated";
+/// Response header with the result's receipt (see
+/// [`sluice_planner::Receipt`]) on every answer about a planned query;
+/// its `truncated` is final on the last page.
+pub const RECEIPT_HEADER: &str = "x-sluice-receipt";
 /// How long a poll that got a page waits for the end of the result, to
 /// answer both at once.
 const LOOK_AHEAD: Duration = Duration::from_millis(20);
@@ -172,21 +176,49 @@ fn presented_secret(headers: &HeaderMap) -> String {
     String::new()
 }
 
+/// Whether a request counts against the token's rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// A new request (a statement, a query listing).
+    Request,
+    /// Paging or cancelling a query already charged.
+    Continuation,
+}
+
 async fn authenticate(
     state: &TrinoState,
     headers: &HeaderMap,
     client: SocketAddr,
+    charge: Charge,
 ) -> Result<Arc<TokenScope>, Response> {
     // A missing or malformed header goes through the authenticator as an
     // empty secret: every failure takes the same path and answer.
     let secret = presented_secret(headers);
-    match state.auth.authenticate(&secret, Some(client.ip())).await {
+    let result = match charge {
+        Charge::Request => state.auth.authenticate(&secret, Some(client.ip())).await,
+        Charge::Continuation => {
+            state
+                .auth
+                .authenticate_continuation(&secret, Some(client.ip()))
+                .await
+        }
+    };
+    match result {
         Ok(scope) => {
             tracing::Span::current().record("token_id", scope.token_id.as_str());
+            sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
             Ok(scope)
         }
         Err(f) if f.kind == AuthFailureKind::Unavailable => {
             Err((StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response())
+        }
+        Err(f) if f.retry_after.is_some() => {
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, f.to_string()).into_response();
+            if let Some(secs) = f.retry_after_secs() {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Err(resp)
         }
         Err(f) => {
             tracing::info!(reason = f.kind.as_str(), client = %client.ip(), "Trino authentication failed");
@@ -464,7 +496,7 @@ async fn post_statement(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client).await {
+    let scope = match authenticate(&state, &headers, client, Charge::Request).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -478,6 +510,7 @@ async fn post_statement(
         source = session.source.as_deref().unwrap_or(""),
         "Trino statement"
     );
+    sluice_planner::audit::note(|a| a.query_id = Some(id.clone()));
     let sql = match std::str::from_utf8(&body) {
         Ok(s) if !s.trim().is_empty() => s.to_string(),
         Ok(_) => {
@@ -497,6 +530,15 @@ async fn post_statement(
         }) => immediate(&base, &id, None, Some(update_type), headers),
         Err(e) => {
             tracing::info!(query_id = %id, error = %e.name, "Trino statement failed");
+            sluice_planner::audit::note(|a| {
+                a.statement.get_or_insert_with(|| sql.clone());
+                a.outcome = Some(if e.name == "PERMISSION_DENIED" {
+                    sluice_planner::Outcome::Denied
+                } else {
+                    sluice_planner::Outcome::Error
+                });
+                a.error = Some(format!("{}: {}", e.name, e.message));
+            });
             let query =
                 state
                     .queries
@@ -519,6 +561,12 @@ async fn first_answer(state: &TrinoState, query: &Arc<Query>, base: &str) -> Res
     if truncated {
         warnings.push(row_limit_warning(None));
         headers.push((TRUNCATED_HEADER, "true".to_string()));
+    }
+    if let Some((_, facts)) = query.facts.get() {
+        headers.push((
+            RECEIPT_HEADER,
+            facts.receipt.clone().with_truncated(truncated).to_json(),
+        ));
     }
     let body = render(
         base,
@@ -682,6 +730,10 @@ async fn run_statement(
         .await
         .map_err(|e| from_plan_error(&e))?;
     let columns = columns_json(&plan.schema());
+    let facts = plan.facts();
+    if let Some(audit) = sluice_planner::audit::current() {
+        audit.planned(sql, &facts);
+    }
     let query = state.queries.start(
         id.to_string(),
         scope.token_id.clone(),
@@ -690,6 +742,7 @@ async fn run_statement(
         plan,
         run_time,
     )?;
+    let _ = query.facts.set((sql.to_string(), facts));
     Ok(Outcome::Run(query))
 }
 
@@ -700,6 +753,12 @@ async fn run_statement(
 /// 410 otherwise.
 async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) -> Response {
     query.touch();
+    if let Some(audit) = sluice_planner::audit::current() {
+        audit.update(|a| a.query_id = Some(query.id.clone()));
+        if let Some((sql, facts)) = query.facts.get() {
+            audit.planned(sql, facts);
+        }
+    }
     let mut pages = query.pages.lock().await;
     if let Some(last) = &pages.last {
         if last.token == token {
@@ -752,6 +811,10 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
                 "the query ended unexpectedly",
             )
         });
+        sluice_planner::audit::note(|a| {
+            a.outcome = Some(sluice_planner::Outcome::Error);
+            a.error = Some(format!("{}: {}", err.name, err.message));
+        });
         page(State::Failed, None, None, Some(&err), None)
     };
     let body = if query.failure().is_some() {
@@ -768,6 +831,9 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
             None => page(query.state(), next(token + 1), None, None, None),
             Some(Some(Msg::Page(data, n))) => {
                 query.add_rows(n);
+                if let Some(audit) = sluice_planner::audit::current() {
+                    audit.returned(n as u64, data.len() as u64);
+                }
                 // A result that ends right after this page ends in this
                 // response: one round trip less, and the truncation warning
                 // reaches clients that read only the first response's.
@@ -802,6 +868,14 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
             Some(None) => failed(&mut pages),
         }
     };
+    if let Some((_, facts)) = query.facts.get() {
+        let truncated = query.truncated();
+        sluice_planner::audit::note(|a| a.truncated = truncated);
+        headers.push((
+            RECEIPT_HEADER,
+            facts.receipt.clone().with_truncated(truncated).to_json(),
+        ));
+    }
     let retire = pages.done;
     if pages.done {
         // Nothing more will be read: free buffered pages now.
@@ -843,7 +917,7 @@ async fn get_page(
     Path((id, slug, token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client).await {
+    let scope = match authenticate(&state, &headers, client, Charge::Continuation).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -861,7 +935,7 @@ async fn delete_page(
     Path((id, slug, _token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client).await {
+    let scope = match authenticate(&state, &headers, client, Charge::Continuation).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -908,7 +982,7 @@ async fn list_queries(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client).await {
+    let scope = match authenticate(&state, &headers, client, Charge::Request).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -928,7 +1002,7 @@ async fn query_info(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client).await {
+    let scope = match authenticate(&state, &headers, client, Charge::Request).await {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -151,6 +151,9 @@ pub struct Query {
     pub columns: Value,
     /// Polling state.
     pub pages: tokio::sync::Mutex<Pages>,
+    /// The statement and what policy did to it (for audit records and
+    /// receipts); unset for statements that failed before planning.
+    pub facts: std::sync::OnceLock<(String, sluice_planner::PlanFacts)>,
     started: Instant,
     state: AtomicU8,
     last_access: Mutex<Instant>,
@@ -185,6 +188,7 @@ impl Query {
                 last: None,
                 done: false,
             }),
+            facts: std::sync::OnceLock::new(),
             started: Instant::now(),
             state: AtomicU8::new(State::Queued as u8),
             last_access: Mutex::new(Instant::now()),

@@ -25,6 +25,17 @@ from fixtures import TABLE_CLASSES, Lake
 STARTUP_TIMEOUT_S = float(os.environ.get("SLUICE_TEST_STARTUP_TIMEOUT", "180"))
 QUERY_TIMEOUT_S = "120"
 
+#: Every server started in this test session (their logs and embedded
+#: stores are searched for leaked secrets at the end of the suite).
+STARTED: list["SluiceServer"] = []
+#: Every token secret the harness saw (admin secrets, created tokens).
+SECRETS: set[str] = set()
+
+#: Test servers are not rate limited unless a test configures ``[limits]``
+#: itself: the suite makes thousands of requests with one token and many
+#: deliberate authentication failures from 127.0.0.1.
+UNLIMITED = "[limits]\nrate_limit_per_minute = 0\nauth_failures_per_minute = 0"
+
 
 class HarnessError(RuntimeError):
     pass
@@ -94,6 +105,8 @@ def render_config(
         for key in ("attachment_columns", "vector_columns"):
             if key in cls:
                 lines.append(f"{key} = [" + ", ".join(_toml_str(c) for c in cls[key]) + "]")
+    if "[limits]" not in extra:
+        lines += ["", UNLIMITED]
     if extra:
         lines += ["", extra]
     return "\n".join(lines) + "\n"
@@ -178,9 +191,13 @@ class SluiceServer:
             if not secret or len(secret.split()) != 1:
                 raise HarnessError(f"sluice init must print only the admin secret, got stdout {res.stdout!r}")
             self.admin_secret = secret
+        if self.admin_secret:
+            SECRETS.add(self.admin_secret)
         if not self.admin_secret:
             raise HarnessError("no admin secret (run_init=False needs admin_secret)")
         self._log = open(self.log_path, "ab")
+        if not any(s is self for s in STARTED):
+            STARTED.append(self)
         self.proc = subprocess.Popen(
             [str(self.binary), "serve", "--config", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
@@ -244,6 +261,7 @@ class SluiceServer:
         out = r.json()
         if not out.get("id") or not out.get("secret"):
             raise HarnessError(f"POST /v1/tokens answer lacks id/secret: {out}")
+        SECRETS.add(out["secret"])
         return out
 
     def revoke_token(self, token_id: str) -> requests.Response:

@@ -194,6 +194,7 @@ impl SchemaProvider for InfoSchema {
 #[derive(Debug)]
 pub struct SystemCatalog {
     catalogs: Arc<Vec<(String, Arc<dyn CatalogProvider>)>>,
+    runtime: Option<Arc<dyn SchemaProvider>>,
 }
 
 impl SystemCatalog {
@@ -201,6 +202,20 @@ impl SystemCatalog {
     pub fn new(catalogs: Vec<(String, Arc<dyn CatalogProvider>)>) -> Self {
         Self {
             catalogs: Arc::new(catalogs),
+            runtime: None,
+        }
+    }
+
+    /// Adds the gateway's `system.runtime` schema (admin sessions).
+    pub fn with_runtime(mut self, runtime: Option<Arc<dyn SchemaProvider>>) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    fn sibling(&self) -> SystemCatalog {
+        SystemCatalog {
+            catalogs: Arc::clone(&self.catalogs),
+            runtime: self.runtime.clone(),
         }
     }
 }
@@ -211,11 +226,15 @@ impl CatalogProvider for SystemCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        vec![
+        let mut names = vec![
             INFORMATION_SCHEMA.to_string(),
             "jdbc".to_string(),
             "metadata".to_string(),
-        ]
+        ];
+        if self.runtime.is_some() {
+            names.push(crate::governor::RUNTIME_SCHEMA.to_string());
+        }
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
@@ -230,10 +249,9 @@ impl CatalogProvider for SystemCatalog {
             })),
             INFORMATION_SCHEMA => Some(Arc::new(InfoSchema {
                 catalog: SYSTEM_CATALOG.to_string(),
-                inner: Arc::new(SystemCatalog {
-                    catalogs: Arc::clone(&self.catalogs),
-                }),
+                inner: Arc::new(self.sibling()),
             })),
+            crate::governor::RUNTIME_SCHEMA => self.runtime.clone(),
             _ => None,
         }
     }
@@ -258,9 +276,7 @@ impl JdbcSchema {
         let mut all: Vec<(String, Arc<dyn CatalogProvider>)> = self.catalogs.as_ref().clone();
         all.push((
             SYSTEM_CATALOG.to_string(),
-            Arc::new(SystemCatalog {
-                catalogs: Arc::clone(&self.catalogs),
-            }),
+            Arc::new(SystemCatalog::new(self.catalogs.as_ref().clone())),
         ));
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all

@@ -1,0 +1,409 @@
+//! The audit log: one record per request on every path (Flight SQL,
+//! Trino, admin API, search, export jobs), written in the background.
+//!
+//! Frontends fill the request's [`AuditHandle`] (token, statement, tables,
+//! columns, rows, policy facts); the server layers ([`layer`] for Flight
+//! SQL, the HTTP middleware for everything on `http_addr`) add the time,
+//! request id, client address, outcome and latency when the answer is
+//! complete and hand the record to [`AuditLog::record`], which never
+//! waits: the queue is bounded (`[audit] queue`) and a record that does not
+//! fit is dropped and counted (`sluice_audit_dropped_total`). A writer task
+//! stores queued records in batches and deletes records older than
+//! `[audit] retention`.
+//!
+//! Statements are stored as a fingerprint and as text with every literal
+//! replaced by `?` and comments removed ([`normalize`]); token secrets are
+//! never part of a record. Admins read the log as `system.audit_log`
+//! ([`table`]).
+
+pub mod layer;
+pub mod table;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use sha2::{Digest, Sha256};
+use sluice_planner::{AuditFacts, AuditHandle, Outcome};
+use tokio::sync::{mpsc, watch};
+
+use crate::store::Store;
+use crate::store::audit::AuditRow;
+
+/// Records written per transaction at most.
+const BATCH: usize = 256;
+/// How often old records are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Longest error text kept.
+const MAX_ERROR: usize = 1000;
+
+/// Which frontend served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Arrow Flight SQL.
+    FlightSql,
+    /// The Trino client protocol.
+    Trino,
+    /// The admin and data HTTP API.
+    Http,
+    /// An export job run.
+    Export,
+}
+
+impl Protocol {
+    /// The stored spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::FlightSql => "flight_sql",
+            Protocol::Trino => "trino",
+            Protocol::Http => "http",
+            Protocol::Export => "export",
+        }
+    }
+}
+
+/// What the server layer knows about a finished request.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Request id (returned to the client).
+    pub request_id: String,
+    /// The frontend.
+    pub protocol: Protocol,
+    /// The call.
+    pub action: String,
+    /// The client's address.
+    pub client: Option<IpAddr>,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+/// The audit log's queue; cheap to share.
+#[derive(Debug)]
+pub struct AuditLog {
+    tx: mpsc::Sender<AuditRow>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl AuditLog {
+    /// Starts the writer: records go to `store`; records older than
+    /// `retention` are deleted every ten minutes. The writer stores what is
+    /// queued and stops when `shutdown` turns true (see
+    /// [`AuditLog::stopped`]).
+    pub fn start(
+        store: Store,
+        queue: usize,
+        retention: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let writer = tokio::spawn(write_loop(store, rx, retention, shutdown));
+        Arc::new(Self {
+            tx,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Queues a record of a request; never waits (a full queue drops it
+    /// and counts the drop).
+    pub fn record(&self, info: &RequestInfo, facts: AuditFacts, outcome: Outcome) {
+        let protocol = info.protocol.as_str();
+        metrics::counter!(
+            "sluice_requests_total",
+            "protocol" => protocol,
+            "outcome" => outcome.as_str()
+        )
+        .increment(1);
+        metrics::histogram!("sluice_request_duration_seconds", "protocol" => protocol)
+            .record(info.started.elapsed().as_secs_f64());
+        if facts.rows > 0 {
+            metrics::counter!("sluice_rows_out_total", "protocol" => protocol)
+                .increment(facts.rows);
+        }
+        if facts.bytes > 0 {
+            metrics::counter!("sluice_bytes_out_total", "protocol" => protocol)
+                .increment(facts.bytes);
+        }
+        if !facts.columns_blocked.is_empty() {
+            metrics::counter!("sluice_columns_blocked_total", "protocol" => protocol)
+                .increment(facts.columns_blocked.len() as u64);
+        }
+        if facts.values_masked() > 0 {
+            metrics::counter!("sluice_values_masked_total", "protocol" => protocol)
+                .increment(facts.values_masked());
+        }
+        if facts.truncated {
+            metrics::counter!("sluice_truncations_total", "protocol" => protocol).increment(1);
+        }
+        let row = to_row(info, facts, outcome);
+        if self.tx.try_send(row).is_err() {
+            metrics::counter!("sluice_audit_dropped_total").increment(1);
+        }
+    }
+
+    /// Waits (up to `timeout`) until the writer has stored what was queued
+    /// before shutdown.
+    pub async fn stopped(&self, timeout: Duration) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = writer
+            && tokio::time::timeout(timeout, w).await.is_err()
+        {
+            tracing::warn!("audit records still queued at shutdown were not written");
+        }
+    }
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// Builds the stored row (normalising the statement).
+fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) -> AuditRow {
+    let (fingerprint, statement) = match facts.statement.as_deref().map(normalize) {
+        Some(Some(text)) => (Some(fingerprint(&text)), Some(text)),
+        // Not even tokenisable: nothing of it is kept.
+        Some(None) => (None, Some("<unreadable statement>".to_string())),
+        None => (None, None),
+    };
+    AuditRow {
+        time_ms: Utc::now().timestamp_millis(),
+        request_id: info.request_id.clone(),
+        token_id: facts.token_id.clone(),
+        peer: None,
+        protocol: info.protocol.as_str().to_string(),
+        action: info.action.clone(),
+        client_addr: info.client.map(|c| c.to_string()),
+        query_id: facts.query_id.clone(),
+        statement_fingerprint: fingerprint,
+        statement,
+        tables: json_list(&facts.tables),
+        columns: json_list(&facts.columns),
+        rows_out: i64::try_from(facts.rows).unwrap_or(i64::MAX),
+        bytes_out: i64::try_from(facts.bytes).unwrap_or(i64::MAX),
+        truncated: facts.truncated,
+        columns_blocked: json_list(&facts.columns_blocked),
+        columns_masked: json_list(&facts.columns_masked),
+        values_masked: i64::try_from(facts.values_masked()).unwrap_or(i64::MAX),
+        row_policy: serde_json::to_string(&facts.row_policy).unwrap_or_else(|_| "{}".into()),
+        outcome: outcome.as_str().to_string(),
+        error: facts.error.as_deref().map(scrub_error),
+        latency_ms: info.started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// The statement with comments removed, whitespace collapsed and every
+/// token that is not a keyword, identifier or operator (numbers, strings of
+/// any quoting, placeholders) replaced by `?`. `None` when the text cannot
+/// be tokenised.
+pub fn normalize(sql: &str) -> Option<String> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    let mut out = String::with_capacity(sql.len());
+    // Spacing is canonical (one space between tokens, none around `.`,
+    // before `,` `)` `;` or after `(`), so the original layout does not
+    // change the fingerprint.
+    let mut glue = true;
+    for token in tokens {
+        let piece = match &token {
+            // Whitespace and comments (which may hold anything) go.
+            Token::Whitespace(_) | Token::EOF => continue,
+            // Unquoted words (keywords, identifiers: case-insensitive) in
+            // lower case, quoted identifiers as written.
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_lowercase(),
+            Token::Word(_) => token.to_string(),
+            other => {
+                let text = other.to_string();
+                if text.chars().all(|c| c.is_ascii_punctuation())
+                    && !text.contains(['\'', '"', '$', '`'])
+                {
+                    text
+                } else {
+                    "?".to_string()
+                }
+            }
+        };
+        let tight_before = matches!(piece.as_str(), "." | "," | ")" | ";");
+        if !glue && !tight_before {
+            out.push(' ');
+        }
+        glue = matches!(piece.as_str(), "." | "(");
+        out.push_str(&piece);
+    }
+    Some(out)
+}
+
+/// Short hash of a normalised statement (equal statements up to literals
+/// share it).
+pub fn fingerprint(normalized: &str) -> String {
+    hex::encode(&Sha256::digest(normalized.as_bytes())[..8])
+}
+
+/// An error message with quoted literals (`'…'`) removed, shortened.
+fn scrub_error(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_ERROR));
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '\'' {
+            if !quoted {
+                out.push_str("'?'");
+            }
+            quoted = !quoted;
+            continue;
+        }
+        if !quoted {
+            out.push(c);
+        }
+        if out.len() >= MAX_ERROR {
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+async fn write_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<AuditRow>,
+    retention: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut batch: Vec<AuditRow> = Vec::with_capacity(BATCH);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    enum Next {
+        Records(usize),
+        Prune,
+        Stop,
+    }
+    loop {
+        // Decide first, act after: the shutdown future must not live
+        // across the writes (it is not `Send`).
+        let next = tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => Next::Records(n),
+            _ = prune.tick() => Next::Prune,
+            _ = shutdown.wait_for(|s| *s) => Next::Stop,
+        };
+        match next {
+            Next::Records(0) | Next::Stop => break,
+            Next::Records(_) => write(&store, &mut batch).await,
+            Next::Prune => {
+                let before = Utc::now().timestamp_millis()
+                    - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+                match store.prune_audit(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "old audit records deleted"),
+                    Err(e) => tracing::warn!(error = %e, "deleting old audit records failed"),
+                }
+            }
+        }
+    }
+    // Store what was queued before shutdown.
+    rx.close();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        write(&store, &mut batch).await;
+    }
+}
+
+async fn write(store: &Store, batch: &mut Vec<AuditRow>) {
+    // One retry: a busy SQLite or a Postgres failover.
+    for attempt in 0..2 {
+        match store.insert_audit(batch).await {
+            Ok(()) => break,
+            Err(e) if attempt == 0 => {
+                tracing::warn!(error = %e, "writing audit records failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "audit records lost: the store refused them");
+                metrics::counter!("sluice_audit_dropped_total").increment(batch.len() as u64);
+            }
+        }
+    }
+    batch.clear();
+}
+
+/// The outcome of an HTTP request from its status (when the handler did
+/// not decide one).
+pub fn outcome_of_status(status: u16) -> Outcome {
+    match status {
+        200..=399 => Outcome::Ok,
+        401 => Outcome::Unauthenticated,
+        403 => Outcome::Denied,
+        429 => Outcome::RateLimited,
+        _ => Outcome::Error,
+    }
+}
+
+/// The request's audit handle for an export job run, which is not an
+/// HTTP request: the record is written when the job ends.
+pub fn export_info(job_id: &str, started: Instant) -> RequestInfo {
+    RequestInfo {
+        request_id: job_id.to_string(),
+        protocol: Protocol::Export,
+        action: "export".to_string(),
+        client: None,
+        started,
+    }
+}
+
+/// A new handle whose facts say the request belongs to `query_id`.
+pub fn handle_for(query_id: &str) -> AuditHandle {
+    let h = AuditHandle::new();
+    h.update(|a| a.query_id = Some(query_id.to_string()));
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_and_comments_never_survive() {
+        let sql = "SELECT name, salary FROM lake.hr.employees -- slc_secret\n\
+                   WHERE ssn = '123-45-6789' AND age > 42 AND x = $1 /* 'hidden' */ \
+                   AND d = DATE '2024-01-01' AND n = E'esc' LIMIT 10";
+        let n = normalize(sql).unwrap();
+        for leak in [
+            "123-45-6789",
+            "42",
+            "slc_secret",
+            "hidden",
+            "2024",
+            "esc",
+            "10",
+            "$1",
+        ] {
+            assert!(!n.contains(leak), "{leak} in {n}");
+        }
+        assert!(
+            n.starts_with("select name, salary from lake.hr.employees where ssn = ?"),
+            "{n}"
+        );
+        // Equal up to literals: same fingerprint.
+        let other = normalize(
+            "select  name, salary from lake.hr.employees where ssn='x' and age>1 and x=$2 \
+             and d = DATE '1999-01-01' and n = E'y' limit 5",
+        )
+        .unwrap();
+        assert_eq!(n, other);
+        assert_eq!(fingerprint(&n), fingerprint(&other));
+        assert!(normalize("SELECT 'unterminated").is_none());
+    }
+
+    #[test]
+    fn error_literals_are_removed() {
+        assert_eq!(
+            scrub_error("cannot cast 'abc' to Int64 at 'x'"),
+            "cannot cast '?' to Int64 at '?'"
+        );
+    }
+
+    #[test]
+    fn status_outcomes() {
+        assert_eq!(outcome_of_status(200), Outcome::Ok);
+        assert_eq!(outcome_of_status(401), Outcome::Unauthenticated);
+        assert_eq!(outcome_of_status(403), Outcome::Denied);
+        assert_eq!(outcome_of_status(429), Outcome::RateLimited);
+        assert_eq!(outcome_of_status(404), Outcome::Error);
+    }
+}

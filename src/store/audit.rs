@@ -1,0 +1,121 @@
+//! The audit log in the store (`migrations/*/0003_audit.sql`).
+
+use super::{Backend, Store};
+use crate::error::Result;
+
+/// One stored audit record. Lists and maps are JSON text.
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+pub struct AuditRow {
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    /// The request id returned to the client.
+    pub request_id: String,
+    /// The authenticated token.
+    pub token_id: Option<String>,
+    /// The federation peer the request came through.
+    pub peer: Option<String>,
+    /// `flight_sql`, `trino`, `http` or `export`.
+    pub protocol: String,
+    /// The call (`DoGet`, `POST /v1/statement`, `export`).
+    pub action: String,
+    /// The client's address.
+    pub client_addr: Option<String>,
+    /// Trino query id or export job id.
+    pub query_id: Option<String>,
+    /// Hash of the normalised statement.
+    pub statement_fingerprint: Option<String>,
+    /// The statement with its literals replaced by `?`.
+    pub statement: Option<String>,
+    /// JSON array of tables read.
+    pub tables: String,
+    /// JSON array of result columns.
+    pub columns: String,
+    /// Rows returned.
+    pub rows_out: i64,
+    /// Bytes returned.
+    pub bytes_out: i64,
+    /// Rows cut at `row_limit`.
+    pub truncated: bool,
+    /// JSON array of columns the token cannot see in the tables read.
+    pub columns_blocked: String,
+    /// JSON array of masked columns read.
+    pub columns_masked: String,
+    /// Masked values returned.
+    pub values_masked: i64,
+    /// JSON object: row policy fingerprint by table.
+    pub row_policy: String,
+    /// `ok`, `unauthenticated`, `denied`, `rate_limited`, `error`, `cancelled`.
+    pub outcome: String,
+    /// The error shown to the client (quoted literals removed).
+    pub error: Option<String>,
+    /// Milliseconds from request to the end of the answer.
+    pub latency_ms: f64,
+}
+
+const COLUMNS: &str = "time_ms, request_id, token_id, peer, protocol, action, client_addr, \
+     query_id, statement_fingerprint, statement, tables, columns, rows_out, bytes_out, \
+     truncated, columns_blocked, columns_masked, values_masked, row_policy, outcome, error, \
+     latency_ms";
+
+impl Store {
+    /// Writes `rows` in one transaction.
+    pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO audit_log ({COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+              $19, $20, $21, $22)"
+        );
+        with_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for r in rows {
+                sqlx::query(&sql)
+                    .bind(r.time_ms)
+                    .bind(&r.request_id)
+                    .bind(&r.token_id)
+                    .bind(&r.peer)
+                    .bind(&r.protocol)
+                    .bind(&r.action)
+                    .bind(&r.client_addr)
+                    .bind(&r.query_id)
+                    .bind(&r.statement_fingerprint)
+                    .bind(&r.statement)
+                    .bind(&r.tables)
+                    .bind(&r.columns)
+                    .bind(r.rows_out)
+                    .bind(r.bytes_out)
+                    .bind(r.truncated)
+                    .bind(&r.columns_blocked)
+                    .bind(&r.columns_masked)
+                    .bind(r.values_masked)
+                    .bind(&r.row_policy)
+                    .bind(&r.outcome)
+                    .bind(&r.error)
+                    .bind(r.latency_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Records at or after `since_ms`, oldest first.
+    pub async fn audit_rows(&self, since_ms: i64) -> Result<Vec<AuditRow>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_log WHERE time_ms >= $1 ORDER BY time_ms, id");
+        Ok(with_pool!(self, p => {
+            sqlx::query_as::<_, AuditRow>(&sql).bind(since_ms).fetch_all(p).await?
+        }))
+    }
+
+    /// Deletes records older than `before_ms`; how many.
+    pub async fn prune_audit(&self, before_ms: i64) -> Result<u64> {
+        Ok(with_pool!(self, p => {
+            sqlx::query("DELETE FROM audit_log WHERE time_ms < $1")
+                .bind(before_ms)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }))
+    }
+}
