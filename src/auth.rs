@@ -8,10 +8,10 @@
 //! client.
 //!
 //! Rate limits ([`RateLimits`]) are applied here too, so every frontend
-//! gets them: a client address whose failed attempts used up its bucket is
-//! refused before its secret is looked at, and each authenticated request
-//! (but not the continuation of one, see
-//! [`Authenticator::authenticate_continuation`]) is charged to its token.
+//! gets them: failed attempts from a client address beyond its bucket are
+//! refused as rate limited, and each authenticated request (but not the
+//! continuation of one, see [`Authenticator::authenticate_continuation`])
+//! is charged to its token.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,18 +45,31 @@ impl StoreAuthenticator {
 
     /// The token record behind a secret, with every check applied; the
     /// request is charged to the token's rate when `charge` is set.
+    ///
+    /// A failed authentication drains the client address's bucket; once it
+    /// is empty, further failures from the address are answered with a
+    /// rate-limit refusal (429 / `RESOURCE_EXHAUSTED`) instead of 401. A
+    /// valid secret is never refused for its address, so clients that share
+    /// an address (a NAT, a proxy) cannot lock each other out.
     pub async fn authenticate_record(
         &self,
         secret: &str,
         client: Option<IpAddr>,
         charge: bool,
     ) -> Result<TokenRecord, AuthFailure> {
-        if let Err(wait) = self.limits.check_address(client) {
-            metrics::counter!("sluice_rate_limited_total", "limit" => "auth_failures").increment(1);
-            tracing::info!(client = ?client, "authentication refused: too many failed attempts from this address");
-            return Err(AuthFailure::limited(AuthFailureKind::Throttled, wait));
-        }
-        let record = self.check(secret, client).await?;
+        let record = match self.check(secret, client).await {
+            Ok(record) => record,
+            Err(failure) if failure.kind == AuthFailureKind::Unavailable => return Err(failure),
+            Err(failure) => {
+                if let Err(wait) = self.limits.fail_from(client) {
+                    metrics::counter!("sluice_rate_limited_total", "limit" => "auth_failures")
+                        .increment(1);
+                    tracing::info!(client = ?client, "authentication refused: too many failed attempts from this address");
+                    return Err(AuthFailure::limited(AuthFailureKind::Throttled, wait));
+                }
+                return Err(failure);
+            }
+        };
         if charge && let Err(wait) = self.limits.charge(&record.id, record.rate_limit) {
             metrics::counter!("sluice_rate_limited_total", "limit" => "token").increment(1);
             tracing::info!(token_id = %record.id, "request refused: the token's rate limit is used up");
@@ -73,9 +86,6 @@ impl StoreAuthenticator {
         let fail = |kind: AuthFailureKind| {
             tracing::debug!(kind = kind.as_str(), client = ?client, "authentication failed");
             metrics::counter!("sluice_auth_failures_total", "kind" => kind.as_str()).increment(1);
-            if kind != AuthFailureKind::Unavailable {
-                self.limits.record_failure(client);
-            }
             AuthFailure::new(kind)
         };
         let secret = secret.trim();

@@ -385,6 +385,9 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
+    /// Write audit records and request metrics (turn off only to measure
+    /// their cost: a gateway without an audit log is not deployable).
+    pub enabled: bool,
     /// Records waiting to be written; when full, new records are dropped
     /// and counted (`sluice_audit_dropped_total`), never waited for.
     pub queue: usize,
@@ -396,6 +399,7 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             queue: 10_000,
             retention: Duration::from_secs(30 * 86400),
         }

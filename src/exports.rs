@@ -803,7 +803,7 @@ impl Exports {
             a.token_id = Some(job.token_id.clone());
             a.statement = Some(job.statement.clone());
         });
-        let audit_info = crate::audit::export_info(&job.id, Instant::now());
+        let audit_info = crate::audit::export_info(Instant::now());
         let prepared = tokio::select! {
             r = sluice_planner::audit::with_handle(audit.clone(), self.prepare(&job, &progress)) => r,
             _ = cancel.notified() => Err(match reason.lock().expect("reason lock").take() {

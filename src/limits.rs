@@ -1,6 +1,7 @@
 //! Request rate limits: a token bucket per token (its `rate_limit`, or
 //! `[limits] rate_limit_per_minute`) and one per client address that only
-//! failed authentications drain (`[limits] auth_failures_per_minute`).
+//! failed authentications drain (`[limits] auth_failures_per_minute`):
+//! failures beyond it are refused as rate limited, valid secrets never.
 //!
 //! A bucket holds a minute's worth of requests and refills continuously,
 //! so a 60/min token may make 60 requests at once and then one a second.
@@ -15,9 +16,9 @@ use std::time::{Duration, Instant};
 
 /// Buckets kept before idle (full) ones are forgotten.
 const PRUNE_AT: usize = 4096;
-/// Most client addresses tracked; beyond it, new addresses are not
-/// tracked until old ones refill (a client with more than this many
-/// addresses is beyond a per-address limit anyway).
+/// Most client addresses tracked; beyond it, an old one is forgotten for
+/// each new one (a client with this many addresses is beyond a
+/// per-address limit anyway).
 const MAX_ADDRESSES: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]
@@ -66,6 +67,7 @@ pub struct RateLimits {
     failures_per_minute: u32,
     tokens: Mutex<HashMap<String, (u32, Bucket)>>,
     addresses: Mutex<HashMap<IpAddr, Bucket>>,
+    pruned: Mutex<Option<Instant>>,
 }
 
 impl RateLimits {
@@ -78,6 +80,7 @@ impl RateLimits {
             failures_per_minute,
             tokens: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
+            pruned: Mutex::new(None),
         }
     }
 
@@ -114,54 +117,45 @@ impl RateLimits {
         }
     }
 
-    /// Whether `client` may try to authenticate now; `Err` holds how long
-    /// until it may (its failed attempts used up its bucket).
-    pub fn check_address(&self, client: Option<IpAddr>) -> Result<(), Duration> {
+    /// Counts a failed authentication from `client`. `Err` (holding how
+    /// long until the bucket has room again) when the address already used
+    /// up its failures: the caller answers with a rate-limit refusal.
+    pub fn fail_from(&self, client: Option<IpAddr>) -> Result<(), Duration> {
         let (Some(ip), per_minute) = (client, self.failures_per_minute) else {
             return Ok(());
         };
         if per_minute == 0 {
             return Ok(());
-        }
-        let now = Instant::now();
-        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        match addresses.get_mut(&address_key(ip)) {
-            Some(bucket) => {
-                bucket.refill(per_minute, now);
-                match bucket.wait(per_minute) {
-                    d if d.is_zero() => Ok(()),
-                    d => Err(d),
-                }
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// Records a failed authentication from `client`.
-    pub fn record_failure(&self, client: Option<IpAddr>) {
-        let (Some(ip), per_minute) = (client, self.failures_per_minute) else {
-            return;
-        };
-        if per_minute == 0 {
-            return;
         }
         let now = Instant::now();
         let key = address_key(ip);
         let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        if !addresses.contains_key(&key) {
-            if addresses.len() >= PRUNE_AT {
+        if !addresses.contains_key(&key) && addresses.len() >= PRUNE_AT {
+            let mut pruned = self.pruned.lock().unwrap_or_else(|e| e.into_inner());
+            // At most once a second: a full scan under the lock.
+            if pruned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
                 addresses.retain(|_, b| !b.is_full(per_minute, now));
+                *pruned = Some(now);
             }
             if addresses.len() >= MAX_ADDRESSES {
-                tracing::warn!("too many client addresses with failed authentications to track");
-                return;
+                // Forget some address to make room: tracking the newcomer
+                // matters more than an old bucket that is refilling anyway.
+                if let Some(k) = addresses.keys().next().copied() {
+                    addresses.remove(&k);
+                }
             }
         }
         let bucket = addresses
             .entry(key)
             .or_insert_with(|| Bucket::full(per_minute, now));
         bucket.refill(per_minute, now);
-        bucket.level = (bucket.level - 1.0).max(0.0);
+        match bucket.wait(per_minute) {
+            d if d.is_zero() => {
+                bucket.level -= 1.0;
+                Ok(())
+            }
+            d => Err(d),
+        }
     }
 }
 
@@ -232,40 +226,57 @@ mod tests {
     }
 
     #[test]
-    fn failed_attempts_block_the_address_not_others() {
+    fn failed_attempts_beyond_the_bucket_are_refused() {
         let limits = RateLimits::new(0, 3);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
-            assert!(limits.check_address(Some(a)).is_ok());
-            limits.record_failure(Some(a));
+            assert!(limits.fail_from(Some(a)).is_ok());
         }
-        let wait = limits.check_address(Some(a)).unwrap_err();
+        let wait = limits.fail_from(Some(a)).unwrap_err();
         assert!(wait <= Duration::from_secs(20), "{wait:?}");
-        assert!(limits.check_address(Some(b)).is_ok());
-        assert!(limits.check_address(None).is_ok());
+        assert!(limits.fail_from(Some(b)).is_ok());
+        assert!(limits.fail_from(None).is_ok());
+        assert!(RateLimits::new(0, 0).fail_from(Some(a)).is_ok());
     }
 
     #[test]
     fn ipv6_counts_by_slash_64() {
         let limits = RateLimits::new(0, 1);
-        limits.record_failure(Some("2001:db8:1:2::1".parse().unwrap()));
         assert!(
             limits
-                .check_address(Some("2001:db8:1:2:ffff::9".parse().unwrap()))
+                .fail_from(Some("2001:db8:1:2::1".parse().unwrap()))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .fail_from(Some("2001:db8:1:2:ffff::9".parse().unwrap()))
                 .is_err()
         );
         assert!(
             limits
-                .check_address(Some("2001:db8:1:3::1".parse().unwrap()))
+                .fail_from(Some("2001:db8:1:3::1".parse().unwrap()))
                 .is_ok()
         );
         let limits = RateLimits::new(0, 1);
-        limits.record_failure(Some("::ffff:192.0.2.7".parse().unwrap()));
         assert!(
             limits
-                .check_address(Some("192.0.2.7".parse().unwrap()))
+                .fail_from(Some("::ffff:192.0.2.7".parse().unwrap()))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .fail_from(Some("192.0.2.7".parse().unwrap()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_address_table_stays_bounded() {
+        let limits = RateLimits::new(0, 1);
+        for i in 0..(MAX_ADDRESSES as u32 + 10) {
+            let _ = limits.fail_from(Some(IpAddr::V4(std::net::Ipv4Addr::from(i))));
+        }
+        assert!(limits.addresses.lock().unwrap().len() <= MAX_ADDRESSES);
     }
 }

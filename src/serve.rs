@@ -165,12 +165,10 @@ pub async fn run(
         Arc::clone(&gateway.auth),
         gateway.flight.clone(),
     );
-    let audit = crate::audit::AuditLog::start(
-        gateway.store.clone(),
-        gateway.audit.queue,
-        gateway.audit.retention,
-        rx.clone(),
-    );
+    let audit = crate::audit::AuditLog::start(gateway.store.clone(), &gateway.audit, rx.clone());
+    if !gateway.audit.enabled {
+        tracing::warn!("[audit] enabled = false: requests are neither audited nor counted");
+    }
     let flight = tonic::transport::Server::builder()
         .layer(crate::audit::layer::FlightAuditLayer::new(Arc::clone(
             &audit,

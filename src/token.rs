@@ -179,7 +179,8 @@ pub struct TokenSpec {
     /// Client CIDRs / orgs allowed to present the token.
     #[serde(default)]
     pub audience: Audience,
-    /// Requests per minute; none = unlimited.
+    /// Requests per minute (token bucket); none = the gateway's
+    /// `limits.rate_limit_per_minute`.
     #[serde(default)]
     pub rate_limit: Option<u32>,
     /// Table grants (deny by default).
@@ -271,7 +272,7 @@ impl TokenSpec {
         }
         if self.rate_limit == Some(0) {
             problems.push(
-                "rate_limit must be at least 1 request per minute (omit it for no limit)"
+                "rate_limit must be at least 1 request per minute (omit it for the gateway's default, limits.rate_limit_per_minute)"
                     .to_string(),
             );
         }
@@ -374,7 +375,8 @@ pub struct TokenRecord {
     pub allow_attachments: bool,
     /// Embedding columns visible.
     pub can_export_vectors: bool,
-    /// Requests per minute; none = unlimited.
+    /// Requests per minute (token bucket); none = the gateway's
+    /// `limits.rate_limit_per_minute`.
     pub rate_limit: Option<u32>,
     /// Admin token.
     pub admin: bool,

@@ -6,6 +6,7 @@ CREATE TABLE audit_log (
     id                    INTEGER PRIMARY KEY AUTOINCREMENT,
     time_ms               BIGINT  NOT NULL,
     request_id            TEXT    NOT NULL,
+    client_request_id     TEXT,
     token_id              TEXT,
     peer                  TEXT,
     protocol              TEXT    NOT NULL,

@@ -22,7 +22,7 @@ use crate::governor::GovernedPlan;
 /// ```
 ///
 /// - `tables`: tables the statement read (each once);
-/// - `masked`: masked columns the statement read (every value of them it
+/// - `masked`: masked columns the statement reads (every value of them it
 ///   saw was masked);
 /// - `withheld`: columns the token's grant names but its flags withhold
 ///   (attachments, vectors). Columns the token was never granted are not
@@ -87,11 +87,7 @@ impl GovernedPlan {
         for view in &views {
             receipt.tables.push(view.table.clone());
             for c in &view.columns {
-                if c.mask.is_some()
-                    && read
-                        .get(&view.table)
-                        .is_none_or(|cols| cols.iter().any(|r| r == &c.name))
-                {
+                if c.mask.is_some() && read.contains(&c.name) {
                     receipt.masked.push(format!("{}.{}", view.table, c.name));
                 }
             }
@@ -122,40 +118,35 @@ impl GovernedPlan {
     }
 }
 
-/// Columns each table scan of `plan` projects (tables scanned without a
-/// projection are absent: every column counts as read).
-fn columns_read(plan: &LogicalPlan) -> BTreeMap<String, Vec<String>> {
-    use datafusion::common::tree_node::TreeNodeRecursion;
-    use datafusion::datasource::source_as_provider;
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut unprojected: Vec<String> = Vec::new();
+/// Names of the columns any expression of `plan` (subqueries included)
+/// references, plus the columns table scans project. Matching by name
+/// over-counts only when two tables read share a column name.
+fn columns_read(plan: &LogicalPlan) -> std::collections::HashSet<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut names = std::collections::HashSet::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
-            && let Ok(provider) = source_as_provider(&scan.source)
-            && let Some(p) = provider
-                .as_any()
-                .downcast_ref::<crate::secure_view::SecureViewProvider>()
+            && let Some(indices) = &scan.projection
         {
-            let table = p.view().table.clone();
-            match &scan.projection {
-                Some(indices) => {
-                    let schema = p.view().schema();
-                    let cols = out.entry(table).or_default();
-                    for i in indices {
-                        if let Some(f) = schema.fields().get(*i) {
-                            cols.push(f.name().clone());
-                        }
-                    }
+            let schema = scan.source.schema();
+            for i in indices {
+                if let Some(f) = schema.fields().get(*i) {
+                    names.insert(f.name().clone());
                 }
-                None => unprojected.push(table),
             }
         }
+        let _ = node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::Column(c) = e {
+                    names.insert(c.name.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
         Ok(TreeNodeRecursion::Continue)
     });
-    for t in unprojected {
-        out.remove(&t);
-    }
-    out
+    names
 }
 
 /// How a request ended, for the audit record.

@@ -298,7 +298,16 @@ impl Governor {
             ));
         }
         if scope.admin && !self.system_tables.is_empty() {
-            qualify_system_tables(&mut statement);
+            // `system.<table>` means the gateway's table only when the
+            // default catalog has no schema of that name.
+            let default_catalog = state.config().options().catalog.default_catalog.clone();
+            let shadowed = ctx
+                .catalog(&default_catalog)
+                .is_some_and(|c| c.schema(SYSTEM_CATALOG).is_some());
+            if !shadowed {
+                let names: Vec<&str> = self.system_tables.iter().map(|(n, _)| n.as_str()).collect();
+                qualify_system_tables(&mut statement, &names);
+            }
         }
         number_placeholders(&mut statement)?;
         search
@@ -431,20 +440,28 @@ impl Governor {
     }
 }
 
-/// Spells `system.<table>` as `system.runtime.<table>` (admin sessions):
-/// the two-part name would otherwise mean schema `system` of the default
-/// catalog.
-fn qualify_system_tables(statement: &mut DFStatement) {
+/// Spells `system.<table>` as `system.runtime.<table>` for the gateway's
+/// own `tables` (admin sessions whose default catalog has no `system`
+/// schema): the two-part name would otherwise mean schema `system` of the
+/// default catalog.
+fn qualify_system_tables(statement: &mut DFStatement, tables: &[&str]) {
     use datafusion::sql::sqlparser::ast::{Ident, ObjectNamePart, visit_relations_mut};
     use std::ops::ControlFlow;
     let visit = |s: &mut SqlStatement| {
         let _ = visit_relations_mut(s, |name| {
             if let [
                 ObjectNamePart::Identifier(first),
-                ObjectNamePart::Identifier(_),
+                ObjectNamePart::Identifier(table),
             ] = name.0.as_slice()
                 && first.quote_style.is_none()
                 && first.value.eq_ignore_ascii_case(SYSTEM_CATALOG)
+                && tables.iter().any(|t| {
+                    if table.quote_style.is_none() {
+                        t.eq_ignore_ascii_case(&table.value)
+                    } else {
+                        *t == table.value
+                    }
+                })
             {
                 name.0
                     .insert(1, ObjectNamePart::Identifier(Ident::new(RUNTIME_SCHEMA)));

@@ -1,6 +1,6 @@
 //! The Flight SQL server's audit layer (a `tower` layer under tonic): gives
-//! each call a request id (kept from the client's `x-request-id` when
-//! well-formed, returned in the response headers) and an [`AuditHandle`]
+//! each call a request id (returned as `x-request-id`; a client's own
+//! `x-request-id` is recorded as `client_request_id`) and an [`AuditHandle`]
 //! that the service fills, and writes one audit record when the response
 //! has ended — for `DoGet`, when the last message was sent or the client
 //! went away.
@@ -23,8 +23,9 @@ use super::{AuditLog, Protocol, RequestInfo};
 /// Header carrying the request id both ways.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// The request id a client sent, if it is a sane one; otherwise a new one.
-pub fn request_id(sent: Option<&HeaderValue>) -> String {
+/// The request id a client sent, if it is a sane one (up to 128 letters,
+/// digits, `-`, `_`, `.`).
+pub fn client_request_id(sent: Option<&HeaderValue>) -> Option<String> {
     sent.and_then(|v| v.to_str().ok())
         .filter(|s| {
             !s.is_empty()
@@ -33,7 +34,11 @@ pub fn request_id(sent: Option<&HeaderValue>) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         })
         .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A new request id: the gateway chooses it, so it identifies one request.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// Adds auditing to the Flight SQL service.
@@ -86,7 +91,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let log = Arc::clone(&self.log);
-        let id = request_id(req.headers().get(REQUEST_ID));
+        let id = new_request_id();
+        let client_id = client_request_id(req.headers().get(REQUEST_ID));
         let action = req
             .uri()
             .path()
@@ -101,6 +107,7 @@ where
             .map(|a| a.ip());
         let info = RequestInfo {
             request_id: id.clone(),
+            client_request_id: client_id,
             protocol: Protocol::FlightSql,
             action,
             client,
@@ -279,10 +286,11 @@ mod tests {
     #[test]
     fn request_ids() {
         let sent = HeaderValue::from_static("abc-1.2_3");
-        assert_eq!(request_id(Some(&sent)), "abc-1.2_3");
+        assert_eq!(client_request_id(Some(&sent)).unwrap(), "abc-1.2_3");
         let bad = HeaderValue::from_static("a b");
-        assert_ne!(request_id(Some(&bad)), "a b");
-        assert_eq!(request_id(None).len(), 36);
+        assert_eq!(client_request_id(Some(&bad)), None);
+        assert_eq!(client_request_id(None), None);
+        assert_ne!(new_request_id(), new_request_id());
     }
 
     #[test]

@@ -68,8 +68,10 @@ impl Protocol {
 /// What the server layer knows about a finished request.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
-    /// Request id (returned to the client).
+    /// The gateway's request id (returned to the client).
     pub request_id: String,
+    /// The `x-request-id` the client sent, if well-formed.
+    pub client_request_id: Option<String>,
     /// The frontend.
     pub protocol: Protocol,
     /// The call.
@@ -83,8 +85,10 @@ pub struct RequestInfo {
 /// The audit log's queue; cheap to share.
 #[derive(Debug)]
 pub struct AuditLog {
+    enabled: bool,
     tx: mpsc::Sender<AuditRow>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    last_warning: Mutex<Option<Instant>>,
 }
 
 impl AuditLog {
@@ -94,21 +98,25 @@ impl AuditLog {
     /// [`AuditLog::stopped`]).
     pub fn start(
         store: Store,
-        queue: usize,
-        retention: Duration,
+        config: &crate::config::AuditConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(queue.max(1));
-        let writer = tokio::spawn(write_loop(store, rx, retention, shutdown));
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let writer = tokio::spawn(write_loop(store, rx, config.retention, shutdown));
         Arc::new(Self {
+            enabled: config.enabled,
             tx,
             writer: Mutex::new(Some(writer)),
+            last_warning: Mutex::new(None),
         })
     }
 
     /// Queues a record of a request; never waits (a full queue drops it
     /// and counts the drop).
     pub fn record(&self, info: &RequestInfo, facts: AuditFacts, outcome: Outcome) {
+        if !self.enabled {
+            return;
+        }
         let protocol = info.protocol.as_str();
         metrics::counter!(
             "sluice_requests_total",
@@ -137,9 +145,28 @@ impl AuditLog {
         if facts.truncated {
             metrics::counter!("sluice_truncations_total", "protocol" => protocol).increment(1);
         }
+        // Requests without a token (failed authentication, probes of
+        // unknown routes) may use only half of the queue, so a flood of
+        // them cannot push out the records of what tokens did.
+        if facts.token_id.is_none() && self.tx.capacity() < self.tx.max_capacity() / 2 {
+            self.dropped();
+            return;
+        }
         let row = to_row(info, facts, outcome);
         if self.tx.try_send(row).is_err() {
-            metrics::counter!("sluice_audit_dropped_total").increment(1);
+            self.dropped();
+        }
+    }
+
+    /// Counts a dropped record; warns at most every ten seconds.
+    fn dropped(&self) {
+        metrics::counter!("sluice_audit_dropped_total").increment(1);
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                "audit queue full: records are being dropped (see sluice_audit_dropped_total)"
+            );
         }
     }
 
@@ -159,21 +186,28 @@ fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
 }
 
+/// Text as every store accepts it (Postgres refuses NUL characters, which
+/// a quoted identifier may hold).
+fn clean(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// Builds the stored row (normalising the statement).
-fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) -> AuditRow {
+pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) -> AuditRow {
     let (fingerprint, statement) = match facts.statement.as_deref().map(normalize) {
-        Some(Some(text)) => (Some(fingerprint(&text)), Some(text)),
+        Some(Some(text)) => (Some(fingerprint(&text)), Some(clean(&text))),
         // Not even tokenisable: nothing of it is kept.
         Some(None) => (None, Some("<unreadable statement>".to_string())),
         None => (None, None),
     };
     AuditRow {
         time_ms: Utc::now().timestamp_millis(),
-        request_id: info.request_id.clone(),
+        request_id: clean(&info.request_id),
+        client_request_id: info.client_request_id.as_deref().map(clean),
         token_id: facts.token_id.clone(),
         peer: None,
         protocol: info.protocol.as_str().to_string(),
-        action: info.action.clone(),
+        action: clean(&info.action),
         client_addr: info.client.map(|c| c.to_string()),
         query_id: facts.query_id.clone(),
         statement_fingerprint: fingerprint,
@@ -188,7 +222,7 @@ fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) -> AuditRow {
         values_masked: i64::try_from(facts.values_masked()).unwrap_or(i64::MAX),
         row_policy: serde_json::to_string(&facts.row_policy).unwrap_or_else(|_| "{}".into()),
         outcome: outcome.as_str().to_string(),
-        error: facts.error.as_deref().map(scrub_error),
+        error: facts.error.as_deref().map(|e| clean(&scrub_error(e))),
         latency_ms: info.started.elapsed().as_secs_f64() * 1000.0,
     }
 }
@@ -239,25 +273,70 @@ pub fn fingerprint(normalized: &str) -> String {
     hex::encode(&Sha256::digest(normalized.as_bytes())[..8])
 }
 
-/// An error message with quoted literals (`'…'`) removed, shortened.
+/// An error message without anything that may be a value from the
+/// statement: quoted text (`'…'`, `"…"`, `` `…` ``, `$tag$…$tag$`, so also
+/// `Utf8("…")`) and numbers become `?`; shortened to `MAX_ERROR` bytes.
 fn scrub_error(message: &str) -> String {
+    let chars: Vec<char> = message.chars().collect();
     let mut out = String::with_capacity(message.len().min(MAX_ERROR));
-    let mut quoted = false;
-    for c in message.chars() {
-        if c == '\'' {
-            if !quoted {
-                out.push_str("'?'");
+    let mut i = 0;
+    while i < chars.len() && out.len() < MAX_ERROR {
+        let c = chars[i];
+        match c {
+            '\'' | '"' | '`' => {
+                // To the closing quote (or the end).
+                let close = chars[i + 1..].iter().position(|&d| d == c);
+                out.push(c);
+                out.push('?');
+                out.push(c);
+                i = close.map_or(chars.len(), |p| i + 1 + p + 1);
             }
-            quoted = !quoted;
-            continue;
+            '$' => {
+                // $tag$ … $tag$ (the tag may be empty).
+                let tag_end = chars[i + 1..]
+                    .iter()
+                    .position(|d| !(d.is_ascii_alphanumeric() || *d == '_'));
+                match tag_end.map(|p| i + 1 + p) {
+                    Some(t) if chars[t] == '$' => {
+                        let tag: String = chars[i..=t].iter().collect();
+                        let rest: String = chars[t + 1..].iter().collect();
+                        out.push('?');
+                        i = match rest.find(&tag) {
+                            Some(p) => t + 1 + rest[..p].chars().count() + tag.chars().count(),
+                            None => chars.len(),
+                        };
+                    }
+                    _ => {
+                        // `$1` placeholders and lone dollars.
+                        out.push('?');
+                        i += 1;
+                        while i < chars.len() && chars[i].is_ascii_alphanumeric() {
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            d if d.is_ascii_digit()
+                && !out
+                    .chars()
+                    .last()
+                    .is_some_and(|p| p.is_alphanumeric() || p == '_') =>
+            {
+                out.push('?');
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
+                {
+                    i += 1;
+                }
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
         }
-        if !quoted {
-            out.push(c);
-        }
-        if out.len() >= MAX_ERROR {
-            out.push('…');
-            break;
-        }
+    }
+    if i < chars.len() {
+        out.push('…');
     }
     out
 }
@@ -305,18 +384,20 @@ async fn write_loop(
 }
 
 async fn write(store: &Store, batch: &mut Vec<AuditRow>) {
-    // One retry: a busy SQLite or a Postgres failover.
-    for attempt in 0..2 {
-        match store.insert_audit(batch).await {
-            Ok(()) => break,
-            Err(e) if attempt == 0 => {
-                tracing::warn!(error = %e, "writing audit records failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Err(e) = store.insert_audit(batch).await {
+        // A busy SQLite, a Postgres failover, or one record the store
+        // refuses: retry one by one, so only what fails again is lost.
+        tracing::warn!(error = %e, records = batch.len(), "writing audit records failed; retrying one by one");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut lost = 0u64;
+        for row in batch.iter() {
+            if let Err(e) = store.insert_audit(std::slice::from_ref(row)).await {
+                lost += 1;
+                tracing::error!(error = %e, request_id = %row.request_id, "audit record lost: the store refused it");
             }
-            Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "audit records lost: the store refused them");
-                metrics::counter!("sluice_audit_dropped_total").increment(batch.len() as u64);
-            }
+        }
+        if lost > 0 {
+            metrics::counter!("sluice_audit_dropped_total").increment(lost);
         }
     }
     batch.clear();
@@ -334,11 +415,13 @@ pub fn outcome_of_status(status: u16) -> Outcome {
     }
 }
 
-/// The request's audit handle for an export job run, which is not an
-/// HTTP request: the record is written when the job ends.
-pub fn export_info(job_id: &str, started: Instant) -> RequestInfo {
+/// What an export job run's record says about the "request" (the run is
+/// not one: the record is written when the job ends; its `query_id` is the
+/// job id).
+pub fn export_info(started: Instant) -> RequestInfo {
     RequestInfo {
-        request_id: job_id.to_string(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: None,
         protocol: Protocol::Export,
         action: "export".to_string(),
         client: None,
@@ -396,6 +479,20 @@ mod tests {
             scrub_error("cannot cast 'abc' to Int64 at 'x'"),
             "cannot cast '?' to Int64 at '?'"
         );
+        for (message, secret) in [
+            ("IN (Utf8(\"x\"), Int64(4111111111111111))", "4111"),
+            ("duplicate Utf8(\"SECRETdup\")", "SECRETdup"),
+            ("Expected end of statement, found: 424242", "424242"),
+            ("found: $$SECRETpd$$ at line 1", "SECRETpd"),
+            ("found: $t$SECRETtag$t$", "SECRETtag"),
+            ("value 1.5e10 and -42 and $1", "42"),
+            ("unterminated 'SECRETopen", "SECRETopen"),
+        ] {
+            let s = scrub_error(message);
+            assert!(!s.contains(secret), "{message} -> {s}");
+        }
+        assert_eq!(scrub_error("Int64(7) in Utf8"), "Int64(?) in Utf8");
+        assert!(scrub_error(&"x".repeat(5000)).len() <= MAX_ERROR + 3);
     }
 
     #[test]

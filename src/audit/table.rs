@@ -1,12 +1,15 @@
 //! `system.audit_log`: the audit log as a table, for admin tokens only
 //! (other tokens' sessions have no `system` tables). Each scan reads the
 //! store, so it shows what was written up to that moment (records reach
-//! the store within a second of the answer).
+//! the store within a second of the answer). Conditions on `time` and
+//! equalities on the id, token, protocol, action, fingerprint and outcome
+//! columns are applied in the store; a scan reads at most
+//! [`MAX_SCAN_ROWS`] records.
 //!
 //! | column | type |
 //! |---|---|
 //! | `time` | timestamp (ms, UTC) |
-//! | `request_id`, `token_id`, `peer`, `protocol`, `action`, `client_addr`, `query_id` | text |
+//! | `request_id`, `client_request_id`, `token_id`, `peer`, `protocol`, `action`, `client_addr`, `query_id` | text |
 //! | `statement_fingerprint`, `statement` | text (literals replaced by `?`) |
 //! | `tables`, `columns`, `columns_blocked`, `columns_masked` | text: JSON arrays |
 //! | `rows`, `bytes`, `values_masked` | bigint |
@@ -28,11 +31,11 @@ use async_trait::async_trait;
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::store::Store;
-use crate::store::audit::AuditRow;
+use crate::store::audit::{AUDIT_TEXT_COLUMNS, AuditFilter, AuditRow};
 
 /// The table's name in the `system` schema.
 pub const TABLE: &str = "audit_log";
@@ -47,6 +50,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             false,
         ),
         text("request_id"),
+        text("client_request_id"),
         text("token_id"),
         text("peer"),
         text("protocol"),
@@ -96,6 +100,7 @@ fn batch(rows: &[AuditRow]) -> Result<RecordBatch> {
                 .with_timezone("UTC"),
         ),
         text(|r| Some(&r.request_id)),
+        text(|r| r.client_request_id.as_deref()),
         text(|r| r.token_id.as_deref()),
         text(|r| r.peer.as_deref()),
         text(|r| Some(&r.protocol)),
@@ -128,6 +133,72 @@ fn batch(rows: &[AuditRow]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::clone(&SCHEMA), columns)?)
 }
 
+/// Most records one scan reads; a query needing more must narrow itself
+/// (by time, token, request …) so the gateway never loads the whole log.
+pub const MAX_SCAN_ROWS: usize = 1_000_000;
+
+/// The part of `filter` the store can apply: comparisons of `time` with a
+/// timestamp and equality of a text column with a string.
+fn to_store(filter: &Expr, out: &mut AuditFilter) -> bool {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = filter else {
+        return false;
+    };
+    let (column, value, op) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c, v, *op),
+        (Expr::Literal(v, _), Expr::Column(c)) => match op.swap() {
+            Some(op) => (c, v, op),
+            None => return false,
+        },
+        _ => return false,
+    };
+    if column.name == "time" {
+        let ms = match value {
+            ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1000),
+            ScalarValue::TimestampMillisecond(Some(v), _) => Some(*v),
+            ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.div_euclid(1000)),
+            ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000_000)),
+            _ => None,
+        };
+        let Some(ms) = ms else { return false };
+        // Inclusive bounds one millisecond wide of the mark: the exact
+        // comparison is applied again above the scan.
+        match op {
+            Operator::Gt | Operator::GtEq => {
+                out.since_ms = Some(out.since_ms.map_or(ms, |s| s.max(ms)));
+            }
+            Operator::Lt | Operator::LtEq => {
+                let until = ms.saturating_add(1);
+                out.until_ms = Some(out.until_ms.map_or(until, |u| u.min(until)));
+            }
+            Operator::Eq => {
+                out.since_ms = Some(out.since_ms.map_or(ms, |s| s.max(ms)));
+                let until = ms.saturating_add(1);
+                out.until_ms = Some(out.until_ms.map_or(until, |u| u.min(until)));
+            }
+            _ => return false,
+        }
+        return true;
+    }
+    if op != Operator::Eq {
+        return false;
+    }
+    let (ScalarValue::Utf8(Some(v))
+    | ScalarValue::Utf8View(Some(v))
+    | ScalarValue::LargeUtf8(Some(v))) = value
+    else {
+        return false;
+    };
+    match AUDIT_TEXT_COLUMNS.iter().find(|c| **c == column.name) {
+        Some(c) => {
+            out.equals.push((c, v.clone()));
+            true
+        }
+        None => false,
+    }
+}
+
 #[async_trait]
 impl TableProvider for AuditTable {
     fn as_any(&self) -> &dyn Any {
@@ -142,6 +213,23 @@ impl TableProvider for AuditTable {
         TableType::View
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if to_store(f, &mut AuditFilter::default()) {
+                    // Narrows the read; applied again above the scan.
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
@@ -149,19 +237,55 @@ impl TableProvider for AuditTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut filter = AuditFilter::default();
+        for f in filters {
+            to_store(f, &mut filter);
+        }
         let rows = self
             .store
-            .audit_rows(0)
+            .audit_rows(&filter, MAX_SCAN_ROWS + 1)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if rows.len() > MAX_SCAN_ROWS {
+            return Err(DataFusionError::Plan(format!(
+                "system.audit_log: more than {MAX_SCAN_ROWS} records match; narrow the query \
+                 with conditions on time, token_id, request_id, query_id or outcome"
+            )));
+        }
         let table = MemTable::try_new(self.schema(), vec![vec![batch(&rows)?]])?;
-        table.scan(state, projection, filters, limit).await
+        table.scan(state, projection, &[], limit).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_reach_the_store() {
+        use datafusion::common::ScalarValue;
+        use datafusion::prelude::{col, lit};
+        let mut f = AuditFilter::default();
+        assert!(to_store(&col("token_id").eq(lit("t1")), &mut f));
+        assert!(to_store(
+            &col("time").gt_eq(lit(ScalarValue::TimestampMillisecond(Some(5), None))),
+            &mut f
+        ));
+        assert!(to_store(
+            &lit(ScalarValue::TimestampNanosecond(Some(9_000_000), None)).gt(col("time")),
+            &mut f
+        ));
+        assert!(!to_store(&col("statement").eq(lit("x")), &mut f));
+        assert!(!to_store(&col("token_id").not_eq(lit("x")), &mut f));
+        assert_eq!(
+            f,
+            AuditFilter {
+                since_ms: Some(5),
+                until_ms: Some(10),
+                equals: vec![("token_id", "t1".to_string())],
+            }
+        );
+    }
 
     #[test]
     fn rows_become_a_batch() {

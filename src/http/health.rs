@@ -13,16 +13,19 @@ pub(super) async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: 200 when the store answers, else 503. The body also
-/// reports each Milvus catalog (`ready` / `unavailable`); an unreachable
-/// catalog makes the status `degraded` but not 503, since every other
-/// catalog keeps serving.
+/// `GET /ready`: 200 `{"status": "ready", "catalogs": {…}}` when the store
+/// and every Milvus catalog answer; otherwise 503 with `"status":
+/// "unavailable"` and `not_ready` naming what is not (`store`, `catalog
+/// <name>`), so a load balancer sends traffic elsewhere. Iceberg catalogs
+/// are checked when the gateway starts (it does not start without them).
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut catalogs = serde_json::Map::new();
-    let mut degraded = false;
+    let mut not_ready: Vec<String> = Vec::new();
     for (name, catalog) in state.milvus.iter() {
         let status = catalog.status();
-        degraded |= !status.ready;
+        if !status.ready {
+            not_ready.push(format!("catalog {name}"));
+        }
         catalogs.insert(
             name.clone(),
             json!({
@@ -32,24 +35,23 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             }),
         );
     }
-    match state.store.ping().await {
-        Ok(()) => (
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed: token store unreachable");
+        not_ready.insert(0, "store".to_string());
+    }
+    if not_ready.is_empty() {
+        (
             StatusCode::OK,
+            Json(json!({ "status": "ready", "catalogs": catalogs })),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({
-                "status": if degraded { "degraded" } else { "ready" },
+                "status": "unavailable",
+                "not_ready": not_ready,
                 "catalogs": catalogs,
             })),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed: token store unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "unavailable",
-                    "error": "token store unreachable",
-                    "catalogs": catalogs,
-                })),
-            )
-        }
+        )
     }
 }

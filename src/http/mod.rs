@@ -16,7 +16,8 @@
 //!
 //! Every authentication failure is `401 {"error":"authentication failed"}`;
 //! a valid non-admin token gets 403. Each request gets an `x-request-id`
-//! (kept from the client when well-formed) and one log line.
+//! (the gateway's; a client's own is recorded in the audit log as
+//! `client_request_id`), one audit record and one log line.
 
 mod error;
 mod exports;
@@ -135,7 +136,7 @@ fn route_label(path: &str) -> String {
     if out.is_empty() { "/".into() } else { out }
 }
 
-use crate::audit::layer::{REQUEST_ID, request_id};
+use crate::audit::layer::{REQUEST_ID, client_request_id, new_request_id};
 
 /// Paths that are not audited: probes and scrapes, which carry no token
 /// and would drown the log.
@@ -147,7 +148,8 @@ async fn request_span(
     req: Request,
     next: Next,
 ) -> Response {
-    let id = request_id(req.headers().get(REQUEST_ID));
+    let id = new_request_id();
+    let client_id = client_request_id(req.headers().get(REQUEST_ID));
     let client = req
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -191,6 +193,7 @@ async fn request_span(
         log.record(
             &crate::audit::RequestInfo {
                 request_id: id.clone(),
+                client_request_id: client_id,
                 protocol,
                 action,
                 client,

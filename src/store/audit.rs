@@ -8,8 +8,11 @@ use crate::error::Result;
 pub struct AuditRow {
     /// Unix milliseconds.
     pub time_ms: i64,
-    /// The request id returned to the client.
+    /// The gateway's id of the request (returned as `x-request-id`).
     pub request_id: String,
+    /// The `x-request-id` the client sent, if any (not unique: clients
+    /// choose it).
+    pub client_request_id: Option<String>,
     /// The authenticated token.
     pub token_id: Option<String>,
     /// The federation peer the request came through.
@@ -52,7 +55,30 @@ pub struct AuditRow {
     pub latency_ms: f64,
 }
 
-const COLUMNS: &str = "time_ms, request_id, token_id, peer, protocol, action, client_addr, \
+/// Text columns a scan of `system.audit_log` may filter on in the store.
+pub const AUDIT_TEXT_COLUMNS: [&str; 8] = [
+    "request_id",
+    "client_request_id",
+    "token_id",
+    "protocol",
+    "action",
+    "query_id",
+    "statement_fingerprint",
+    "outcome",
+];
+
+/// Conditions of an audit log read (all must hold).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Earliest `time_ms`.
+    pub since_ms: Option<i64>,
+    /// Latest `time_ms`.
+    pub until_ms: Option<i64>,
+    /// `(column, value)`: column is one of [`AUDIT_TEXT_COLUMNS`].
+    pub equals: Vec<(&'static str, String)>,
+}
+
+const COLUMNS: &str = "time_ms, request_id, client_request_id, token_id, peer, protocol, action, client_addr, \
      query_id, statement_fingerprint, statement, tables, columns, rows_out, bytes_out, \
      truncated, columns_blocked, columns_masked, values_masked, row_policy, outcome, error, \
      latency_ms";
@@ -63,7 +89,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO audit_log ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-              $19, $20, $21, $22)"
+              $19, $20, $21, $22, $23)"
         );
         with_pool!(self, p => {
             let mut tx = p.begin().await?;
@@ -71,6 +97,7 @@ impl Store {
                 sqlx::query(&sql)
                     .bind(r.time_ms)
                     .bind(&r.request_id)
+                    .bind(&r.client_request_id)
                     .bind(&r.token_id)
                     .bind(&r.peer)
                     .bind(&r.protocol)
@@ -99,12 +126,31 @@ impl Store {
         Ok(())
     }
 
-    /// Records at or after `since_ms`, oldest first.
-    pub async fn audit_rows(&self, since_ms: i64) -> Result<Vec<AuditRow>> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM audit_log WHERE time_ms >= $1 ORDER BY time_ms, id");
+    /// Records matching `filter`, oldest first, at most `max`.
+    pub async fn audit_rows(&self, filter: &AuditFilter, max: usize) -> Result<Vec<AuditRow>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM audit_log WHERE time_ms >= $1");
+        let mut n = 1;
+        if filter.until_ms.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND time_ms <= ${n}"));
+        }
+        for (column, _) in &filter.equals {
+            n += 1;
+            // `column` comes from AUDIT_TEXT_COLUMNS, never from a client.
+            sql.push_str(&format!(" AND {column} = ${n}"));
+        }
+        n += 1;
+        sql.push_str(&format!(" ORDER BY time_ms, id LIMIT ${n}"));
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
         Ok(with_pool!(self, p => {
-            sqlx::query_as::<_, AuditRow>(&sql).bind(since_ms).fetch_all(p).await?
+            let mut q = sqlx::query_as::<_, AuditRow>(&sql).bind(filter.since_ms.unwrap_or(i64::MIN));
+            if let Some(u) = filter.until_ms {
+                q = q.bind(u);
+            }
+            for (_, value) in &filter.equals {
+                q = q.bind(value);
+            }
+            q.bind(limit).fetch_all(p).await?
         }))
     }
 

@@ -146,6 +146,72 @@ async fn round_trip(store: &Store) {
     assert_eq!(store.meta_insert_if_absent("k", "b").await.unwrap(), "a");
 
     export_jobs(store, &admin.id).await;
+    audit_log(store).await;
+}
+
+/// Audit records: written (NUL characters, which Postgres refuses, are
+/// replaced), read back with filters, pruned.
+async fn audit_log(store: &Store) {
+    use crate::audit::{Protocol, RequestInfo, to_row};
+    use crate::store::audit::AuditFilter;
+    use sluice_planner::{AuditFacts, Outcome};
+    let info = |id: &str| RequestInfo {
+        request_id: id.to_string(),
+        client_request_id: Some("client\0id".into()),
+        protocol: Protocol::FlightSql,
+        action: "DoGet".into(),
+        client: Some("127.0.0.1".parse().unwrap()),
+        started: std::time::Instant::now(),
+    };
+    let facts = AuditFacts {
+        token_id: Some("t1".into()),
+        statement: Some("SELECT 1 AS \"x\0y\" WHERE a = 'secret\0'".into()),
+        error: Some("bad \0 thing".into()),
+        rows: 3,
+        ..AuditFacts::default()
+    };
+    let rows = vec![
+        to_row(&info("r1"), facts.clone(), Outcome::Ok),
+        to_row(&info("r2"), AuditFacts::default(), Outcome::Unauthenticated),
+    ];
+    assert!(
+        rows.iter()
+            .all(|r| !format!("{r:?}").contains("\\0") && !format!("{r:?}").contains('\0'))
+    );
+    store.insert_audit(&rows).await.unwrap();
+    let all = store.audit_rows(&AuditFilter::default(), 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        all[0].statement.as_deref(),
+        Some("select ? as \"x\u{FFFD}y\" where a = ?")
+    );
+    let only = AuditFilter {
+        equals: vec![("token_id", "t1".into())],
+        ..AuditFilter::default()
+    };
+    let got = store.audit_rows(&only, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].request_id.as_str(), got[0].rows_out), ("r1", 3));
+    assert_eq!(
+        store
+            .audit_rows(&AuditFilter::default(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let future = AuditFilter {
+        since_ms: Some(Utc::now().timestamp_millis() + 60_000),
+        ..AuditFilter::default()
+    };
+    assert!(store.audit_rows(&future, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .prune_audit(Utc::now().timestamp_millis() + 1)
+            .await
+            .unwrap(),
+        2
+    );
 }
 
 /// The export job life cycle: queue, claim once, heartbeat, cancel,

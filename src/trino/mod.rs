@@ -522,6 +522,7 @@ async fn post_statement(
             return immediate(&base, &id, Some(&e), None, vec![]);
         }
     };
+    sluice_planner::audit::note(|a| a.statement = Some(sql.clone()));
     match run_statement(&state, &scope, &session, &id, &sql).await {
         Ok(Outcome::Run(query)) => first_answer(&state, &query, &base).await,
         Ok(Outcome::Done {
@@ -531,7 +532,6 @@ async fn post_statement(
         Err(e) => {
             tracing::info!(query_id = %id, error = %e.name, "Trino statement failed");
             sluice_planner::audit::note(|a| {
-                a.statement.get_or_insert_with(|| sql.clone());
                 a.outcome = Some(if e.name == "PERMISSION_DENIED" {
                     sluice_planner::Outcome::Denied
                 } else {
@@ -621,6 +621,9 @@ async fn run_statement(
     sql: &str,
 ) -> Result<Outcome, TrinoError> {
     let statement = classify_trino(sql)?;
+    // What the audit log records: the statement that is planned (for
+    // EXECUTE, the prepared text, whose parameters stay out of the log).
+    let mut planned_sql = sql.to_string();
     let (statement, params) = match statement {
         TrinoStatement::Use { catalog, schema } => {
             let catalog = catalog.or_else(|| session.catalog.clone()).ok_or_else(|| {
@@ -697,9 +700,13 @@ async fn run_statement(
             let sql = session.prepared.get(&name).ok_or_else(|| {
                 TrinoError::new(NOT_FOUND, format!("Prepared statement not found: {name}"))
             })?;
+            planned_sql = sql.clone();
             (classify_trino(sql)?, params)
         }
-        TrinoStatement::ExecuteImmediate { sql, params } => (classify_trino(&sql)?, params),
+        TrinoStatement::ExecuteImmediate { sql, params } => {
+            planned_sql = sql.clone();
+            (classify_trino(&sql)?, params)
+        }
         TrinoStatement::Unsupported(m) => return Err(TrinoError::new(NOT_SUPPORTED, m)),
         other => (other, None),
     };
@@ -732,7 +739,7 @@ async fn run_statement(
     let columns = columns_json(&plan.schema());
     let facts = plan.facts();
     if let Some(audit) = sluice_planner::audit::current() {
-        audit.planned(sql, &facts);
+        audit.planned(&planned_sql, &facts);
     }
     let query = state.queries.start(
         id.to_string(),
@@ -742,7 +749,7 @@ async fn run_statement(
         plan,
         run_time,
     )?;
-    let _ = query.facts.set((sql.to_string(), facts));
+    let _ = query.facts.set((planned_sql, facts));
     Ok(Outcome::Run(query))
 }
 
@@ -911,13 +918,30 @@ fn owned_query(
     (slug_ok && q.token_id == scope.token_id).then_some(q)
 }
 
+/// Paging or cancelling a live query (known id and slug) is not charged
+/// to the token's rate; anything else under these routes is.
+fn continuation(state: &TrinoState, id: &str, slug: &str) -> Charge {
+    match state.queries.get(id) {
+        Some(q)
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                slug.as_bytes(),
+                q.slug.as_bytes(),
+            )) =>
+        {
+            Charge::Continuation
+        }
+        _ => Charge::Request,
+    }
+}
+
 async fn get_page(
     AxState(state): AxState<TrinoState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path((id, slug, token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client, Charge::Continuation).await {
+    let scope = match authenticate(&state, &headers, client, continuation(&state, &id, &slug)).await
+    {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -935,7 +959,8 @@ async fn delete_page(
     Path((id, slug, _token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client, Charge::Continuation).await {
+    let scope = match authenticate(&state, &headers, client, continuation(&state, &id, &slug)).await
+    {
         Ok(s) => s,
         Err(r) => return r,
     };

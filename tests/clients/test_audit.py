@@ -70,7 +70,7 @@ def run(client, opts, sql):
     return table, metadata, info
 
 
-def audit_rows(srv, client, request_id: str, *, at_least: int = 1, column: str = "request_id") -> list[dict]:
+def audit_rows(srv, client, request_id: str, *, at_least: int = 1, column: str = "client_request_id") -> list[dict]:
     """The records whose ``column`` is ``request_id``, read as the admin
     through ``system.audit_log``; fails unless they are there within
     AUDIT_DEADLINE_S of the call."""
@@ -220,9 +220,11 @@ def test_trino_denied_and_error_are_audited(audited, client):
     r401 = requests.post(f"{audited.http_base}/v1/statement", data=b"SELECT 1",
                          headers={"X-Request-Id": request_id, "X-Trino-User": "x"}, timeout=30)
     assert r401.status_code == 401
-    assert r401.headers["x-request-id"] == request_id
     r = audit_rows(audited, client, request_id)[0]
     assert r["outcome"] == "unauthenticated" and r["protocol"] == "trino"
+    # The answer's x-request-id is the record's own id, not the client's.
+    assert r401.headers["x-request-id"] == r["request_id"] != request_id
+    assert audit_rows(audited, client, r["request_id"], column="request_id") == [r]
 
 
 # -- admin API, search --------------------------------------------------------------------------
@@ -260,3 +262,94 @@ def test_only_admins_see_the_audit_log(audited, client):
         pages = admin.run(f"SELECT count(*) FROM {name}")
         assert not pages[-1].error, pages[-1].json
         assert sum(len(p.data) for p in pages) == 1
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+def _metric(srv, name: str, **labels) -> float:
+    import re
+
+    text = requests.get(f"{srv.http_base}/metrics", timeout=30).text
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)(\{[^}]*\})? (\S+)$", line)
+        if m and m.group(1) == name:
+            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            if all(got.get(k) == v for k, v in labels.items()):
+                total += float(m.group(3))
+    return total
+
+
+def test_request_metrics_move(audited, client):
+    masked = audited.tokens["masked"]
+    series = {
+        "ok": ("sluice_requests_total", {"protocol": "flight_sql", "outcome": "ok"}),
+        "unauth": ("sluice_requests_total", {"protocol": "flight_sql", "outcome": "unauthenticated"}),
+        "unknown": ("sluice_auth_failures_total", {"kind": "unknown"}),
+        "rows": ("sluice_rows_out_total", {"protocol": "flight_sql"}),
+        "bytes": ("sluice_bytes_out_total", {"protocol": "flight_sql"}),
+        "masked": ("sluice_values_masked_total", {"protocol": "flight_sql"}),
+        "blocked": ("sluice_columns_blocked_total", {"protocol": "flight_sql"}),
+        "truncated": ("sluice_truncations_total", {"protocol": "flight_sql"}),
+        "latency": ("sluice_request_duration_seconds_count", {"protocol": "flight_sql"}),
+        "trino": ("sluice_requests_total", {"protocol": "trino", "outcome": "ok"}),
+    }
+    before = {k: _metric(audited, n, **l) for k, (n, l) in series.items()}
+    table, _, _ = run(client, options(masked["secret"]), f"SELECT order_id, customer_email FROM {ORDERS}")
+    with pytest.raises(FLIGHT_ERRORS):
+        fp.statement_info(client, "SELECT 1", options("slc_" + "C" * 43))
+    RawTrino(audited.http_base, masked["secret"]).run("SELECT 1")
+    # Records (and their metrics) are taken when each answer has ended.
+    deadline = time.monotonic() + 5
+    while True:
+        after = {k: _metric(audited, n, **l) for k, (n, l) in series.items()}
+        moved = {k: after[k] - before[k] for k in series}
+        if moved["ok"] >= 2 and moved["trino"] >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert table.num_rows == 5
+    assert moved["ok"] >= 2 and moved["latency"] >= 3, moved
+    assert moved["unauth"] >= 1 and moved["unknown"] >= 1, moved
+    assert moved["rows"] >= 5 and moved["bytes"] > 0, moved
+    assert moved["masked"] >= 5 and moved["truncated"] >= 1 and moved["blocked"] >= 1, moved
+    assert moved["trino"] >= 2, moved
+    # Metrics never carry ids or secrets.
+    text = requests.get(f"{audited.http_base}/metrics", timeout=30).text
+    assert masked["id"] not in text and "slc_" not in text
+
+
+def test_receipts_count_only_masked_columns_read(audited, client):
+    _, metadata, info = run(client, options(audited.tokens["masked"]["secret"]), f"SELECT order_id FROM {ORDERS}")
+    assert json.loads(info.app_metadata)["masked"] == []
+    assert fp.truncation_metadata(metadata)["sluice.receipt"]["masked"] == []
+    _, _, info = run(client, options(audited.tokens["masked"]["secret"]),
+                     f"SELECT count(*) FROM {ORDERS} WHERE customer_email IS NOT NULL")
+    assert json.loads(info.app_metadata)["masked"] == [f"{ORDERS}.customer_email"]
+
+
+def test_trino_execute_records_the_prepared_statement(audited, client):
+    from trino_harness import trino_connect
+
+    conn = trino_connect(audited, audited.tokens["masked"]["secret"])
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT order_id FROM {ORDERS} WHERE amount > ? AND region = ?", (31337.5, "eu"))
+        cur.fetchall()
+        query_id = cur.query_id
+    finally:
+        conn.close()
+    rows = audit_rows(audited, client, query_id, column="query_id")
+    planned = [r for r in rows if r["statement"] and r["statement"].startswith("select")]
+    assert planned, rows
+    assert planned[0]["statement"] == "select order_id from lake.sales.orders where amount > ? and region = ?"
+    assert all("31337" not in (r["statement"] or "") and "'eu'" not in (r["statement"] or "") for r in rows)
+
+
+def test_error_text_keeps_no_literal(audited, client):
+    request_id = rid()
+    with pytest.raises(FLIGHT_ERRORS):
+        fp.statement_info(client, f"SELECT order_id FROM {ORDERS} WHERE order_id IN (SELECT 'x', 4111111111111111)",
+                          options(audited.tokens["masked"]["secret"], request_id))
+    r = by_action(audit_rows(audited, client, request_id), "GetFlightInfo")
+    assert r["outcome"] == "error" and r["error"], r
+    assert "4111" not in r["error"] and "4111" not in r["statement"], r

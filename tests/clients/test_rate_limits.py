@@ -3,7 +3,7 @@ per minute, token bucket) refuses the request after its minute's worth
 with HTTP 429 + ``Retry-After`` and Flight ``RESOURCE_EXHAUSTED``, also
 under concurrent requests; the pages of a running Trino query are not
 charged; a client address that keeps failing authentication is refused
-before its secrets are even looked at."""
+beyond its bucket of failures, while valid secrets keep working."""
 
 from __future__ import annotations
 
@@ -112,29 +112,39 @@ def test_pages_of_a_running_trino_query_are_not_charged(limited):
     assert sum(len(p.data) for p in pages) > 0
     # The statement used the token's one request of the minute.
     assert trino.post("SELECT 1").status == 429
+    # URLs of queries that do not exist are charged like new requests.
+    made_up = f"{limited.http_base}/v1/statement/executing/20260101_000000_00000_xxxxx/slug/1"
+    assert trino.get(made_up).status == 429
 
 
 def test_an_address_that_keeps_failing_is_refused(limited):
-    """Last in this module: it blocks 127.0.0.1 on this server for a while."""
-    token = limited.create_token(body("victim", 1000))
+    """Failed authentications beyond the address's bucket are refused as
+    rate limited on every protocol; valid secrets from the same address
+    keep working (no lock-out of clients sharing an address)."""
+    token = limited.create_token(body("neighbour", 1000))
+    bad = "Bearer slc_" + "B" * 43
     before = metric(limited, "sluice_rate_limited_total", limit="auth_failures")
     for _ in range(FAILURES_PER_MINUTE):
-        r = requests.get(f"{limited.http_base}/v1/tokens", timeout=30,
-                         headers={"Authorization": "Bearer slc_" + "B" * 43})
+        r = requests.get(f"{limited.http_base}/v1/tokens", timeout=30, headers={"Authorization": bad})
         assert r.status_code == 401
-    # Now even a valid secret from this address is refused, on every protocol.
-    r = introspect(limited, token)
+    r = requests.get(f"{limited.http_base}/v1/tokens", timeout=30, headers={"Authorization": bad})
     assert r.status_code == 429, r.text
     assert int(r.headers["Retry-After"]) >= 1
-    assert RawTrino(limited.http_base, token["secret"]).post("SELECT 1").status == 429
+    # The refusal says nothing about the secret.
+    assert "authentication" not in r.text and "too many requests" in r.text
+    page = RawTrino(limited.http_base, "slc_" + "B" * 43).post("SELECT 1")
+    assert page.status == 429
     client = limited.flight_client()
     try:
-        opts = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token['secret']}".encode())],
-                                        timeout=30)
+        opts = flight.FlightCallOptions(headers=[(b"authorization", bad.encode())], timeout=30)
         with pytest.raises(FLIGHT_ERRORS, match="too many requests"):
             fp.statement_info(client, "SELECT 1", opts)
+        # A valid secret from the same address is served.
+        good = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token['secret']}".encode())],
+                                        timeout=30)
+        fp.statement_info(client, f"SELECT order_id FROM {ORDERS}", good)
     finally:
         client.close()
+    assert introspect(limited, token).status_code == 200
+    assert RawTrino(limited.http_base, token["secret"]).post("SELECT 1").status == 200
     assert metric(limited, "sluice_rate_limited_total", limit="auth_failures") - before >= 3
-    # The refusal itself says nothing about the secret.
-    assert "authentication" not in r.text
