@@ -164,7 +164,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token(cmd) => token(cmd, cli.log_format).await,
         Command::Demo(args) => {
-            logging::init(cli.log_format.unwrap_or_default(), None);
+            logging::init(cli.log_format.unwrap_or_default(), None, None);
             crate::demo::run(&args).await
         }
         Command::Export(args) => crate::export_cli::run(&args).await,
@@ -177,6 +177,7 @@ fn load(arg: &ConfigArg, log_format: Option<LogFormat>) -> Result<Config> {
     logging::init(
         log_format.unwrap_or(config.log.format),
         config.log.filter.as_deref(),
+        Some(&config.tracing),
     );
     tracing::debug!(?config, "configuration loaded");
     Ok(config)

@@ -48,6 +48,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Trace propagation and export.
+    pub tracing: TracingConfig,
     /// Catalogs by the name clients see (`SELECT … FROM <name>.ns.table`).
     pub catalogs: BTreeMap<String, CatalogConfig>,
 }
@@ -381,6 +383,27 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[tracing]`: W3C trace context is always continued and returned; spans
+/// are exported only when `otlp_endpoint` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP traces URL of a collector
+    /// (`http://127.0.0.1:4318/v1/traces`); none: nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "sluice".into(),
+        }
+    }
+}
+
 /// `[audit]`: one record per request, written in the background.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -684,6 +707,13 @@ impl Config {
                 "exports.max_run_time, max_bytes_per_job and max_files_per_job must be positive"
                     .into(),
             );
+        }
+        if let Some(u) = &self.tracing.otlp_endpoint
+            && !matches!(url::Url::parse(u), Ok(p) if p.scheme() == "http" || p.scheme() == "https")
+        {
+            problems.push(format!(
+                "tracing.otlp_endpoint: '{u}' is not an http(s) URL"
+            ));
         }
         if self.audit.queue == 0 || self.audit.retention.is_zero() {
             problems.push("audit.queue and audit.retention must be positive".into());

@@ -35,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod trino;
 

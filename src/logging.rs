@@ -7,25 +7,43 @@
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingConfig};
 
-/// Installs the global subscriber (a second call is a no-op).
-pub fn init(format: LogFormat, filter: Option<&str>) {
+/// Installs the global subscriber (a second call is a no-op). With
+/// `tracing`, spans also become OpenTelemetry spans (see
+/// [`crate::telemetry`]); an unusable OTLP endpoint is reported and
+/// tracing export left off.
+pub fn init(format: LogFormat, filter: Option<&str>, tracing: Option<&TracingConfig>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let mut problem = None;
+    let otel = tracing.and_then(|t| match crate::telemetry::layer(t) {
+        Ok(layer) => Some(layer),
+        Err(e) => {
+            problem = Some(e);
+            None
+        }
+    });
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt.json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
     };
+    if let Some(e) = problem {
+        ::tracing::error!(error = %e, "trace export is off");
+    }
 }

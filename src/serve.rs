@@ -246,6 +246,8 @@ pub async fn run(
     }
     audit.stopped(std::time::Duration::from_secs(10)).await;
     gateway.store.close().await;
+    // The exporter's client blocks: flush off the runtime's workers.
+    let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
     tracing::info!("sluice stopped");
     result
 }

@@ -225,9 +225,31 @@ impl Shared {
     where
         F: Future<Output = milvus::v2::error::Result<T>>,
     {
+        self.call_traced(what, None, f).await
+    }
+
+    /// [`Shared::call`] on behalf of a request whose W3C trace id is
+    /// `trace`: Milvus receives it as its `client_request_id` (which Milvus
+    /// uses as the trace id of its own spans).
+    async fn call_traced<T, F>(
+        &self,
+        what: &str,
+        trace: Option<&str>,
+        f: impl FnOnce(ClientV2) -> F,
+    ) -> DFResult<T>
+    where
+        F: Future<Output = milvus::v2::error::Result<T>>,
+    {
         use milvus::v2::error::Error as E;
         let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.cfg.timeout, f(client)).await;
+        let call = f(client);
+        let call = async move {
+            match trace {
+                Some(t) => milvus::v2::client::with_client_request_id(t.to_string(), call).await,
+                None => call.await,
+            }
+        };
+        let outcome = tokio::time::timeout(self.cfg.timeout, call).await;
         let e = match outcome {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => e,
@@ -1139,6 +1161,8 @@ pub struct MilvusExec {
     schema: SchemaRef,
     request: Request,
     properties: Arc<PlanProperties>,
+    /// The trace id of the request that planned the scan.
+    trace: Option<String>,
 }
 
 impl MilvusExec {
@@ -1154,6 +1178,7 @@ impl MilvusExec {
             schema,
             request,
             properties,
+            trace: sluice_planner::audit::current().and_then(|h| h.snapshot().trace_id),
         }
     }
 
@@ -1270,6 +1295,7 @@ impl ExecutionPlan for MilvusExec {
                     vector,
                     k,
                     metric,
+                    trace: self.trace.clone(),
                 };
                 futures::stream::once(async move { search.run().await }).boxed()
             }
@@ -1283,6 +1309,7 @@ impl ExecutionPlan for MilvusExec {
                 cursor: None,
                 done: false,
                 max_rows: MILVUS_MAX_LIMIT,
+                trace: self.trace.clone(),
             }
             .into_stream()
             .boxed(),
@@ -1301,6 +1328,7 @@ struct SearchCall {
     vector: Vec<f32>,
     k: usize,
     metric: Metric,
+    trace: Option<String>,
 }
 
 impl SearchCall {
@@ -1324,7 +1352,9 @@ impl SearchCall {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let response = self
             .shared
-            .call("vector search", |c| async move { c.search(request).await })
+            .call_traced("vector search", self.trace.as_deref(), |c| async move {
+                c.search(request).await
+            })
             .await?;
         let hits = response.results().get_results().first();
         let rows = hits.map_or(0, |h| h.get_scores().len());
@@ -1387,6 +1417,8 @@ struct Pager {
     done: bool,
     /// Page bound learnt from oversized answers.
     max_rows: usize,
+    /// The trace id of the request, passed to Milvus.
+    trace: Option<String>,
 }
 
 impl Pager {
@@ -1473,7 +1505,9 @@ impl Pager {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             match self
                 .shared
-                .call("query", |c| async move { c.query(request).await })
+                .call_traced("query", self.trace.as_deref(), |c| async move {
+                    c.query(request).await
+                })
                 .await
             {
                 Ok(r) => break r,

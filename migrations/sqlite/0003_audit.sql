@@ -7,6 +7,7 @@ CREATE TABLE audit_log (
     time_ms               BIGINT  NOT NULL,
     request_id            TEXT    NOT NULL,
     client_request_id     TEXT,
+    trace_id              TEXT,
     token_id              TEXT,
     peer                  TEXT,
     protocol              TEXT    NOT NULL,

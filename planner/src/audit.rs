@@ -213,6 +213,8 @@ pub struct AuditFacts {
     pub outcome: Option<Outcome>,
     /// The error shown to the client, if any.
     pub error: Option<String>,
+    /// The W3C trace id of the request's span (connectors pass it on).
+    pub trace_id: Option<String>,
 }
 
 impl AuditFacts {

@@ -108,20 +108,28 @@ where
         let info = RequestInfo {
             request_id: id.clone(),
             client_request_id: client_id,
+            trace_id: None,
             protocol: Protocol::FlightSql,
             action,
             client,
             started: Instant::now(),
         };
         let span = tracing::info_span!("flight", request_id = %id, method = %info.action);
+        crate::telemetry::continue_trace(&span, req.headers());
+        let trace_id = crate::telemetry::trace_id(&span);
+        let mut info = info;
+        info.trace_id.clone_from(&trace_id);
         let handle = AuditHandle::new();
+        handle.update(|a| a.trace_id = trace_id);
         let call = sluice_planner::audit::with_handle(handle.clone(), inner.call(req));
+        let answer_span = span.clone();
         Box::pin(
             async move {
                 let mut resp = call.await?;
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     resp.headers_mut().insert(REQUEST_ID, v);
                 }
+                crate::telemetry::answer_with(&answer_span, resp.headers_mut());
                 // Errors before any message come as headers only.
                 let status = resp
                     .headers()

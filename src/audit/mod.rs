@@ -72,6 +72,8 @@ pub struct RequestInfo {
     pub request_id: String,
     /// The `x-request-id` the client sent, if well-formed.
     pub client_request_id: Option<String>,
+    /// The trace id of the request's span.
+    pub trace_id: Option<String>,
     /// The frontend.
     pub protocol: Protocol,
     /// The call.
@@ -204,6 +206,7 @@ pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) ->
         time_ms: Utc::now().timestamp_millis(),
         request_id: clean(&info.request_id),
         client_request_id: info.client_request_id.as_deref().map(clean),
+        trace_id: info.trace_id.clone(),
         token_id: facts.token_id.clone(),
         peer: None,
         protocol: info.protocol.as_str().to_string(),
@@ -422,6 +425,7 @@ pub fn export_info(started: Instant) -> RequestInfo {
     RequestInfo {
         request_id: uuid::Uuid::new_v4().to_string(),
         client_request_id: None,
+        trace_id: None,
         protocol: Protocol::Export,
         action: "export".to_string(),
         client: None,

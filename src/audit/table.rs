@@ -9,7 +9,7 @@
 //! | column | type |
 //! |---|---|
 //! | `time` | timestamp (ms, UTC) |
-//! | `request_id`, `client_request_id`, `token_id`, `peer`, `protocol`, `action`, `client_addr`, `query_id` | text |
+//! | `request_id`, `client_request_id`, `trace_id`, `token_id`, `peer`, `protocol`, `action`, `client_addr`, `query_id` | text |
 //! | `statement_fingerprint`, `statement` | text (literals replaced by `?`) |
 //! | `tables`, `columns`, `columns_blocked`, `columns_masked` | text: JSON arrays |
 //! | `rows`, `bytes`, `values_masked` | bigint |
@@ -51,6 +51,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         ),
         text("request_id"),
         text("client_request_id"),
+        text("trace_id"),
         text("token_id"),
         text("peer"),
         text("protocol"),
@@ -101,6 +102,7 @@ fn batch(rows: &[AuditRow]) -> Result<RecordBatch> {
         ),
         text(|r| Some(&r.request_id)),
         text(|r| r.client_request_id.as_deref()),
+        text(|r| r.trace_id.as_deref()),
         text(|r| r.token_id.as_deref()),
         text(|r| r.peer.as_deref()),
         text(|r| Some(&r.protocol)),

@@ -173,8 +173,11 @@ async fn request_span(
         path = %req.uri().path(),
         token_id = tracing::field::Empty,
     );
+    crate::telemetry::continue_trace(&span, req.headers());
+    let trace_id = crate::telemetry::trace_id(&span);
     let start = Instant::now();
     let handle = sluice_planner::AuditHandle::new();
+    handle.update(|a| a.trace_id.clone_from(&trace_id));
     let action = format!("{method} {route}");
     let mut resp = sluice_planner::audit::with_handle(handle.clone(), next.run(req))
         .instrument(span.clone())
@@ -194,6 +197,7 @@ async fn request_span(
             &crate::audit::RequestInfo {
                 request_id: id.clone(),
                 client_request_id: client_id,
+                trace_id,
                 protocol,
                 action,
                 client,
@@ -227,6 +231,7 @@ async fn request_span(
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
+    crate::telemetry::answer_with(&span, resp.headers_mut());
     resp
 }
 

@@ -13,6 +13,8 @@ pub struct AuditRow {
     /// The `x-request-id` the client sent, if any (not unique: clients
     /// choose it).
     pub client_request_id: Option<String>,
+    /// The W3C trace id of the request's span.
+    pub trace_id: Option<String>,
     /// The authenticated token.
     pub token_id: Option<String>,
     /// The federation peer the request came through.
@@ -56,9 +58,10 @@ pub struct AuditRow {
 }
 
 /// Text columns a scan of `system.audit_log` may filter on in the store.
-pub const AUDIT_TEXT_COLUMNS: [&str; 8] = [
+pub const AUDIT_TEXT_COLUMNS: [&str; 9] = [
     "request_id",
     "client_request_id",
+    "trace_id",
     "token_id",
     "protocol",
     "action",
@@ -78,7 +81,7 @@ pub struct AuditFilter {
     pub equals: Vec<(&'static str, String)>,
 }
 
-const COLUMNS: &str = "time_ms, request_id, client_request_id, token_id, peer, protocol, action, client_addr, \
+const COLUMNS: &str = "time_ms, request_id, client_request_id, trace_id, token_id, peer, protocol, action, client_addr, \
      query_id, statement_fingerprint, statement, tables, columns, rows_out, bytes_out, \
      truncated, columns_blocked, columns_masked, values_masked, row_policy, outcome, error, \
      latency_ms";
@@ -89,7 +92,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO audit_log ({COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-              $19, $20, $21, $22, $23)"
+              $19, $20, $21, $22, $23, $24)"
         );
         with_pool!(self, p => {
             let mut tx = p.begin().await?;
@@ -98,6 +101,7 @@ impl Store {
                     .bind(r.time_ms)
                     .bind(&r.request_id)
                     .bind(&r.client_request_id)
+                    .bind(&r.trace_id)
                     .bind(&r.token_id)
                     .bind(&r.peer)
                     .bind(&r.protocol)

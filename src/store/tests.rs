@@ -158,6 +158,7 @@ async fn audit_log(store: &Store) {
     let info = |id: &str| RequestInfo {
         request_id: id.to_string(),
         client_request_id: Some("client\0id".into()),
+        trace_id: None,
         protocol: Protocol::FlightSql,
         action: "DoGet".into(),
         client: Some("127.0.0.1".parse().unwrap()),

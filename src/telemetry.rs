@@ -1,0 +1,147 @@
+//! Distributed tracing: W3C trace context in and out, optional OTLP export.
+//!
+//! Every request's span (`flight` for Flight SQL calls, `http` for the HTTP
+//! API and the Trino protocol) continues the trace of the client's
+//! `traceparent` / `tracestate` headers (gRPC metadata on Flight), and each
+//! answer carries a `traceparent` naming sluice's span, so a client can
+//! find it. Milvus calls carry the trace id as Milvus' `client_request_id`.
+//! With `[tracing] otlp_endpoint` set, spans are exported with OTLP over
+//! HTTP (protobuf) in batches from a background thread; without it, trace
+//! context is still propagated but nothing is exported.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::TracingConfig;
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The `tracing` layer that turns spans into OpenTelemetry spans (and
+/// exports them when an endpoint is configured); installs the W3C trace
+/// context propagator. Errors name what is wrong with the endpoint.
+pub fn layer<S>(config: &TracingConfig) -> Result<impl tracing_subscriber::Layer<S>, String>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = &config.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint.clone())
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("tracing.otlp_endpoint: {e}"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("sluice");
+    let _ = PROVIDER.set(provider);
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+}
+
+/// Exports what is still buffered (at shutdown). Blocks: call it off the
+/// async runtime's worker threads.
+pub fn shutdown() {
+    if let Some(p) = PROVIDER.get()
+        && let Err(e) = p.shutdown()
+    {
+        tracing::warn!(error = %e, "flushing trace spans failed");
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Makes `span` continue the trace of the request's `traceparent`, if any
+/// (a malformed one is ignored: a new trace starts).
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Writes `span`'s trace context (`traceparent`) into response `headers`.
+pub fn answer_with(span: &tracing::Span, headers: &mut HeaderMap) {
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers));
+    });
+}
+
+/// The trace id of `span` (32 lowercase hex digits), if it has one.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let cx = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(&headers))
+        });
+        assert_eq!(
+            cx.span().span_context().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let mut out = HeaderMap::new();
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(&mut out));
+        });
+        assert_eq!(out["traceparent"], headers["traceparent"]);
+        // Garbage is no parent.
+        let mut bad = HeaderMap::new();
+        bad.insert("traceparent", HeaderValue::from_static("00-zz-yy-01"));
+        let cx =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&bad)));
+        assert!(!cx.span().span_context().is_valid());
+    }
+}
