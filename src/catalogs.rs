@@ -58,6 +58,8 @@ pub struct Catalogs {
     pub governor: Governor,
     /// Milvus catalogs by name (their reachability changes at run time).
     pub milvus: Vec<(String, MilvusCatalog)>,
+    /// Iceberg catalogs by name, as `/ready` probes them.
+    pub iceberg: Vec<(String, sluice_connectors::IcebergProbe)>,
 }
 
 /// Loads every configured catalog (connecting to each) into a governor.
@@ -70,16 +72,19 @@ pub async fn load_governor(config: &Config) -> Result<Governor> {
 pub async fn load_catalogs(config: &Config) -> Result<Catalogs> {
     let mut governor = Governor::new();
     let mut milvus = Vec::new();
+    let mut iceberg = Vec::new();
     for (name, cat) in &config.catalogs {
         match cat.kind {
             CatalogKind::Iceberg => {
-                let provider = sluice_connectors::load_iceberg_catalog(&iceberg_config(name, cat))
-                    .await
-                    .map_err(|e| Error::Catalog {
-                        name: name.clone(),
-                        message: e.to_string(),
-                    })?;
+                let (provider, probe) =
+                    sluice_connectors::load_iceberg_catalog_with_probe(&iceberg_config(name, cat))
+                        .await
+                        .map_err(|e| Error::Catalog {
+                            name: name.clone(),
+                            message: e.to_string(),
+                        })?;
                 tracing::info!(catalog = %name, kind = ?cat.catalog, "catalog loaded");
+                iceberg.push((name.clone(), probe));
                 governor.add_catalog(
                     name.clone(),
                     CatalogEntry {
@@ -108,5 +113,9 @@ pub async fn load_catalogs(config: &Config) -> Result<Catalogs> {
             }
         }
     }
-    Ok(Catalogs { governor, milvus })
+    Ok(Catalogs {
+        governor,
+        milvus,
+        iceberg,
+    })
 }

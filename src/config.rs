@@ -385,7 +385,7 @@ impl Default for LimitsConfig {
 
 /// `[tracing]`: W3C trace context is always continued and returned; spans
 /// are exported only when `otlp_endpoint` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracingConfig {
     /// OTLP/HTTP traces URL of a collector
@@ -393,6 +393,18 @@ pub struct TracingConfig {
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the exported spans.
     pub service_name: String,
+}
+
+impl fmt::Debug for TracingConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracingConfig")
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(redact_url),
+            )
+            .field("service_name", &self.service_name)
+            .finish()
+    }
 }
 
 impl Default for TracingConfig {

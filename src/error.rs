@@ -64,6 +64,14 @@ impl Error {
         let path = path.into();
         move |source| Error::Io { path, source }
     }
+
+    /// Whether this is the store being unreachable (not a refused query).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
+        )
+    }
 }
 
 /// Result alias of the binary.

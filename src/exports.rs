@@ -885,7 +885,9 @@ impl Exports {
                 a.rows = result.rows;
                 a.bytes = result.bytes;
                 a.truncated = result.truncated;
-                a.error = result.error.clone();
+                // The job record holds the message; the audit log only
+                // the state (messages may quote the statement).
+                a.error = (state != JobState::Succeeded).then(|| state.as_str().to_string());
             });
             let outcome = match state {
                 JobState::Succeeded => sluice_planner::Outcome::Ok,

@@ -28,18 +28,22 @@ pub fn init(format: LogFormat, filter: Option<&str>, tracing: Option<&TracingCon
             None
         }
     });
+    use tracing_subscriber::Layer as _;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // The log filter applies to the log only: request spans exist (and
+    // carry trace context) whatever the log level.
+    let registry = tracing_subscriber::registry().with(otel);
     let _ = match format {
-        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Text => registry.with(fmt.with_filter(filter)).try_init(),
         LogFormat::Json => registry
             .with(
                 fmt.json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
     };

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub trino: crate::config::TrinoConfig,
     /// Milvus catalogs (their reachability is reported by `/ready`).
     pub milvus: Vec<(String, sluice_connectors::MilvusCatalog)>,
+    /// Iceberg catalogs (probed by `/ready`).
+    pub iceberg: Vec<(String, sluice_connectors::IcebergProbe)>,
     /// Export jobs (`None` when `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// The audit log's settings.
@@ -132,6 +134,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         default_row_limit: config.policy.default_row_limit,
         trino: config.trino.clone(),
         milvus: catalogs.milvus,
+        iceberg: catalogs.iceberg,
     })
 }
 
@@ -210,6 +213,7 @@ pub async fn run(
             governor: Arc::clone(&gateway.governor),
             default_row_limit: gateway.default_row_limit,
             milvus: Arc::new(gateway.milvus.clone()),
+            iceberg: Arc::new(gateway.iceberg.clone()),
             exports: gateway.exports.clone(),
             audit: Some(Arc::clone(&audit)),
         },
@@ -328,6 +332,7 @@ mod tests {
             default_row_limit: 10,
             trino: Default::default(),
             milvus: Vec::new(),
+            iceberg: Vec::new(),
             exports: None,
             audit: Default::default(),
         };

@@ -1,10 +1,12 @@
 //! Distributed tracing: W3C trace context in and out, optional OTLP export.
 //!
 //! Every request's span (`flight` for Flight SQL calls, `http` for the HTTP
-//! API and the Trino protocol) continues the trace of the client's
-//! `traceparent` / `tracestate` headers (gRPC metadata on Flight), and each
-//! answer carries a `traceparent` naming sluice's span, so a client can
-//! find it. Milvus calls carry the trace id as Milvus' `client_request_id`.
+//! API and the Trino protocol; not the probes `/health`, `/ready`,
+//! `/metrics`) continues the trace of the client's `traceparent` header
+//! (gRPC metadata on Flight), and each answer carries a `traceparent`
+//! naming sluice's span, so a client can find it. Only spans are exported,
+//! never log events (their text may hold values), and only sluice's own
+//! request spans, whatever the log filter says. Milvus calls carry the trace id as Milvus' `client_request_id`.
 //! With `[tracing] otlp_endpoint` set, spans are exported with OTLP over
 //! HTTP (protobuf) in batches from a background thread; without it, trace
 //! context is still propagated but nothing is exported.
@@ -50,7 +52,18 @@ where
     let tracer = provider.tracer("sluice");
     let _ = PROVIDER.set(provider);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    Ok(tracing_opentelemetry::layer().with_tracer(tracer))
+    // Spans of sluice's own crates at INFO and above, never events: event
+    // text (errors) may quote values from statements or rows.
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
+    let targets = Targets::new()
+        .with_target("sluice", tracing::Level::INFO)
+        .with_target("sluice_flight", tracing::Level::INFO)
+        .with_target("sluice_planner", tracing::Level::INFO)
+        .with_target("sluice_connectors", tracing::Level::INFO);
+    Ok(tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(targets.and(filter_fn(|meta| meta.is_span()))))
 }
 
 /// Exports what is still buffered (at shutdown). Blocks: call it off the
@@ -63,15 +76,26 @@ pub fn shutdown() {
     }
 }
 
+/// Reads only `traceparent` (at most 55 characters in version 00, 256
+/// allowed for future versions). `tracestate` is not continued: it is
+/// unbounded client input that sluice would echo and store in every span.
 struct HeaderExtractor<'a>(&'a HeaderMap);
+
+const TRACEPARENT: &str = "traceparent";
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        if key != TRACEPARENT {
+            return None;
+        }
+        self.0
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 256)
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
+        vec![TRACEPARENT]
     }
 }
 
@@ -79,6 +103,9 @@ struct HeaderInjector<'a>(&'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(key.as_bytes()),
             HeaderValue::from_str(&value),

@@ -146,9 +146,41 @@ pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
 /// Table lists and schemas are read once here (iceberg-datafusion caches
 /// them); restart or reload to see tables created later.
 pub async fn load_iceberg_catalog(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn CatalogProvider>> {
+    Ok(load_iceberg_catalog_with_probe(cfg).await?.0)
+}
+
+/// [`load_iceberg_catalog`], plus a probe of the catalog's reachability
+/// (for readiness checks).
+pub async fn load_iceberg_catalog_with_probe(
+    cfg: &IcebergCatalogConfig,
+) -> Result<(Arc<dyn CatalogProvider>, IcebergProbe)> {
     let catalog = connect(cfg).await?;
-    let provider = IcebergCatalogProvider::try_new(catalog).await?;
-    Ok(Arc::new(provider))
+    let provider = IcebergCatalogProvider::try_new(Arc::clone(&catalog)).await?;
+    Ok((Arc::new(provider), IcebergProbe(catalog)))
+}
+
+/// Asks an Iceberg catalog whether it answers.
+#[derive(Clone)]
+pub struct IcebergProbe(Arc<dyn Catalog>);
+
+impl fmt::Debug for IcebergProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IcebergProbe")
+    }
+}
+
+impl IcebergProbe {
+    /// Whether the catalog lists its namespaces within `timeout`.
+    pub async fn ready(&self, timeout: std::time::Duration) -> bool {
+        match tokio::time::timeout(timeout, self.0.list_namespaces(None)).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "iceberg catalog readiness check failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 #[cfg(test)]

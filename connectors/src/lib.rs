@@ -23,5 +23,8 @@ pub mod milvus;
 
 pub use demo::{DEMO_CATALOG, DemoWarehouse, build_demo_warehouse, demo_catalog_config};
 pub use error::{Error, Result};
-pub use iceberg::{IcebergCatalogConfig, IcebergCatalogKind, S3Config, load_iceberg_catalog};
+pub use iceberg::{
+    IcebergCatalogConfig, IcebergCatalogKind, IcebergProbe, S3Config, load_iceberg_catalog,
+    load_iceberg_catalog_with_probe,
+};
 pub use milvus::{CatalogStatus, MilvusCatalog, MilvusConfig, load_milvus_catalog};

@@ -719,10 +719,15 @@ fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
         }
         _ => {}
     }
+    let catalog = table.split('.').next().unwrap_or_default().to_string();
     // Neither does an unreachable backend; the user needs to know it.
     if let Some(down) = crate::connector::ConnectorUnavailable::find(e) {
+        metrics::counter!("sluice_connector_errors_total", "catalog" => catalog, "kind" => "unavailable")
+            .increment(1);
         return down.clone().into_datafusion();
     }
+    metrics::counter!("sluice_connector_errors_total", "catalog" => catalog, "kind" => "failed")
+        .increment(1);
     // Nor two vector lengths (vector_search's distance, on visible rows).
     if let DataFusionError::External(inner) = e.find_root()
         && let Some(m) = inner.downcast_ref::<crate::vectors::DimensionMismatch>()

@@ -130,13 +130,13 @@ where
                     resp.headers_mut().insert(REQUEST_ID, v);
                 }
                 crate::telemetry::answer_with(&answer_span, resp.headers_mut());
+                let answer_span = answer_span.clone();
                 // Errors before any message come as headers only.
                 let status = resp
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|s| s.parse::<i32>().ok());
-                let message = grpc_message(resp.headers());
                 Ok(resp.map(|body| AuditedBody {
                     inner: Box::pin(body),
                     pending: Some(Pending {
@@ -144,7 +144,7 @@ where
                         info,
                         handle,
                         status,
-                        message,
+                        _span: answer_span,
                     }),
                 }))
             }
@@ -153,40 +153,14 @@ where
     }
 }
 
-fn grpc_message(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .map(percent_decode)
-}
-
-/// `grpc-message` is percent-encoded.
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(&h), Some(&l)) = (bytes.get(i + 1), bytes.get(i + 2))
-            && let (Some(h), Some(l)) = (hex(h), hex(l))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 struct Pending {
     log: Arc<AuditLog>,
     info: RequestInfo,
     handle: AuditHandle,
     status: Option<i32>,
-    message: Option<String>,
+    /// The call's span lives until the answer has ended (a `DoGet`
+    /// stream's time is part of it).
+    _span: tracing::Span,
 }
 
 impl Pending {
@@ -200,8 +174,12 @@ impl Pending {
             (None, None, true) => Outcome::Ok,
             (None, None, false) => Outcome::Cancelled,
         };
-        if facts.error.is_none() && outcome != Outcome::Ok {
-            facts.error = self.message;
+        // The code only: messages may quote values from the statement or
+        // rows (they go to the log, not to the audit record).
+        if outcome != Outcome::Ok {
+            facts.error = self
+                .status
+                .map(|code| format!("{:?}", tonic::Code::from_i32(code)));
         }
         self.log.record(&self.info, facts, outcome);
     }
@@ -250,17 +228,12 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref()
                     && let Some(p) = self.pending.as_mut()
-                {
-                    if let Some(code) = trailers
+                    && let Some(code) = trailers
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|s| s.parse::<i32>().ok())
-                    {
-                        p.status = Some(code);
-                    }
-                    if let Some(m) = grpc_message(trailers) {
-                        p.message = Some(m);
-                    }
+                {
+                    p.status = Some(code);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
@@ -299,12 +272,6 @@ mod tests {
         assert_eq!(client_request_id(Some(&bad)), None);
         assert_eq!(client_request_id(None), None);
         assert_ne!(new_request_id(), new_request_id());
-    }
-
-    #[test]
-    fn grpc_messages_are_decoded() {
-        assert_eq!(percent_decode("table%20not%20found"), "table not found");
-        assert_eq!(percent_decode("100%"), "100%");
     }
 
     #[test]

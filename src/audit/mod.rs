@@ -37,8 +37,10 @@ use crate::store::audit::AuditRow;
 const BATCH: usize = 256;
 /// How often old records are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
-/// Longest error text kept.
-const MAX_ERROR: usize = 1000;
+/// Longest statement text kept (characters).
+const MAX_STATEMENT: usize = 4096;
+/// Most entries kept of each list (tables, columns …).
+const MAX_LIST: usize = 256;
 
 /// Which frontend served a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,8 +186,38 @@ impl AuditLog {
     }
 }
 
+/// A JSON array of at most `MAX_LIST` items (then `"…"`).
 fn json_list(items: &[String]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+    let mut kept: Vec<&str> = items.iter().take(MAX_LIST).map(String::as_str).collect();
+    if items.len() > MAX_LIST {
+        kept.push("…");
+    }
+    serde_json::to_string(&kept).unwrap_or_else(|_| "[]".into())
+}
+
+/// Result column names as the audit log keeps them: plain names as they
+/// are, computed ones (`upper(Utf8("…"))`, which quote literals) as
+/// `_col<n>`, like Trino names unnamed columns.
+fn column_names(columns: &[String]) -> Vec<String> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let plain = c.len() <= 128
+                && c.starts_with(|ch: char| ch.is_ascii_alphabetic() || ch == '_')
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '$');
+            if plain { c.clone() } else { format!("_col{i}") }
+        })
+        .collect()
+}
+
+/// At most `MAX_STATEMENT` characters (then `…`).
+fn shorten(text: String) -> String {
+    match text.char_indices().nth(MAX_STATEMENT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Text as every store accepts it (Postgres refuses NUL characters, which
@@ -197,7 +229,7 @@ fn clean(text: &str) -> String {
 /// Builds the stored row (normalising the statement).
 pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) -> AuditRow {
     let (fingerprint, statement) = match facts.statement.as_deref().map(normalize) {
-        Some(Some(text)) => (Some(fingerprint(&text)), Some(clean(&text))),
+        Some(Some(text)) => (Some(fingerprint(&text)), Some(shorten(clean(&text)))),
         // Not even tokenisable: nothing of it is kept.
         Some(None) => (None, Some("<unreadable statement>".to_string())),
         None => (None, None),
@@ -216,7 +248,7 @@ pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) ->
         statement_fingerprint: fingerprint,
         statement,
         tables: json_list(&facts.tables),
-        columns: json_list(&facts.columns),
+        columns: json_list(&column_names(&facts.columns)),
         rows_out: i64::try_from(facts.rows).unwrap_or(i64::MAX),
         bytes_out: i64::try_from(facts.bytes).unwrap_or(i64::MAX),
         truncated: facts.truncated,
@@ -225,7 +257,7 @@ pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) ->
         values_masked: i64::try_from(facts.values_masked()).unwrap_or(i64::MAX),
         row_policy: serde_json::to_string(&facts.row_policy).unwrap_or_else(|_| "{}".into()),
         outcome: outcome.as_str().to_string(),
-        error: facts.error.as_deref().map(|e| clean(&scrub_error(e))),
+        error: facts.error.as_deref().map(clean),
         latency_ms: info.started.elapsed().as_secs_f64() * 1000.0,
     }
 }
@@ -276,74 +308,6 @@ pub fn fingerprint(normalized: &str) -> String {
     hex::encode(&Sha256::digest(normalized.as_bytes())[..8])
 }
 
-/// An error message without anything that may be a value from the
-/// statement: quoted text (`'…'`, `"…"`, `` `…` ``, `$tag$…$tag$`, so also
-/// `Utf8("…")`) and numbers become `?`; shortened to `MAX_ERROR` bytes.
-fn scrub_error(message: &str) -> String {
-    let chars: Vec<char> = message.chars().collect();
-    let mut out = String::with_capacity(message.len().min(MAX_ERROR));
-    let mut i = 0;
-    while i < chars.len() && out.len() < MAX_ERROR {
-        let c = chars[i];
-        match c {
-            '\'' | '"' | '`' => {
-                // To the closing quote (or the end).
-                let close = chars[i + 1..].iter().position(|&d| d == c);
-                out.push(c);
-                out.push('?');
-                out.push(c);
-                i = close.map_or(chars.len(), |p| i + 1 + p + 1);
-            }
-            '$' => {
-                // $tag$ … $tag$ (the tag may be empty).
-                let tag_end = chars[i + 1..]
-                    .iter()
-                    .position(|d| !(d.is_ascii_alphanumeric() || *d == '_'));
-                match tag_end.map(|p| i + 1 + p) {
-                    Some(t) if chars[t] == '$' => {
-                        let tag: String = chars[i..=t].iter().collect();
-                        let rest: String = chars[t + 1..].iter().collect();
-                        out.push('?');
-                        i = match rest.find(&tag) {
-                            Some(p) => t + 1 + rest[..p].chars().count() + tag.chars().count(),
-                            None => chars.len(),
-                        };
-                    }
-                    _ => {
-                        // `$1` placeholders and lone dollars.
-                        out.push('?');
-                        i += 1;
-                        while i < chars.len() && chars[i].is_ascii_alphanumeric() {
-                            i += 1;
-                        }
-                    }
-                }
-            }
-            d if d.is_ascii_digit()
-                && !out
-                    .chars()
-                    .last()
-                    .is_some_and(|p| p.is_alphanumeric() || p == '_') =>
-            {
-                out.push('?');
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || chars[i] == '_')
-                {
-                    i += 1;
-                }
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    if i < chars.len() {
-        out.push('…');
-    }
-    out
-}
-
 async fn write_loop(
     store: Store,
     mut rx: mpsc::Receiver<AuditRow>,
@@ -388,6 +352,14 @@ async fn write_loop(
 
 async fn write(store: &Store, batch: &mut Vec<AuditRow>) {
     if let Err(e) = store.insert_audit(batch).await {
+        if e.is_unavailable() {
+            // The store is down: record by record would wait out the pool
+            // timeout for each. The batch is lost (and counted).
+            tracing::error!(error = %e, records = batch.len(), "audit records lost: the store is unreachable");
+            metrics::counter!("sluice_audit_dropped_total").increment(batch.len() as u64);
+            batch.clear();
+            return;
+        }
         // A busy SQLite, a Postgres failover, or one record the store
         // refuses: retry one by one, so only what fails again is lost.
         tracing::warn!(error = %e, records = batch.len(), "writing audit records failed; retrying one by one");
@@ -478,25 +450,19 @@ mod tests {
     }
 
     #[test]
-    fn error_literals_are_removed() {
-        assert_eq!(
-            scrub_error("cannot cast 'abc' to Int64 at 'x'"),
-            "cannot cast '?' to Int64 at '?'"
-        );
-        for (message, secret) in [
-            ("IN (Utf8(\"x\"), Int64(4111111111111111))", "4111"),
-            ("duplicate Utf8(\"SECRETdup\")", "SECRETdup"),
-            ("Expected end of statement, found: 424242", "424242"),
-            ("found: $$SECRETpd$$ at line 1", "SECRETpd"),
-            ("found: $t$SECRETtag$t$", "SECRETtag"),
-            ("value 1.5e10 and -42 and $1", "42"),
-            ("unterminated 'SECRETopen", "SECRETopen"),
-        ] {
-            let s = scrub_error(message);
-            assert!(!s.contains(secret), "{message} -> {s}");
-        }
-        assert_eq!(scrub_error("Int64(7) in Utf8"), "Int64(?) in Utf8");
-        assert!(scrub_error(&"x".repeat(5000)).len() <= MAX_ERROR + 3);
+    fn computed_column_names_and_long_texts_are_not_kept() {
+        let names = column_names(&[
+            "order_id".into(),
+            "upper(Utf8(\"SECRET\"))".into(),
+            "amount > Int64(4111)".into(),
+            "_x$1".into(),
+        ]);
+        assert_eq!(names, ["order_id", "_col1", "_col2", "_x$1"]);
+        let long = shorten("x".repeat(MAX_STATEMENT + 10));
+        assert_eq!(long.chars().count(), MAX_STATEMENT + 1);
+        let many: Vec<String> = (0..MAX_LIST + 5).map(|i| i.to_string()).collect();
+        let list: Vec<String> = serde_json::from_str(&json_list(&many)).unwrap();
+        assert_eq!(list.len(), MAX_LIST + 1);
     }
 
     #[test]

@@ -56,9 +56,7 @@ impl From<Error> for ApiError {
             }
             Error::TokenNotFound(id) => ApiError::NotFound(format!("token '{id}' not found")),
             Error::Refused(m) => ApiError::Conflict(m),
-            Error::Store(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => ApiError::Unavailable,
+            e if e.is_unavailable() => ApiError::Unavailable,
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -14,10 +14,10 @@ pub(super) async fn health() -> impl IntoResponse {
 }
 
 /// `GET /ready`: 200 `{"status": "ready", "catalogs": {…}}` when the store
-/// and every Milvus catalog answer; otherwise 503 with `"status":
-/// "unavailable"` and `not_ready` naming what is not (`store`, `catalog
-/// <name>`), so a load balancer sends traffic elsewhere. Iceberg catalogs
-/// are checked when the gateway starts (it does not start without them).
+/// and every catalog answer (Milvus: its connection state; Iceberg: listing
+/// namespaces within 2 s); otherwise 503 with `"status": "unavailable"` and
+/// `not_ready` naming what is not (`store`, `catalog <name>`), so a load
+/// balancer sends traffic elsewhere.
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut catalogs = serde_json::Map::new();
     let mut not_ready: Vec<String> = Vec::new();
@@ -32,6 +32,22 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
                 "kind": "milvus",
                 // No table count: anonymous callers learn nothing of the data.
                 "status": if status.ready { "ready" } else { "unavailable" },
+            }),
+        );
+    }
+    // Probed together: a slow catalog costs its timeout once.
+    let probes = state.iceberg.iter().map(|(name, probe)| async move {
+        (name, probe.ready(std::time::Duration::from_secs(2)).await)
+    });
+    for (name, ready) in futures::future::join_all(probes).await {
+        if !ready {
+            not_ready.push(format!("catalog {name}"));
+        }
+        catalogs.insert(
+            name.clone(),
+            json!({
+                "kind": "iceberg",
+                "status": if ready { "ready" } else { "unavailable" },
             }),
         );
     }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub default_row_limit: u64,
     /// Milvus catalogs, whose reachability `/ready` reports.
     pub milvus: Arc<Vec<(String, sluice_connectors::MilvusCatalog)>>,
+    /// Iceberg catalogs, which `/ready` probes.
+    pub iceberg: Arc<Vec<(String, sluice_connectors::IcebergProbe)>>,
     /// Export jobs (`None`: `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// Where request records go (`None`: not audited, in unit tests).
@@ -166,13 +168,20 @@ async fn request_span(
     // request its own series).
     let route = route_label(req.uri().path());
     let method = req.method().to_string();
-    let span = tracing::info_span!(
-        "http",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.uri().path(),
-        token_id = tracing::field::Empty,
-    );
+    let probe = UNAUDITED.contains(&path.as_str());
+    // Probes get no span (nor trace context): they would drown the traces.
+    // The span names the route template: Trino's paths hold query slugs.
+    let span = if probe {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "http",
+            request_id = %id,
+            method = %req.method(),
+            route = %route,
+            token_id = tracing::field::Empty,
+        )
+    };
     crate::telemetry::continue_trace(&span, req.headers());
     let trace_id = crate::telemetry::trace_id(&span);
     let start = Instant::now();
@@ -184,7 +193,7 @@ async fn request_span(
         .await;
     let elapsed = start.elapsed();
     if let Some(log) = &audit
-        && !UNAUDITED.contains(&path.as_str())
+        && !probe
     {
         let mut facts = handle.snapshot();
         let outcome = facts
@@ -208,11 +217,15 @@ async fn request_span(
         );
     }
     span.in_scope(|| {
-        tracing::info!(
-            status = resp.status().as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+        if probe {
+            tracing::debug!(route = %route, status = resp.status().as_u16(), "probe");
+        } else {
+            tracing::info!(
+                status = resp.status().as_u16(),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
     });
     let status = resp.status().as_u16().to_string();
     metrics::counter!(

@@ -77,6 +77,7 @@ async fn harness_from(client: &str) -> Harness {
         milvus: Arc::default(),
         exports: None,
         audit: None,
+        iceberg: Default::default(),
     };
     let client: SocketAddr = client.parse().unwrap();
     Harness {

@@ -537,7 +537,7 @@ async fn post_statement(
                 } else {
                     sluice_planner::Outcome::Error
                 });
-                a.error = Some(format!("{}: {}", e.name, e.message));
+                a.error = Some(e.name.to_string());
             });
             let query =
                 state
@@ -820,7 +820,7 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
         });
         sluice_planner::audit::note(|a| {
             a.outcome = Some(sluice_planner::Outcome::Error);
-            a.error = Some(format!("{}: {}", err.name, err.message));
+            a.error = Some(err.name.to_string());
         });
         page(State::Failed, None, None, Some(&err), None)
     };
@@ -940,11 +940,18 @@ async fn get_page(
     Path((id, slug, token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client, continuation(&state, &id, &slug)).await
-    {
+    let charge = continuation(&state, &id, &slug);
+    let mut scope = match authenticate(&state, &headers, client, charge).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    // Uncharged only for the token that owns the query.
+    if charge == Charge::Continuation && owned_query(&state, &scope, &id, Some(&slug)).is_none() {
+        scope = match authenticate(&state, &headers, client, Charge::Request).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+    }
     // Unknown, expired and other tokens' queries answer alike.
     let Some(query) = owned_query(&state, &scope, &id, Some(&slug)) else {
         return gone("query not found or expired");
@@ -959,11 +966,18 @@ async fn delete_page(
     Path((id, slug, _token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let scope = match authenticate(&state, &headers, client, continuation(&state, &id, &slug)).await
-    {
+    let charge = continuation(&state, &id, &slug);
+    let mut scope = match authenticate(&state, &headers, client, charge).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    // Uncharged only for the token that owns the query.
+    if charge == Charge::Continuation && owned_query(&state, &scope, &id, Some(&slug)).is_none() {
+        scope = match authenticate(&state, &headers, client, Charge::Request).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+    }
     // Idempotent, and the same answer for queries that are unknown,
     // finished or another token's (which are left alone): clients DELETE
     // their last nextUri again when a cursor is closed.

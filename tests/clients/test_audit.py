@@ -171,7 +171,7 @@ def test_flight_denied_unauthenticated_and_error_are_audited(audited, client):
     with pytest.raises(FLIGHT_ERRORS):
         fp.statement_info(client, "SELECT * FROM lake.hr.employees WHERE salary > 99", options(masked["secret"], request_id))
     r = by_action(audit_rows(audited, client, request_id), "GetFlightInfo")
-    assert r["outcome"] == "error" and "not found" in r["error"], r
+    assert r["outcome"] == "error" and r["error"] in ("InvalidArgument", "NotFound"), r
     assert "99" not in r["statement"]
 
 
@@ -245,6 +245,24 @@ def test_admin_api_is_audited(audited, client):
     assert r.status_code == 200
     row = audit_rows(audited, client, request_id)[0]
     assert (row["outcome"], row["action"]) == ("ok", "GET /v1/tokens/{id}")
+
+    # An error: an invalid token document.
+    request_id = rid()
+    r = requests.post(f"{audited.http_base}/v1/tokens", timeout=30, json={"name": "x", "grants": "nope"},
+                      headers={**audited.admin_headers(), "X-Request-Id": request_id})
+    assert r.status_code == 400
+    row = audit_rows(audited, client, request_id)[0]
+    assert (row["outcome"], row["action"], row["error"]) == ("error", "POST /v1/tokens", "HTTP 400")
+
+    # Unauthenticated, with the presented secret nowhere in the record.
+    request_id = rid()
+    bogus = "slc_" + "D" * 43
+    r = requests.get(f"{audited.http_base}/v1/tokens", timeout=30,
+                     headers={"Authorization": f"Bearer {bogus}", "X-Request-Id": request_id})
+    assert r.status_code == 401
+    row = audit_rows(audited, client, request_id)[0]
+    assert (row["outcome"], row["token_id"]) == ("unauthenticated", None)
+    assert bogus not in json.dumps(row, default=str)
 
 
 def test_only_admins_see_the_audit_log(audited, client):
@@ -353,3 +371,10 @@ def test_error_text_keeps_no_literal(audited, client):
     r = by_action(audit_rows(audited, client, request_id), "GetFlightInfo")
     assert r["outcome"] == "error" and r["error"], r
     assert "4111" not in r["error"] and "4111" not in r["statement"], r
+    # Names of computed columns quote literals: they are not kept.
+    request_id = rid()
+    run(client, options(audited.tokens["masked"]["secret"], request_id),
+        f"SELECT order_id, upper('SECRETW2'), amount > 4111111111111111 FROM {ORDERS}")
+    r = by_action(audit_rows(audited, client, request_id, at_least=2), "DoGet")
+    assert json.loads(r["columns"]) == ["order_id", "_col1", "_col2"], r
+    assert "SECRETW2" not in json.dumps(r, default=str) and "4111" not in json.dumps(r, default=str)

@@ -115,6 +115,14 @@ def test_pages_of_a_running_trino_query_are_not_charged(limited):
     # URLs of queries that do not exist are charged like new requests.
     made_up = f"{limited.http_base}/v1/statement/executing/20260101_000000_00000_xxxxx/slug/1"
     assert trino.get(made_up).status == 429
+    # Another token using this query's URLs is charged too.
+    other = RawTrino(limited.http_base, limited.create_token(body("rate-2", 2))["secret"])
+    first = RawTrino(limited.http_base, limited.create_token(body("rate-5", 5))["secret"])
+    page = first.post(f"SELECT order_id FROM {ORDERS} ORDER BY order_id")
+    assert page.status == 200 and page.next_uri
+    live = page.next_uri
+    assert [other.get(live).status for _ in range(3)][-1] == 429
+    first.delete(live)
 
 
 def test_an_address_that_keeps_failing_is_refused(limited):

@@ -177,6 +177,24 @@ def test_flight_continues_the_clients_trace(traced, otlp):
         client.close()
 
 
+def test_tracestate_is_not_continued_and_probes_are_not_traced(traced, otlp):
+    trace_id, parent = new_parent()
+    r = requests.get(f"{traced.http_base}/health", timeout=30,
+                     headers={"traceparent": f"00-{trace_id}-{parent}-01", "tracestate": "k=" + "v" * 4000})
+    assert r.status_code == 200
+    assert "traceparent" not in r.headers and "tracestate" not in r.headers
+    r = requests.get(f"{traced.http_base}/v1/tokens", timeout=30,
+                     headers={**traced.admin_headers(), "traceparent": f"00-{trace_id}-{parent}-01",
+                              "tracestate": "k=" + "v" * 4000})
+    assert r.headers["traceparent"].split("-")[1] == trace_id
+    assert "tracestate" not in r.headers
+    otlp.wait_for(lambda s: s["trace_id"] == trace_id and s["name"] == "http", "of the HTTP request")
+    time.sleep(0.5)  # an exported probe span would have arrived by now
+    with otlp.lock:
+        names = [s["name"] for s in otlp.spans if s["trace_id"] == trace_id]
+    assert names == ["http"], names
+
+
 def test_requests_without_or_with_a_bad_traceparent_start_a_trace(traced, otlp):
     for headers in ({}, {"traceparent": "00-not-a-trace-01"}):
         r = requests.get(f"{traced.http_base}/v1/tokens", timeout=30, headers={**traced.admin_headers(), **headers})

@@ -1333,6 +1333,9 @@ def test_outage_http_search_503(outage, lake):
     assert time.monotonic() - t0 < GIVE_UP_S
     assert r.status_code == 503, (r.status_code, r.text)
     assert "vec" in r.json()["error"]
+    metrics = requests.get(f"{res.server.http_base}/metrics", timeout=10).text
+    assert re.search(r'^sluice_connector_errors_total\{[^}]*catalog="vec"[^}]*\} [1-9]', metrics, re.M), \
+        [line for line in metrics.splitlines() if "connector" in line]
     hidden_id, q = _res_probe(lake)
     r = res.search("res", {"table": ORDERS, "vector": q, "k": 1, "metric": "l2", "columns": ["order_id"]})
     assert r.status_code == 200, r.text
@@ -1359,4 +1362,5 @@ def test_outage_recovers(outage, proxy):
 def test_main_server_ready(vs_server):
     r = requests.get(f"{vs_server.http_base}/ready", timeout=10)
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready"}}}
+    assert r.json() == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready"},
+                                                        "lake": {"kind": "iceberg", "status": "ready"}}}
