@@ -12,16 +12,17 @@ alternately in two configurations, in the same run:
   (on)  the defaults: every request audited to the SQLite store, request
         metrics, one JSON log line per request (`log.format = "json"`,
         filter `info`);
-  (off) `[audit] enabled = false` (no audit record, no request metrics)
-        and log filter `warn` (no per-request log lines).
+  (off) `[audit] enabled = false` (no audit record, no request metrics),
+        `[tracing] enabled = false` (no trace context) and log filter
+        `warn` (no per-request log lines).
 
 Rate limits are off in both. Each round measures --queries sequential small
 Flight SQL statements (GetFlightInfo + DoGet, 10 rows, policy token with a
 row rule and a mask) per configuration, alternating on/off so drift hits
 both. It prints the median latency of each and the ratio on/off (target
-<= 1.03). The tracing layer itself and the audit layer's bookkeeping run in
-both configurations; "off" removes the record, its metrics and the log
-lines.
+<= 1.03). The audit layer's bookkeeping (request id, facts) runs in both
+configurations; "off" removes the record, its metrics, the trace context
+and the log lines.
 """
 
 import argparse
@@ -43,7 +44,7 @@ SQL = "SELECT order_id, region, customer_email FROM lake.sales.orders WHERE orde
 
 ON = '\n[log]\nformat = "json"\nfilter = "info"\n[limits]\nrate_limit_per_minute = 0\nauth_failures_per_minute = 0\n'
 OFF = ('\n[log]\nformat = "json"\nfilter = "warn"\n[limits]\nrate_limit_per_minute = 0\nauth_failures_per_minute = 0\n'
-       '[audit]\nenabled = false\n')
+       '[audit]\nenabled = false\n[tracing]\nenabled = false\n')
 
 
 def serve(sluice, base_config, extra, directory, name):

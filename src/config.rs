@@ -388,6 +388,9 @@ impl Default for LimitsConfig {
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracingConfig {
+    /// Continue and return trace context (turn off only to measure its
+    /// cost).
+    pub enabled: bool,
     /// OTLP/HTTP traces URL of a collector
     /// (`http://127.0.0.1:4318/v1/traces`); none: nothing is exported.
     pub otlp_endpoint: Option<String>,
@@ -398,6 +401,7 @@ pub struct TracingConfig {
 impl fmt::Debug for TracingConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TracingConfig")
+            .field("enabled", &self.enabled)
             .field(
                 "otlp_endpoint",
                 &self.otlp_endpoint.as_deref().map(redact_url),
@@ -410,6 +414,7 @@ impl fmt::Debug for TracingConfig {
 impl Default for TracingConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             otlp_endpoint: None,
             service_name: "sluice".into(),
         }

@@ -21,13 +21,15 @@ pub fn init(format: LogFormat, filter: Option<&str>, tracing: Option<&TracingCon
         .or_else(|_| EnvFilter::try_new(filter.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let mut problem = None;
-    let otel = tracing.and_then(|t| match crate::telemetry::layer(t) {
-        Ok(layer) => Some(layer),
-        Err(e) => {
-            problem = Some(e);
-            None
-        }
-    });
+    let otel = tracing
+        .filter(|t| t.enabled)
+        .and_then(|t| match crate::telemetry::layer(t) {
+            Ok(layer) => Some(layer),
+            Err(e) => {
+                problem = Some(e);
+                None
+            }
+        });
     use tracing_subscriber::Layer as _;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
