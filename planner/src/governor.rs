@@ -469,6 +469,12 @@ fn qualify_system_tables(statement: &mut DFStatement, tables: &[&str]) {
             ControlFlow::<()>::Continue(())
         });
     };
+    each_sql_statement(statement, visit);
+}
+
+/// Runs `visit` on the SQL statement of `statement` (also the one under
+/// `EXPLAIN`).
+fn each_sql_statement(statement: &mut DFStatement, mut visit: impl FnMut(&mut SqlStatement)) {
     match statement {
         DFStatement::Statement(s) => visit(s),
         DFStatement::Explain(e) => {
@@ -487,7 +493,7 @@ fn number_placeholders(statement: &mut DFStatement) -> Result<()> {
     use std::ops::ControlFlow;
     let mut n = 0usize;
     let mut numbered = false;
-    let mut visit = |s: &mut SqlStatement| {
+    let visit = |s: &mut SqlStatement| {
         let _ = visit_expressions_mut(s, |e| {
             if let SqlExpr::Value(v) = e
                 && let Value::Placeholder(p) = &mut v.value
@@ -502,15 +508,7 @@ fn number_placeholders(statement: &mut DFStatement) -> Result<()> {
             ControlFlow::<()>::Continue(())
         });
     };
-    match statement {
-        DFStatement::Statement(s) => visit(s),
-        DFStatement::Explain(e) => {
-            if let DFStatement::Statement(s) = e.statement.as_mut() {
-                visit(s);
-            }
-        }
-        _ => {}
-    }
+    each_sql_statement(statement, visit);
     if n > 0 && numbered {
         return Err(Error::Refused(
             "use either ? or $1, $2, … placeholders in one statement, not both".to_string(),

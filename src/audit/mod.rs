@@ -35,6 +35,8 @@ use crate::store::audit::AuditRow;
 
 /// Records written per transaction at most.
 const BATCH: usize = 256;
+/// How long the writer gathers records before a transaction.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
 /// How often old records are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Longest statement text kept (characters).
@@ -90,7 +92,7 @@ pub struct RequestInfo {
 #[derive(Debug)]
 pub struct AuditLog {
     enabled: bool,
-    tx: mpsc::Sender<AuditRow>,
+    tx: mpsc::Sender<Queued>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_warning: Mutex<Option<Instant>>,
 }
@@ -156,8 +158,16 @@ impl AuditLog {
             self.dropped();
             return;
         }
-        let row = to_row(info, facts, outcome);
-        if self.tx.try_send(row).is_err() {
+        // The row (statement normalisation included) is built by the
+        // writer, off the request's path.
+        let queued = Queued {
+            time_ms: Utc::now().timestamp_millis(),
+            latency_ms: info.started.elapsed().as_secs_f64() * 1000.0,
+            info: info.clone(),
+            facts,
+            outcome,
+        };
+        if self.tx.try_send(queued).is_err() {
             self.dropped();
         }
     }
@@ -227,7 +237,49 @@ fn clean(text: &str) -> String {
 }
 
 /// Builds the stored row (normalising the statement).
+/// A request's record as queued: the row is built by the writer.
+#[derive(Debug)]
+struct Queued {
+    time_ms: i64,
+    latency_ms: f64,
+    info: RequestInfo,
+    facts: AuditFacts,
+    outcome: Outcome,
+}
+
+impl Queued {
+    fn into_row(self) -> AuditRow {
+        to_row_at(
+            &self.info,
+            self.facts,
+            self.outcome,
+            self.time_ms,
+            self.latency_ms,
+        )
+    }
+}
+
+/// The stored row of a request that ends now (tests build rows with it).
+#[cfg(test)]
 pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) -> AuditRow {
+    let latency_ms = info.started.elapsed().as_secs_f64() * 1000.0;
+    to_row_at(
+        info,
+        facts,
+        outcome,
+        Utc::now().timestamp_millis(),
+        latency_ms,
+    )
+}
+
+/// The stored row of a request that ended at `time_ms` after `latency_ms`.
+fn to_row_at(
+    info: &RequestInfo,
+    facts: AuditFacts,
+    outcome: Outcome,
+    time_ms: i64,
+    latency_ms: f64,
+) -> AuditRow {
     let (fingerprint, statement) = match facts.statement.as_deref().map(normalize) {
         Some(Some(text)) => (Some(fingerprint(&text)), Some(shorten(clean(&text)))),
         // Not even tokenisable: nothing of it is kept.
@@ -235,7 +287,7 @@ pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) ->
         None => (None, None),
     };
     AuditRow {
-        time_ms: Utc::now().timestamp_millis(),
+        time_ms,
         request_id: clean(&info.request_id),
         client_request_id: info.client_request_id.as_deref().map(clean),
         trace_id: info.trace_id.clone(),
@@ -258,7 +310,7 @@ pub(crate) fn to_row(info: &RequestInfo, facts: AuditFacts, outcome: Outcome) ->
         row_policy: serde_json::to_string(&facts.row_policy).unwrap_or_else(|_| "{}".into()),
         outcome: outcome.as_str().to_string(),
         error: facts.error.as_deref().map(clean),
-        latency_ms: info.started.elapsed().as_secs_f64() * 1000.0,
+        latency_ms,
     }
 }
 
@@ -310,11 +362,11 @@ pub fn fingerprint(normalized: &str) -> String {
 
 async fn write_loop(
     store: Store,
-    mut rx: mpsc::Receiver<AuditRow>,
+    mut rx: mpsc::Receiver<Queued>,
     retention: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut batch: Vec<AuditRow> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     enum Next {
         Records(usize),
@@ -331,7 +383,18 @@ async fn write_loop(
         };
         match next {
             Next::Records(0) | Next::Stop => break,
-            Next::Records(_) => write(&store, &mut batch).await,
+            Next::Records(_) => {
+                // Gather what arrives shortly after: one transaction (one
+                // sync of the store) per batch, not per request.
+                tokio::time::sleep(BATCH_WINDOW).await;
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(q) => batch.push(q),
+                        Err(_) => break,
+                    }
+                }
+                write(&store, &mut batch).await;
+            }
             Next::Prune => {
                 let before = Utc::now().timestamp_millis()
                     - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
@@ -350,14 +413,14 @@ async fn write_loop(
     }
 }
 
-async fn write(store: &Store, batch: &mut Vec<AuditRow>) {
-    if let Err(e) = store.insert_audit(batch).await {
+async fn write(store: &Store, queued: &mut Vec<Queued>) {
+    let batch: Vec<AuditRow> = queued.drain(..).map(Queued::into_row).collect();
+    if let Err(e) = store.insert_audit(&batch).await {
         if e.is_unavailable() {
             // The store is down: record by record would wait out the pool
             // timeout for each. The batch is lost (and counted).
             tracing::error!(error = %e, records = batch.len(), "audit records lost: the store is unreachable");
             metrics::counter!("sluice_audit_dropped_total").increment(batch.len() as u64);
-            batch.clear();
             return;
         }
         // A busy SQLite, a Postgres failover, or one record the store
@@ -375,7 +438,6 @@ async fn write(store: &Store, batch: &mut Vec<AuditRow>) {
             metrics::counter!("sluice_audit_dropped_total").increment(lost);
         }
     }
-    batch.clear();
 }
 
 /// The outcome of an HTTP request from its status (when the handler did

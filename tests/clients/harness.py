@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -363,3 +364,24 @@ def adbc_query(conn, sql: str, params=None):
         return cur.fetch_arrow_table()
     finally:
         cur.close()
+
+
+def metric_sum(text: str, name: str, **labels) -> float:
+    """Sum of the Prometheus series ``name`` in ``text`` whose labels
+    include ``labels`` (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+    return total
+
+
+def metric(server: SluiceServer, name: str, **labels) -> float:
+    """``metric_sum`` of the server's ``GET /metrics`` now."""
+    r = requests.get(f"{server.http_base}/metrics", timeout=30)
+    assert r.status_code == 200, r.text
+    return metric_sum(r.text, name, **labels)

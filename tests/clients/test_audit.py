@@ -15,7 +15,7 @@ import pytest
 import requests
 
 import flight_proto as fp
-from harness import FLIGHT_ERRORS, SluiceServer, start_or_fail
+from harness import FLIGHT_ERRORS, SluiceServer, metric, start_or_fail
 from tokens import token_body
 from trino_harness import RawTrino
 
@@ -284,20 +284,6 @@ def test_only_admins_see_the_audit_log(audited, client):
 
 # -- metrics ------------------------------------------------------------------------------------
 
-def _metric(srv, name: str, **labels) -> float:
-    import re
-
-    text = requests.get(f"{srv.http_base}/metrics", timeout=30).text
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)(\{[^}]*\})? (\S+)$", line)
-        if m and m.group(1) == name:
-            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(got.get(k) == v for k, v in labels.items()):
-                total += float(m.group(3))
-    return total
-
-
 def test_request_metrics_move(audited, client):
     masked = audited.tokens["masked"]
     series = {
@@ -312,7 +298,7 @@ def test_request_metrics_move(audited, client):
         "latency": ("sluice_request_duration_seconds_count", {"protocol": "flight_sql"}),
         "trino": ("sluice_requests_total", {"protocol": "trino", "outcome": "ok"}),
     }
-    before = {k: _metric(audited, n, **l) for k, (n, l) in series.items()}
+    before = {k: metric(audited, n, **l) for k, (n, l) in series.items()}
     table, _, _ = run(client, options(masked["secret"]), f"SELECT order_id, customer_email FROM {ORDERS}")
     with pytest.raises(FLIGHT_ERRORS):
         fp.statement_info(client, "SELECT 1", options("slc_" + "C" * 43))
@@ -320,7 +306,7 @@ def test_request_metrics_move(audited, client):
     # Records (and their metrics) are taken when each answer has ended.
     deadline = time.monotonic() + 5
     while True:
-        after = {k: _metric(audited, n, **l) for k, (n, l) in series.items()}
+        after = {k: metric(audited, n, **l) for k, (n, l) in series.items()}
         moved = {k: after[k] - before[k] for k in series}
         if moved["ok"] >= 2 and moved["trino"] >= 2 or time.monotonic() > deadline:
             break

@@ -3,25 +3,12 @@ jobs, and no label carries an id, a token id or a secret."""
 
 from __future__ import annotations
 
-import re
-
 import requests
 
 from exports_harness import ACME_FILE, unique
+from harness import metric_sum
 
 SMALL_SQL = "SELECT order_id, region FROM lake.sales.orders WHERE order_id < 50"
-
-
-def _value(text: str, name: str, **labels) -> float:
-    """The value of the series ``name`` whose labels include ``labels`` (0 when absent)."""
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(m.group(3))
-    return 0.0
 
 
 def _metrics(server) -> str:
@@ -39,10 +26,10 @@ def test_requests_and_auth_failures_are_counted(exports):
         assert r.status_code == 401
     after = _metrics(server)
     key = dict(route="/v1/exports", method="GET", status="401")
-    assert _value(after, "sluice_http_requests_total", **key) - _value(before, "sluice_http_requests_total", **key) >= 3
-    assert _value(after, "sluice_auth_failures_total", kind="malformed") - \
-        _value(before, "sluice_auth_failures_total", kind="malformed") >= 3
-    assert _value(after, "sluice_http_request_duration_seconds_count", route="/v1/exports", method="GET") > 0
+    assert metric_sum(after, "sluice_http_requests_total", **key) - metric_sum(before, "sluice_http_requests_total", **key) >= 3
+    assert metric_sum(after, "sluice_auth_failures_total", kind="malformed") - \
+        metric_sum(before, "sluice_auth_failures_total", kind="malformed") >= 3
+    assert metric_sum(after, "sluice_http_request_duration_seconds_count", route="/v1/exports", method="GET") > 0
 
 
 def test_export_jobs_are_counted_without_ids(exports):
@@ -52,9 +39,9 @@ def test_export_jobs_are_counted_without_ids(exports):
     job = api.run(SMALL_SQL, f"{ACME_FILE}/{unique('metrics')}")
     assert job["state"] == "succeeded", job
     after = _metrics(server)
-    assert _value(after, "sluice_export_jobs_total", state="succeeded") - \
-        _value(before, "sluice_export_jobs_total", state="succeeded") >= 1
-    assert _value(after, "sluice_export_rows_total") - _value(before, "sluice_export_rows_total") >= job["rows"]
+    assert metric_sum(after, "sluice_export_jobs_total", state="succeeded") - \
+        metric_sum(before, "sluice_export_jobs_total", state="succeeded") >= 1
+    assert metric_sum(after, "sluice_export_rows_total") - metric_sum(before, "sluice_export_rows_total") >= job["rows"]
     api.job(job["id"])  # a request whose path holds the job id
     text = _metrics(server)
     token = exports.tokens["reader"]

@@ -7,7 +7,6 @@ beyond its bucket of failures, while valid secrets keep working."""
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 import flight_proto as fp
-from harness import FLIGHT_ERRORS, SluiceServer, start_or_fail
+from harness import FLIGHT_ERRORS, SluiceServer, metric, start_or_fail
 from tokens import token_body
 from trino_harness import RawTrino
 
@@ -41,18 +40,6 @@ def limited(sluice_bin, lake, tmp_path_factory):
 def introspect(srv, token: dict) -> requests.Response:
     return requests.get(f"{srv.http_base}/v1/tokens/{token['id']}/introspect", timeout=30,
                         headers={"Authorization": f"Bearer {token['secret']}"})
-
-
-def metric(srv, name: str, **labels) -> float:
-    text = requests.get(f"{srv.http_base}/metrics", timeout=30).text
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)(\{[^}]*\})? (\S+)$", line)
-        if m and m.group(1) == name:
-            got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(got.get(k) == v for k, v in labels.items()):
-                total += float(m.group(3))
-    return total
 
 
 def test_the_61st_request_of_a_60_per_minute_token_is_refused(limited):
