@@ -144,7 +144,7 @@ where
                         info,
                         handle,
                         status,
-                        _span: answer_span,
+                        span: answer_span,
                     }),
                 }))
             }
@@ -160,7 +160,7 @@ struct Pending {
     status: Option<i32>,
     /// The call's span lives until the answer has ended (a `DoGet`
     /// stream's time is part of it).
-    _span: tracing::Span,
+    span: tracing::Span,
 }
 
 impl Pending {
@@ -223,6 +223,10 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        // The stream is produced while it is polled: in the call's span, so
+        // what it logs names the request.
+        let span = self.pending.as_ref().map(|p| p.span.clone());
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let polled = self.inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
