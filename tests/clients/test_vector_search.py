@@ -1268,7 +1268,8 @@ def test_resilience_forwarding_works(healthy, proxy):
     res = healthy
     status, body = _ready(res)
     assert status == 200
-    assert body == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready"}}}
+    assert body == {"status": "ready", "catalogs": {"vec": {"kind": "milvus", "status": "ready"},
+                                                    "lake": {"kind": "iceberg", "status": "ready"}}}
     t = res.q("res", f"SELECT id, _distance FROM {vs(DOCS, QV, 3)}")
     assert set(t.column("id").to_pylist()) <= TRAP
     assert proxy.accepted > 0
