@@ -316,12 +316,9 @@ impl Exports {
             .plan(scope, &req.sql)
             .await
             .map_err(Refusal::Query)?;
-        sluice_planner::audit::note(|a| {
-            let facts = plan.facts();
-            a.statement = Some(req.sql.clone());
-            a.tables = facts.receipt.tables;
-            a.columns = facts.columns;
-        });
+        if let Some(audit) = sluice_planner::audit::current() {
+            audit.planned(&req.sql, &plan.facts());
+        }
         let schema = plan.schema();
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = schema.fields().iter().find(|f| !names.insert(f.name())) {

@@ -913,23 +913,20 @@ fn owned_query(
     slug: Option<&str>,
 ) -> Option<Arc<Query>> {
     let q = state.queries.get(id)?;
-    let slug_ok =
-        slug.is_none_or(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), q.slug.as_bytes()).into());
+    let slug_ok = slug.is_none_or(|s| slug_matches(&q, s));
     (slug_ok && q.token_id == scope.token_id).then_some(q)
+}
+
+/// Whether `slug` is the query's (compared in constant time).
+fn slug_matches(q: &Query, slug: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(slug.as_bytes(), q.slug.as_bytes()).into()
 }
 
 /// Paging or cancelling a live query (known id and slug) is not charged
 /// to the token's rate; anything else under these routes is.
 fn continuation(state: &TrinoState, id: &str, slug: &str) -> Charge {
     match state.queries.get(id) {
-        Some(q)
-            if bool::from(subtle::ConstantTimeEq::ct_eq(
-                slug.as_bytes(),
-                q.slug.as_bytes(),
-            )) =>
-        {
-            Charge::Continuation
-        }
+        Some(q) if slug_matches(&q, slug) => Charge::Continuation,
         _ => Charge::Request,
     }
 }
