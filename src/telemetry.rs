@@ -55,15 +55,24 @@ where
     // Spans of sluice's own crates at INFO and above, never events: event
     // text (errors) may quote values from statements or rows.
     use tracing_subscriber::Layer as _;
-    use tracing_subscriber::filter::{FilterExt as _, Targets, filter_fn};
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets, filter_fn};
     let targets = Targets::new()
         .with_target("sluice", tracing::Level::INFO)
         .with_target("sluice_flight", tracing::Level::INFO)
         .with_target("sluice_planner", tracing::Level::INFO)
         .with_target("sluice_connectors", tracing::Level::INFO);
+    // No busy/idle time and thread attributes: they cost a clock read on
+    // every poll of a request's future.
     Ok(tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .with_filter(targets.and(filter_fn(|meta| meta.is_span()))))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        // The level hint matters: without one the subscriber's maximum
+        // level is TRACE, and every `log::debug!` of DataFusion and the
+        // connectors is turned into a tracing event only to be dropped.
+        .with_filter(
+            targets.and(filter_fn(|meta| meta.is_span()).with_max_level_hint(LevelFilter::INFO)),
+        ))
 }
 
 /// Exports what is still buffered (at shutdown). Blocks: call it off the

@@ -86,44 +86,46 @@ const COLUMNS: &str = "time_ms, request_id, client_request_id, trace_id, token_i
      truncated, columns_blocked, columns_masked, values_masked, row_policy, outcome, error, \
      latency_ms";
 
+/// Rows per `INSERT`: 24 parameters each, far below SQLite's (32766) and
+/// Postgres' (65535) limits.
+const ROWS_PER_INSERT: usize = 64;
+
 impl Store {
-    /// Writes `rows` in one transaction.
+    /// Writes `rows` in one transaction, [`ROWS_PER_INSERT`] rows per
+    /// statement (one round trip to the store per statement, not per row).
     pub async fn insert_audit(&self, rows: &[AuditRow]) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO audit_log ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-              $19, $20, $21, $22, $23, $24)"
-        );
         with_pool!(self, p => {
             let mut tx = p.begin().await?;
-            for r in rows {
-                sqlx::query(&sql)
-                    .bind(r.time_ms)
-                    .bind(&r.request_id)
-                    .bind(&r.client_request_id)
-                    .bind(&r.trace_id)
-                    .bind(&r.token_id)
-                    .bind(&r.peer)
-                    .bind(&r.protocol)
-                    .bind(&r.action)
-                    .bind(&r.client_addr)
-                    .bind(&r.query_id)
-                    .bind(&r.statement_fingerprint)
-                    .bind(&r.statement)
-                    .bind(&r.tables)
-                    .bind(&r.columns)
-                    .bind(r.rows_out)
-                    .bind(r.bytes_out)
-                    .bind(r.truncated)
-                    .bind(&r.columns_blocked)
-                    .bind(&r.columns_masked)
-                    .bind(r.values_masked)
-                    .bind(&r.row_policy)
-                    .bind(&r.outcome)
-                    .bind(&r.error)
-                    .bind(r.latency_ms)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut insert =
+                    sqlx::QueryBuilder::new(format!("INSERT INTO audit_log ({COLUMNS}) "));
+                insert.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.time_ms)
+                        .push_bind(&r.request_id)
+                        .push_bind(&r.client_request_id)
+                        .push_bind(&r.trace_id)
+                        .push_bind(&r.token_id)
+                        .push_bind(&r.peer)
+                        .push_bind(&r.protocol)
+                        .push_bind(&r.action)
+                        .push_bind(&r.client_addr)
+                        .push_bind(&r.query_id)
+                        .push_bind(&r.statement_fingerprint)
+                        .push_bind(&r.statement)
+                        .push_bind(&r.tables)
+                        .push_bind(&r.columns)
+                        .push_bind(r.rows_out)
+                        .push_bind(r.bytes_out)
+                        .push_bind(r.truncated)
+                        .push_bind(&r.columns_blocked)
+                        .push_bind(&r.columns_masked)
+                        .push_bind(r.values_masked)
+                        .push_bind(&r.row_policy)
+                        .push_bind(&r.outcome)
+                        .push_bind(&r.error)
+                        .push_bind(r.latency_ms);
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

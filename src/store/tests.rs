@@ -206,12 +206,36 @@ async fn audit_log(store: &Store) {
         ..AuditFilter::default()
     };
     assert!(store.audit_rows(&future, 10).await.unwrap().is_empty());
+    // A batch of several multi-row statements: every record lands, with
+    // its own values.
+    let batch: Vec<_> = (0..150)
+        .map(|i| {
+            let facts = AuditFacts {
+                rows: i,
+                ..AuditFacts::default()
+            };
+            to_row(&info(&format!("b{i}")), facts, Outcome::Ok)
+        })
+        .collect();
+    store.insert_audit(&batch).await.unwrap();
+    let all = store
+        .audit_rows(&AuditFilter::default(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 152);
+    let mut written: Vec<(String, i64)> = all[2..]
+        .iter()
+        .map(|r| (r.request_id.clone(), r.rows_out))
+        .collect();
+    written.sort_by_key(|(_, rows)| *rows);
+    let expected: Vec<(String, i64)> = (0..150).map(|i| (format!("b{i}"), i)).collect();
+    assert_eq!(written, expected);
     assert_eq!(
         store
             .prune_audit(Utc::now().timestamp_millis() + 1)
             .await
             .unwrap(),
-        2
+        152
     );
 }
 
