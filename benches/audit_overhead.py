@@ -17,7 +17,7 @@ alternately in two configurations, in the same run:
         `warn` (no per-request log lines).
 
 Rate limits are off in both. Each round measures --queries sequential small
-Flight SQL statements (GetFlightInfo + DoGet, 10 rows, policy token with a
+Flight SQL statements (GetFlightInfo + DoGet, about 15 rows, policy token with a
 row rule and a mask) per configuration, alternating on/off so drift hits
 both. It prints the median latency of each and the ratio on/off (target
 <= 1.03). The audit layer's bookkeeping (request id, facts) runs in both

@@ -125,7 +125,14 @@ impl Store {
                         .push_bind(&r.error)
                         .push_bind(r.latency_ms);
                 });
-                insert.build().execute(&mut *tx).await?;
+                // Only the full-size statement is worth a place in each
+                // connection's statement cache; the shorter last chunks
+                // (1 to 63 rows) would crowd out the token queries.
+                insert
+                    .build()
+                    .persistent(chunk.len() == ROWS_PER_INSERT)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         });
