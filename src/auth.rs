@@ -30,6 +30,7 @@ use crate::token::{TokenRecord, hash_secret, looks_like_secret};
 pub struct StoreAuthenticator {
     store: Store,
     limits: Arc<RateLimits>,
+    refuse_share: bool,
 }
 
 impl StoreAuthenticator {
@@ -40,7 +41,19 @@ impl StoreAuthenticator {
 
     /// An authenticator reading `store` on every call, applying `limits`.
     pub fn with_limits(store: Store, limits: Arc<RateLimits>) -> Self {
-        Self { store, limits }
+        Self {
+            store,
+            limits,
+            refuse_share: false,
+        }
+    }
+
+    /// This authenticator refuses share tokens like any invalid secret (the
+    /// HTTP port, when share tokens need a client certificate it cannot
+    /// verify).
+    pub fn refusing_share_tokens(mut self) -> Self {
+        self.refuse_share = true;
+        self
     }
 
     /// The token record behind a secret, with every check applied; the
@@ -118,6 +131,9 @@ impl StoreAuthenticator {
             return Err(fail(AuthFailureKind::Expired));
         }
         if !record.audience.allows_client(client) {
+            return Err(fail(AuthFailureKind::Audience));
+        }
+        if self.refuse_share && record.token_type == sluice_planner::TokenType::Share {
             return Err(fail(AuthFailureKind::Audience));
         }
         Ok(record)

@@ -50,6 +50,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Trace propagation and export.
     pub tracing: TracingConfig,
+    /// Federation peers (receiver side).
+    pub federation: FederationConfig,
     /// Catalogs by the name clients see (`SELECT … FROM <name>.ns.table`).
     pub catalogs: BTreeMap<String, CatalogConfig>,
 }
@@ -64,6 +66,8 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Directory for the embedded store and local state.
     pub data_dir: PathBuf,
+    /// TLS (and mTLS) on the Flight SQL port; plain gRPC when absent.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -72,7 +76,87 @@ impl Default for ServerConfig {
             flight_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./sluice-data"),
+            tls: None,
         }
+    }
+}
+
+/// `[server.tls]`: TLS on the Flight SQL port (`sluice certs create`
+/// writes a CA, a server certificate and client certificates).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// PEM CA certificates that client certificates must chain to. A client
+    /// may connect without one; one that does not verify is refused in the
+    /// TLS handshake.
+    pub client_ca: Option<PathBuf>,
+    /// Share tokens (partner gateways) only on connections with a verified
+    /// client certificate (needs `client_ca`); they are then refused on the
+    /// HTTP port, which has no TLS.
+    #[serde(default)]
+    pub require_client_cert_for_share: bool,
+    /// PEM CA certificate handed to partners in share profiles, to verify
+    /// this server. Default: the last certificate of `cert`.
+    pub ca: Option<PathBuf>,
+}
+
+/// `[federation]`: how this gateway reaches its peers (imported share
+/// profiles). Durations as in `[trino]`.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Base64 of 32 bytes: the AES-256-GCM key sealing peers' secrets in
+    /// the store (`SLUICE__FEDERATION__SEAL_KEY`). Default: a key generated
+    /// once into `<data_dir>/seal.key` (mode 0600). Replicas sharing a
+    /// store need the same key.
+    pub seal_key: Option<Secret>,
+    /// Longest wait for a connection to a peer.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Longest wait for a peer's answer (and between two of its messages).
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Consecutive failures that open a peer's circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit fails fast before one probe.
+    #[serde(deserialize_with = "de_duration")]
+    pub cooldown: Duration,
+    /// How often a peer's tables are rediscovered.
+    #[serde(deserialize_with = "de_duration")]
+    pub refresh_interval: Duration,
+    /// How often the store is read for imported, removed or revoked peers
+    /// (what `sluice peer` and other replicas changed).
+    #[serde(deserialize_with = "de_duration")]
+    pub sync_interval: Duration,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            seal_key: None,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(10),
+            refresh_interval: Duration::from_secs(60),
+            sync_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for FederationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FederationConfig")
+            .field("seal_key", &self.seal_key.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("failure_threshold", &self.failure_threshold)
+            .field("cooldown", &self.cooldown)
+            .finish_non_exhaustive()
     }
 }
 
@@ -731,6 +815,29 @@ impl Config {
             problems.push(format!(
                 "tracing.otlp_endpoint: '{u}' is not an http(s) URL"
             ));
+        }
+        if let Some(tls) = &mut self.server.tls {
+            tls.cert = absolute(base, &tls.cert);
+            tls.key = absolute(base, &tls.key);
+            tls.client_ca = tls.client_ca.as_ref().map(|p| absolute(base, p));
+            tls.ca = tls.ca.as_ref().map(|p| absolute(base, p));
+            if tls.require_client_cert_for_share && tls.client_ca.is_none() {
+                problems.push(
+                    "server.tls.require_client_cert_for_share needs server.tls.client_ca".into(),
+                );
+            }
+        }
+        let f = &self.federation;
+        if f.connect_timeout.is_zero()
+            || f.request_timeout.is_zero()
+            || f.failure_threshold == 0
+            || f.refresh_interval.is_zero()
+            || f.sync_interval.is_zero()
+        {
+            problems.push(
+                "federation.connect_timeout, request_timeout, failure_threshold, refresh_interval and sync_interval must be positive"
+                    .into(),
+            );
         }
         if self.audit.queue == 0 || self.audit.retention.is_zero() {
             problems.push("audit.queue and audit.retention must be positive".into());

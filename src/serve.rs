@@ -42,6 +42,41 @@ pub struct Gateway {
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// The audit log's settings.
     pub audit: crate::config::AuditConfig,
+    /// Bearer authentication of the HTTP port (refuses share tokens when
+    /// they need a client certificate).
+    pub http_auth: Arc<dyn Authenticator>,
+    /// TLS of the Flight SQL port.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The CA certificate (PEM) put in share profiles.
+    pub profile_ca: Option<Arc<String>>,
+    /// Federation peers.
+    pub peers: Option<crate::federation::Peers>,
+}
+
+/// The Flight port's TLS settings from `[server.tls]`, and the CA that
+/// share profiles carry.
+fn server_tls(
+    tls: &crate::config::TlsConfig,
+) -> Result<(tonic::transport::ServerTlsConfig, String)> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| Error::Config(format!("server.tls: cannot read {}: {e}", p.display())))
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if let Some(ca) = &tls.client_ca {
+        let pem = read(ca)?;
+        let text = String::from_utf8_lossy(&pem);
+        crate::federation::pem_certificates(&text)
+            .map_err(|e| Error::Config(format!("server.tls.client_ca {}: {e}", ca.display())))?;
+        // Optional: local clients without certificates still connect; a
+        // certificate that does not chain to `client_ca` fails the handshake.
+        config = config
+            .client_ca_root(Certificate::from_pem(pem))
+            .client_auth_optional(true);
+    }
+    Ok((config, crate::federation::profile_ca(tls)?))
 }
 
 /// Bound listening sockets (bind first, so `:0` ports are known).
@@ -105,10 +140,42 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         config.limits.rate_limit_per_minute,
         config.limits.auth_failures_per_minute,
     );
+    let limits = Arc::new(limits);
     let auth: Arc<dyn Authenticator> = Arc::new(StoreAuthenticator::with_limits(
         store.clone(),
-        Arc::new(limits),
+        Arc::clone(&limits),
     ));
+    let share_needs_client_cert = config
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.require_client_cert_for_share);
+    let http_auth: Arc<dyn Authenticator> = if share_needs_client_cert {
+        Arc::new(StoreAuthenticator::with_limits(store.clone(), limits).refusing_share_tokens())
+    } else {
+        Arc::clone(&auth)
+    };
+    let (tls, profile_ca) = match &config.server.tls {
+        Some(t) => {
+            let (tls, ca) = server_tls(t)?;
+            (Some(tls), Some(Arc::new(ca)))
+        }
+        None => (None, None),
+    };
+    let seal = crate::seal::SealKey::load(
+        config.federation.seal_key.as_ref().map(|k| k.expose()),
+        &config.server.data_dir,
+    )?;
+    let peers = crate::federation::Peers::new(
+        store.clone(),
+        seal,
+        config.federation.clone(),
+        Arc::clone(&governor),
+        config.catalogs.keys().cloned().collect(),
+    );
+    if let Err(e) = peers.sync_and_discover().await {
+        tracing::warn!(error = %e, "federation peers not mounted at start; retried while serving");
+    }
     let exports = if config.exports.enabled {
         Some(Arc::new(crate::exports::Exports::new(
             store.clone(),
@@ -121,6 +188,10 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
     };
     Ok(Gateway {
         exports,
+        http_auth,
+        tls,
+        profile_ca,
+        peers: Some(peers),
         audit: config.audit.clone(),
         store,
         governor,
@@ -130,6 +201,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
             ticket_ttl: config.policy.ticket_ttl(),
             server_name: "sluice".into(),
             server_version: env!("CARGO_PKG_VERSION").into(),
+            share_needs_client_cert,
         },
         default_row_limit: config.policy.default_row_limit,
         trino: config.trino.clone(),
@@ -172,7 +244,17 @@ pub async fn run(
     if !gateway.audit.enabled {
         tracing::warn!("[audit] enabled = false: requests are neither audited nor counted");
     }
-    let flight = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = gateway.tls.clone() {
+        builder = builder.tls_config(tls).map_err(|e| Error::Server {
+            what: "Flight SQL server",
+            message: format!("TLS: {e}"),
+        })?;
+    }
+    if let Some(peers) = &gateway.peers {
+        peers.start(rx.clone());
+    }
+    let flight = builder
         .layer(crate::audit::layer::FlightAuditLayer::new(Arc::clone(
             &audit,
         )))
@@ -197,7 +279,7 @@ pub async fn run(
     let trino_state = gateway.trino.enabled.then(|| {
         crate::trino::TrinoState::new(
             Arc::clone(&gateway.governor),
-            Arc::clone(&gateway.auth),
+            Arc::clone(&gateway.http_auth),
             &gateway.trino,
             listeners
                 .http
@@ -209,13 +291,15 @@ pub async fn run(
     let app = http::router_with(
         AppState {
             store: gateway.store.clone(),
-            auth: Arc::clone(&gateway.auth),
+            auth: Arc::clone(&gateway.http_auth),
             governor: Arc::clone(&gateway.governor),
             default_row_limit: gateway.default_row_limit,
             milvus: Arc::new(gateway.milvus.clone()),
             iceberg: Arc::new(gateway.iceberg.clone()),
             exports: gateway.exports.clone(),
             audit: Some(Arc::clone(&audit)),
+            profile_ca: gateway.profile_ca.clone(),
+            peers: gateway.peers.clone(),
         },
         trino_state.map(crate::trino::router).unwrap_or_default(),
     );
@@ -325,8 +409,13 @@ mod tests {
                 ticket_ttl: std::time::Duration::from_secs(60),
                 server_name: "sluice".into(),
                 server_version: "test".into(),
+                share_needs_client_cert: false,
             },
             auth: Arc::new(StoreAuthenticator::new(store.clone())),
+            http_auth: Arc::new(StoreAuthenticator::new(store.clone())),
+            tls: None,
+            profile_ca: None,
+            peers: None,
             store,
             governor: Arc::new(Governor::new()),
             default_row_limit: 10,

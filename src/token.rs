@@ -281,6 +281,19 @@ impl TokenSpec {
         {
             problems.push(format!("expires_at {} is in the past", exp.to_rfc3339()));
         }
+        match (self.token_type, &self.provider_base_url) {
+            (TokenType::Share, None) => problems.push(
+                "share tokens need provider_base_url (the endpoint the partner calls, grpc+tls://host:port)"
+                    .to_string(),
+            ),
+            (TokenType::Public, Some(_)) => {
+                problems.push("provider_base_url is only for share tokens".to_string())
+            }
+            _ => {}
+        }
+        if self.token_type == TokenType::Share && self.admin {
+            problems.push("share tokens cannot be admin tokens".to_string());
+        }
         if let Some(u) = &self.provider_base_url {
             match url::Url::parse(u) {
                 Ok(p)
@@ -413,6 +426,29 @@ impl TokenRecord {
     }
 }
 
+/// What creating a share token returns: no secret (it is generated when the
+/// profile is downloaded, once).
+#[derive(Debug, Serialize)]
+pub struct CreatedShare {
+    /// The new token's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where its profile is downloaded (once).
+    pub download_url: String,
+}
+
+impl CreatedShare {
+    /// The answer for share token `id`.
+    pub fn new(id: &str, name: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            name: name.to_string(),
+            download_url: format!("/v1/tokens/{id}/download"),
+        }
+    }
+}
+
 /// What creating a token returns: its id and its secret, shown once.
 #[derive(Serialize)]
 pub struct CreatedToken {
@@ -502,7 +538,28 @@ mod tests {
             .insert("bad key".into(), serde_json::json!({"x": 1}));
         spec.provider_base_url = Some("ftp://x".into());
         let problems = spec.check(Utc::now());
-        assert_eq!(problems.len(), 7, "{problems:?}");
+        // Seven above, and provider_base_url on a public token.
+        assert_eq!(problems.len(), 8, "{problems:?}");
+    }
+
+    #[test]
+    fn share_tokens_need_an_endpoint_and_no_admin() {
+        let mut spec = TokenSpec::admin("p", 10);
+        spec.token_type = TokenType::Share;
+        let problems = spec.check(Utc::now());
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("need provider_base_url")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("cannot be admin")),
+            "{problems:?}"
+        );
+        spec.admin = false;
+        spec.provider_base_url = Some("grpc+tls://gw.example:50051".into());
+        assert!(spec.check(Utc::now()).is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`milvus`]: Milvus collections (scan by query with filter pushdown,
 //!   native vector search);
 //! - [`demo`]: the deterministic demo warehouse behind `sluice demo`;
+//! - [`remote`]: another sluice gateway over Flight SQL (federation);
 //! - [`export`]: the export writer (governed results as Parquet on the
 //!   local filesystem or S3, streamed, committed atomically).
 //!
@@ -20,6 +21,7 @@ pub mod error;
 pub mod export;
 pub mod iceberg;
 pub mod milvus;
+pub mod remote;
 
 pub use demo::{DEMO_CATALOG, DemoWarehouse, build_demo_warehouse, demo_catalog_config};
 pub use error::{Error, Result};
@@ -28,3 +30,4 @@ pub use iceberg::{
     load_iceberg_catalog_with_probe,
 };
 pub use milvus::{CatalogStatus, MilvusCatalog, MilvusConfig, load_milvus_catalog};
+pub use remote::{Peer, PeerCatalog, PeerConfig, PeerState, PeerStatus};

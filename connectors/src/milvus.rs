@@ -164,6 +164,7 @@ fn unavailable(cfg: &MilvusConfig, reason: impl Into<String>) -> DataFusionError
     ConnectorUnavailable {
         catalog: cfg.name.clone(),
         reason: reason.into(),
+        peer: false,
     }
     .into_datafusion()
 }

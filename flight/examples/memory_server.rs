@@ -134,6 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ticket_ttl: Duration::from_secs(300),
             server_name: "sluice-example".into(),
             server_version: env!("CARGO_PKG_VERSION").into(),
+            share_needs_client_cert: false,
         },
     );
     eprintln!("listening on {addr}");

@@ -107,6 +107,27 @@ pub(crate) async fn authenticate<T>(
     Ok((secret, scope))
 }
 
+/// Refuses a share token on a connection without a verified client
+/// certificate when `required`, with the same answer as any other
+/// authentication failure. (The TLS layer has already rejected
+/// certificates that do not chain to the configured client CA.)
+pub(crate) fn check_share_certificate<T>(
+    scope: &TokenScope,
+    request: &tonic::Request<T>,
+    required: bool,
+) -> Result<()> {
+    if !required || scope.token_type != sluice_planner::TokenType::Share {
+        return Ok(());
+    }
+    let presented = request.peer_certs().is_some_and(|certs| !certs.is_empty());
+    if presented {
+        return Ok(());
+    }
+    tracing::info!(token_id = %scope.token_id, "share token refused: no client certificate");
+    metrics::counter!("sluice_auth_failures_total", "kind" => "client_certificate").increment(1);
+    Err(Error::Unauthenticated(AuthFailureKind::Audience))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

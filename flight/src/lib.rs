@@ -113,6 +113,9 @@ pub struct FlightConfig {
     pub server_name: String,
     /// Reported by `GetSqlInfo` as `FLIGHT_SQL_SERVER_VERSION`.
     pub server_version: String,
+    /// Share tokens (partner gateways) are accepted only on connections
+    /// that presented a client certificate the TLS layer verified (mTLS).
+    pub share_needs_client_cert: bool,
 }
 
 impl std::fmt::Debug for FlightConfig {

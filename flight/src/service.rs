@@ -59,6 +59,7 @@ pub struct SluiceFlightSqlService {
     signer: TicketSigner,
     server_name: String,
     server_version: String,
+    share_needs_client_cert: bool,
 }
 
 impl fmt::Debug for SluiceFlightSqlService {
@@ -90,6 +91,7 @@ impl SluiceFlightSqlService {
             signer: TicketSigner::new(&config.ticket_key, config.ticket_ttl),
             server_name: config.server_name,
             server_version: config.server_version,
+            share_needs_client_cert: config.share_needs_client_cert,
         }
     }
 
@@ -104,7 +106,13 @@ impl SluiceFlightSqlService {
     /// Authenticates a bearer-token call.
     async fn scope<T>(&self, request: &Request<T>) -> Result<Arc<TokenScope>> {
         let (_secret, scope) = auth::authenticate(&*self.auth, request, Schemes::Bearer).await?;
-        sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
+        auth::check_share_certificate(&scope, request, self.share_needs_client_cert)?;
+        sluice_planner::audit::note(|a| {
+            a.token_id = Some(scope.token_id.clone());
+            if scope.token_type == sluice_planner::TokenType::Share {
+                a.peer = Some(scope.name.clone());
+            }
+        });
         Ok(scope)
     }
 
@@ -118,7 +126,13 @@ impl SluiceFlightSqlService {
     ) -> Result<Response<HandshakeStream>> {
         let (secret, scope) =
             auth::authenticate(&*self.auth, &request, Schemes::BearerOrBasic).await?;
-        sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
+        auth::check_share_certificate(&scope, &request, self.share_needs_client_cert)?;
+        sluice_planner::audit::note(|a| {
+            a.token_id = Some(scope.token_id.clone());
+            if scope.token_type == sluice_planner::TokenType::Share {
+                a.peer = Some(scope.name.clone());
+            }
+        });
         tracing::info!(token_id = %scope.token_id, "flight handshake");
         // A Basic password may hold bytes a header cannot carry.
         let header = MetadataValue::try_from(format!("Bearer {}", secret.expose()))

@@ -139,6 +139,7 @@ async fn start() -> Channel {
             ticket_ttl: Duration::from_secs(60),
             server_name: "sluice-test".into(),
             server_version: "0.0.1".into(),
+            share_needs_client_cert: false,
         },
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -215,6 +215,10 @@ pub struct AuditFacts {
     pub error: Option<String>,
     /// The W3C trace id of the request's span (connectors pass it on).
     pub trace_id: Option<String>,
+    /// Federation: the share token's name when a partner gateway made the
+    /// request (provider side), or the peers a statement read (receiver
+    /// side, comma-separated).
+    pub peer: Option<String>,
 }
 
 impl AuditFacts {
@@ -239,6 +243,18 @@ pub fn current() -> Option<AuditHandle> {
 /// response stream take the handle when they build it.
 pub async fn with_handle<F: std::future::Future>(handle: AuditHandle, f: F) -> F::Output {
     CURRENT.scope(handle, f).await
+}
+
+/// Records that the current request read from federation peer `name`.
+pub fn note_peer(name: &str) {
+    note(|a| match &mut a.peer {
+        Some(p) if p.split(',').any(|x| x == name) => {}
+        Some(p) => {
+            p.push(',');
+            p.push_str(name);
+        }
+        None => a.peer = Some(name.to_string()),
+    });
 }
 
 /// Updates the current request's facts, if there is a current request.

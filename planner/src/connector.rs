@@ -73,10 +73,15 @@ pub struct ConnectorUnavailable {
     pub catalog: String,
     /// What failed (connection refused, timeout after …).
     pub reason: String,
+    /// A federation peer: `reason` is the whole message (it names the peer).
+    pub peer: bool,
 }
 
 impl fmt::Display for ConnectorUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.peer {
+            return f.write_str(&self.reason);
+        }
         write!(
             f,
             "catalog {} is unavailable: {}",
@@ -88,6 +93,15 @@ impl fmt::Display for ConnectorUnavailable {
 impl std::error::Error for ConnectorUnavailable {}
 
 impl ConnectorUnavailable {
+    /// A federation peer's failure; `message` names the peer.
+    pub fn peer(catalog: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            catalog: catalog.into(),
+            reason: message.into(),
+            peer: true,
+        }
+    }
+
     /// As a DataFusion error.
     pub fn into_datafusion(self) -> DataFusionError {
         DataFusionError::External(Box::new(self))
@@ -111,6 +125,7 @@ mod tests {
         let e = ConnectorUnavailable {
             catalog: "vec".into(),
             reason: "timeout after 2s".into(),
+            peer: false,
         }
         .into_datafusion()
         .context("scanning");

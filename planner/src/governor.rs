@@ -76,7 +76,9 @@ pub struct SessionOptions {
 /// Holds the gateway's catalogs and turns token scopes into scoped sessions.
 #[derive(Debug, Clone, Default)]
 pub struct Governor {
-    catalogs: BTreeMap<String, CatalogEntry>,
+    /// Copy-on-write, shared by clones: peers are mounted and unmounted
+    /// while the gateway runs.
+    catalogs: Arc<std::sync::RwLock<Arc<BTreeMap<String, CatalogEntry>>>>,
     native_search: HashMap<String, crate::connector::NativeSearchLookup>,
     target_partitions: Option<usize>,
     mask_key: Option<MaskKey>,
@@ -113,7 +115,34 @@ impl Governor {
 
     /// Serves `entry` as catalog `name`.
     pub fn add_catalog(&mut self, name: impl Into<String>, entry: CatalogEntry) {
-        self.catalogs.insert(name.into(), entry);
+        self.mount(name, entry);
+    }
+
+    /// Serves `entry` as catalog `name` from now on, in this governor and
+    /// every clone of it (federation peers are mounted while serving).
+    pub fn mount(&self, name: impl Into<String>, entry: CatalogEntry) {
+        let mut guard = self.catalogs.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = BTreeMap::clone(&guard);
+        next.insert(name.into(), entry);
+        *guard = Arc::new(next);
+    }
+
+    /// Stops serving catalog `name` (statements planned from now on do not
+    /// see it). Returns whether it was served.
+    pub fn unmount(&self, name: &str) -> bool {
+        let mut guard = self.catalogs.write().unwrap_or_else(|e| e.into_inner());
+        if !guard.contains_key(name) {
+            return false;
+        }
+        let mut next = BTreeMap::clone(&guard);
+        next.remove(name);
+        *guard = Arc::new(next);
+        true
+    }
+
+    /// The catalogs served now.
+    fn catalogs(&self) -> Arc<BTreeMap<String, CatalogEntry>> {
+        Arc::clone(&self.catalogs.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Lets `vector_search` use the native search of catalog `name`'s
@@ -154,7 +183,7 @@ impl Governor {
 
     /// Names of all configured catalogs (not scoped: for operators).
     pub fn catalog_names(&self) -> Vec<String> {
-        self.catalogs.keys().cloned().collect()
+        self.catalogs().keys().cloned().collect()
     }
 
     /// The token's scoped session: only its secure views exist in it.
@@ -177,8 +206,9 @@ impl Governor {
         options: &SessionOptions,
     ) -> (SessionContext, Arc<VectorSearchFunction>) {
         let trino = options.dialect == Dialect::Trino;
+        let catalogs = self.catalogs();
         let default_catalog = options.catalog.clone().unwrap_or_else(|| {
-            self.catalogs
+            catalogs
                 .keys()
                 .find(|c| scope.may_see_prefix(c))
                 .cloned()
@@ -221,7 +251,7 @@ impl Governor {
             Arc::clone(&search) as Arc<dyn datafusion::catalog::TableFunctionImpl>,
         );
         let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
-        for (name, entry) in &self.catalogs {
+        for (name, entry) in catalogs.iter() {
             if !scope.may_see_prefix(name) {
                 continue;
             }
@@ -240,7 +270,7 @@ impl Governor {
             visible.push((name.clone(), catalog));
         }
         let runtime = self.runtime_schema(scope);
-        if !self.catalogs.contains_key(SYSTEM_CATALOG) {
+        if !catalogs.contains_key(SYSTEM_CATALOG) {
             if trino {
                 ctx.register_catalog(
                     SYSTEM_CATALOG,
@@ -405,7 +435,7 @@ impl Governor {
         pattern: &str,
     ) -> Vec<(String, Arc<dyn TableProvider>, TableClass)> {
         let mut out = Vec::new();
-        for (cname, entry) in &self.catalogs {
+        for (cname, entry) in self.catalogs().iter() {
             for sname in entry.provider.schema_names() {
                 let Some(schema) = entry.provider.schema(&sname) else {
                     continue;

@@ -451,6 +451,18 @@ pub async fn scan_source(
     source: &[usize],
     hints: &[Expr],
 ) -> Result<Arc<dyn ExecutionPlan>> {
+    scan_source_limited(inner, state, source, hints, None).await
+}
+
+/// [`scan_source`] that may stop after `limit` rows: only pass one when
+/// every row the connector returns is kept (no row policy, no filter).
+async fn scan_source_limited(
+    inner: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+    source: &[usize],
+    hints: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let refs: Vec<&Expr> = hints.iter().collect();
     let support = inner.supports_filters_pushdown(&refs)?;
     let pushed: Vec<Expr> = hints
@@ -460,7 +472,7 @@ pub async fn scan_source(
         .map(|(h, _)| h.clone())
         .collect();
     inner
-        .scan(state, Some(&source.to_vec()), &pushed, None)
+        .scan(state, Some(&source.to_vec()), &pushed, limit)
         .await
 }
 
@@ -532,9 +544,14 @@ impl TableProvider for SecureViewProvider {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let view = &self.view;
+        // DataFusion hands a limit down only when no filter is left above
+        // the scan; without a row policy every connector row is kept, so
+        // the connector may stop after `limit` rows (a remote peer sends
+        // it to the provider as LIMIT).
+        let limit = limit.filter(|_| view.predicate.is_none() && filters.is_empty());
         let wanted: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..view.columns.len()).collect(),
@@ -543,7 +560,8 @@ impl TableProvider for SecureViewProvider {
         let mut hints: Vec<Expr> = view.pruning.clone();
         hints.extend(filters.iter().filter_map(|f| self.pushable_user_filter(f)));
         let source_projection = view.source_columns(&wanted, &hints, &[])?;
-        let scan = scan_source(&self.inner, state, &source_projection, &hints).await?;
+        let scan =
+            scan_source_limited(&self.inner, state, &source_projection, &hints, limit).await?;
         view.enforce(state, scan, &wanted, Vec::new())
     }
 }

@@ -292,7 +292,7 @@ fn to_row_at(
         client_request_id: info.client_request_id.as_deref().map(clean),
         trace_id: info.trace_id.clone(),
         token_id: facts.token_id.clone(),
-        peer: None,
+        peer: facts.peer.as_deref().map(clean),
         protocol: info.protocol.as_str().to_string(),
         action: clean(&info.action),
         client_addr: info.client.map(|c| c.to_string()),

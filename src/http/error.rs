@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The resource existed and is gone for good (410).
+    #[error("{0}")]
+    Gone(String),
     /// Too many requests of this token at once.
     #[error("{0}")]
     TooManyRequests(String),
@@ -70,6 +73,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooManyRequests(_) | ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable | ApiError::CatalogUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -17,7 +17,9 @@ pub(super) async fn health() -> impl IntoResponse {
 /// and every catalog answer (Milvus: its connection state; Iceberg: listing
 /// namespaces within 2 s); otherwise 503 with `"status": "unavailable"` and
 /// `not_ready` naming what is not (`store`, `catalog <name>`), so a load
-/// balancer sends traffic elsewhere.
+/// balancer sends traffic elsewhere. `peers` shows each federation peer's
+/// circuit state; a peer that is down does not make the gateway unready
+/// (only queries touching it fail).
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut catalogs = serde_json::Map::new();
     let mut not_ready: Vec<String> = Vec::new();
@@ -55,10 +57,15 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         tracing::warn!(error = %e, "readiness check failed: token store unreachable");
         not_ready.insert(0, "store".to_string());
     }
+    let peers = state
+        .peers
+        .as_ref()
+        .map(|p| serde_json::to_value(p.statuses()).unwrap_or_default())
+        .unwrap_or_else(|| json!({}));
     if not_ready.is_empty() {
         (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "catalogs": catalogs })),
+            Json(json!({ "status": "ready", "catalogs": catalogs, "peers": peers })),
         )
     } else {
         (
@@ -67,6 +74,7 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
                 "status": "unavailable",
                 "not_ready": not_ready,
                 "catalogs": catalogs,
+                "peers": peers,
             })),
         )
     }

@@ -7,12 +7,16 @@
 //! | `GET /v1/tokens/{id}` | admin | one token |
 //! | `DELETE /v1/tokens/{id}` | admin | revoke |
 //! | `GET /v1/tokens/{id}/introspect` | admin, or the token itself | effective scope |
+//! | `GET /v1/tokens/{id}/download` | admin | a share token's profile, once (then 410) |
+//! | `POST /v1/external-tokens/accept` | admin | import a share profile as peer `name` (201) |
+//! | `GET /v1/external-tokens` | admin | imported peers (never secrets) |
+//! | `DELETE /v1/external-tokens/{id}` | admin | remove a peer (204) |
 //! | `GET /health` | anyone | liveness, always 200 |
 //! | `POST /v1/search` | any token | vector search as JSON, under the token's policy |
 //! | `POST /v1/exports` | token with `export_destinations` | queue an export job (202) |
 //! | `GET /v1/exports`, `GET/DELETE /v1/exports/{id}` | the job's token (admins: any) | job state, cancel |
 //! | `GET /metrics` | anyone | Prometheus text format (see [`crate::metrics`]); no token ids or statements |
-//! | `GET /ready` | anyone | 200 when the store answers, else 503; Milvus catalogs' state |
+//! | `GET /ready` | anyone | 200 when the store answers, else 503; Milvus catalogs' and peers' state |
 //!
 //! Every authentication failure is `401 {"error":"authentication failed"}`;
 //! a valid non-admin token gets 403. Each request gets an `x-request-id`
@@ -22,6 +26,7 @@
 mod error;
 mod exports;
 mod extract;
+mod federation;
 mod health;
 mod search;
 #[cfg(test)]
@@ -64,6 +69,11 @@ pub struct AppState {
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// Where request records go (`None`: not audited, in unit tests).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The CA certificate (PEM) put in share profiles (`None`: the Flight
+    /// port has no TLS).
+    pub profile_ca: Option<Arc<String>>,
+    /// Imported peers (`None` in unit tests without federation).
+    pub peers: Option<crate::federation::Peers>,
 }
 
 /// The admin API router.
@@ -79,6 +89,16 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{id}", get(tokens::show).delete(tokens::revoke))
         .route("/v1/tokens/{id}/introspect", get(tokens::introspect))
+        .route("/v1/tokens/{id}/download", get(tokens::download))
+        .route(
+            "/v1/external-tokens/accept",
+            axum::routing::post(federation::accept),
+        )
+        .route("/v1/external-tokens", get(federation::list))
+        .route(
+            "/v1/external-tokens/{id}",
+            axum::routing::delete(federation::remove),
+        )
         .route("/v1/search", axum::routing::post(search::search))
         .route("/v1/exports", get(exports::list).post(exports::submit))
         .route(
@@ -114,10 +134,13 @@ async fn metrics() -> Response {
 /// else (ids, slugs, tokens in Trino's `nextUri`) becomes `{id}`, and at
 /// most five segments count.
 fn route_label(path: &str) -> String {
-    const WORDS: [&str; 14] = [
+    const WORDS: [&str; 17] = [
         "v1",
         "tokens",
         "introspect",
+        "download",
+        "external-tokens",
+        "accept",
         "exports",
         "search",
         "statement",

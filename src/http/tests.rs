@@ -78,6 +78,8 @@ async fn harness_from(client: &str) -> Harness {
         exports: None,
         audit: None,
         iceberg: Default::default(),
+        profile_ca: None,
+        peers: None,
     };
     let client: SocketAddr = client.parse().unwrap();
     Harness {

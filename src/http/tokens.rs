@@ -7,14 +7,15 @@ use axum::http::StatusCode;
 
 use super::{ApiError, AppState, Caller};
 use crate::admin::{self, Introspection};
-use crate::token::{CreatedToken, TokenRecord, TokenSpec};
+use crate::store::federation::DownloadRefusal;
+use crate::token::{CreatedShare, TokenRecord, TokenSpec};
 
 /// `POST /v1/tokens`: create a token (admin).
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     body: Bytes,
-) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require_admin()?;
     let spec = TokenSpec::from_json(&body).map_err(ApiError::BadRequest)?;
     let created = admin::create_token(
@@ -25,7 +26,45 @@ pub(super) async fn create(
         state.default_row_limit,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    // A share token's secret is made when its profile is downloaded.
+    let body = if spec.token_type == sluice_planner::TokenType::Share {
+        serde_json::to_value(CreatedShare::new(&created.id, &spec.name))
+    } else {
+        serde_json::to_value(&created)
+    }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `GET /v1/tokens/{id}/download`: a share token's profile, once (admin).
+/// 410 after the first download, or when the token is revoked or expired.
+pub(super) async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<crate::federation::Profile>, ApiError> {
+    caller.require_admin()?;
+    match state
+        .store
+        .download_share_profile(&id, chrono::Utc::now())
+        .await?
+    {
+        Ok((secret, record)) => {
+            tracing::info!(token_id = %id, downloaded_by = %caller.0.token_id, "share profile downloaded");
+            Ok(Json(crate::federation::build_profile(
+                secret.expose(),
+                &record,
+                state.profile_ca.as_deref().cloned(),
+            )))
+        }
+        Err(DownloadRefusal::NotFound) => {
+            Err(ApiError::NotFound(format!("token '{id}' not found")))
+        }
+        Err(DownloadRefusal::NotShare) => Err(ApiError::BadRequest(format!(
+            "token '{id}' is not a share token: only share tokens have a profile"
+        ))),
+        Err(DownloadRefusal::Gone(why)) => Err(ApiError::Gone(why.to_string())),
+    }
 }
 
 /// `GET /v1/tokens`: every token (admin).

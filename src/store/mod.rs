@@ -43,6 +43,7 @@ macro_rules! with_pool {
 
 pub mod audit;
 pub mod exports;
+pub mod federation;
 
 #[derive(Debug, Clone)]
 enum Backend {
