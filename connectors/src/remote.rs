@@ -1060,8 +1060,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pushed_down_sql() {
+    // A runtime: the lazy channel needs one.
+    #[tokio::test]
+    async fn pushed_down_sql() {
         let t = table();
         assert_eq!(
             t.sql(&[0, 1], &[], None),

@@ -29,7 +29,9 @@ QUERY_TIMEOUT_S = "120"
 #: Every server started in this test session (their logs and embedded
 #: stores are searched for leaked secrets at the end of the suite).
 STARTED: list["SluiceServer"] = []
-#: Every token secret the harness saw (admin secrets, created tokens).
+#: Every token secret the harness saw (admin secrets, created tokens; the
+#: federation harness adds share secrets from downloaded profiles, seal keys
+#: and lines of the test certificates' private keys).
 SECRETS: set[str] = set()
 
 #: Test servers are not rate limited unless a test configures ``[limits]``
