@@ -502,17 +502,41 @@ impl Peers {
             } else {
                 fresh.push(Arc::clone(&peer));
             }
-            self.inner.governor.mount(
+            let catalog = Arc::new(PeerCatalog::new(Arc::clone(&peer)));
+            self.inner.governor.mount_gated(
                 row.owner_name.clone(),
                 CatalogEntry {
-                    provider: Arc::new(PeerCatalog::new(Arc::clone(&peer))),
+                    provider: Arc::clone(&catalog) as _,
                     tables: HashMap::new(),
                 },
+                catalog,
             );
             tracing::info!(peer = %row.owner_name, endpoint = %row.provider_base_url, "peer mounted");
             mounted.insert(row.owner_name.clone(), (row.id.clone(), peer));
         }
         Ok(fresh)
+    }
+
+    /// Asks the providers of revoked peers again; a peer whose provider
+    /// accepts its share token again is restored (in the store too).
+    async fn probe_revoked(&self) {
+        let revoked: Vec<Arc<Peer>> = self
+            .mounted()
+            .values()
+            .map(|(_, p)| Arc::clone(p))
+            .filter(|p| p.state() == PeerState::Revoked)
+            .collect();
+        for peer in revoked {
+            if peer.probe_revoked().await
+                && let Err(e) = self
+                    .inner
+                    .store
+                    .clear_external_token_revoked(peer.name())
+                    .await
+            {
+                tracing::error!(peer = %peer.name(), error = %e, "cannot record the restored peer");
+            }
+        }
     }
 
     /// Unmounts peer `name` now (its row was deleted here).
@@ -570,6 +594,9 @@ impl Peers {
                     .collect();
                 // In the background: a slow peer does not hold up the others.
                 tokio::spawn(discover(peers));
+                if refresh_all {
+                    this.probe_revoked().await;
+                }
             }
         });
     }

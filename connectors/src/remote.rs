@@ -452,6 +452,14 @@ impl Peer {
         command: Vec<u8>,
     ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch, Failure>>, Failure> {
         self.admit()?;
+        self.send(command).await
+    }
+
+    /// [`Peer::open`] without asking the circuit.
+    async fn send(
+        self: &Arc<Self>,
+        command: Vec<u8>,
+    ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch, Failure>>, Failure> {
         let mut client = self.client();
         let descriptor = FlightDescriptor::new_cmd(command);
         let info: FlightInfo = tokio::time::timeout(
@@ -573,8 +581,7 @@ impl Peer {
         .boxed()
     }
 
-    /// Discovers the provider's tables (schemas included) in `remote_catalog`.
-    pub async fn refresh(self: &Arc<Self>) -> DfResult<()> {
+    async fn discover_tables(self: &Arc<Self>, probe: bool) -> Result<TableMap, Failure> {
         let command = CommandGetTables {
             catalog: Some(self.config.remote_catalog.clone()),
             db_schema_filter_pattern: None,
@@ -584,20 +591,52 @@ impl Peer {
         }
         .as_any()
         .encode_to_vec();
-        let result = async {
-            let mut stream = self.open(command).await?;
-            let mut tables = TableMap::new();
-            while let Some(batch) = stream.next().await {
-                collect_tables(&batch?, &mut tables).map_err(Failure::Protocol)?;
-            }
-            Ok(tables)
+        let mut stream = if probe {
+            self.send(command).await?
+        } else {
+            self.open(command).await?
+        };
+        let mut tables = TableMap::new();
+        while let Some(batch) = stream.next().await {
+            collect_tables(&batch?, &mut tables).map_err(Failure::Protocol)?;
         }
-        .await;
-        let tables = self.settle(result)?;
+        Ok(tables)
+    }
+
+    fn store_tables(&self, tables: TableMap) {
         let count: usize = tables.values().map(BTreeMap::len).sum();
         tracing::debug!(peer = %self.config.name, tables = count, "peer tables discovered");
         *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Some(tables);
+    }
+
+    /// Discovers the provider's tables (schemas included) in `remote_catalog`.
+    pub async fn refresh(self: &Arc<Self>) -> DfResult<()> {
+        let result = self.discover_tables(false).await;
+        let tables = self.settle(result)?;
+        self.store_tables(tables);
         Ok(())
+    }
+
+    /// Asks a revoked peer's provider again (bypassing the revocation):
+    /// when it accepts the share token, the refusal was not a revocation
+    /// (a client certificate it did not accept yet, say) and the peer is
+    /// usable again. Returns whether it was restored.
+    pub async fn probe_revoked(self: &Arc<Self>) -> bool {
+        if self.state() != PeerState::Revoked {
+            return false;
+        }
+        let Ok(tables) = self.discover_tables(true).await else {
+            return false;
+        };
+        self.store_tables(tables);
+        let mut b = self.lock();
+        b.state = PeerState::Closed;
+        b.failures = 0;
+        b.last_error = None;
+        drop(b);
+        self.publish_state(PeerState::Closed);
+        tracing::info!(peer = %self.config.name, "the provider accepts the share token again: peer restored");
+        true
     }
 
     /// Whether the tables were discovered at least once.
@@ -724,6 +763,23 @@ impl PeerCatalog {
     /// The peer.
     pub fn peer(&self) -> &Arc<Peer> {
         &self.peer
+    }
+}
+
+#[async_trait]
+impl sluice_planner::connector::CatalogGate for PeerCatalog {
+    /// A peer whose tables were never discovered is asked now, so a
+    /// statement naming it gets the peer's error ("unavailable", "access
+    /// revoked") rather than "not found".
+    async fn ready(&self) -> DfResult<()> {
+        sluice_planner::audit::note_peer(self.peer.name());
+        if self.peer.discovered() {
+            return Ok(());
+        }
+        if self.peer.state() == PeerState::Revoked {
+            return Err(self.peer.error(Failure::Revoked));
+        }
+        self.peer.refresh().await
     }
 }
 
@@ -1068,13 +1124,15 @@ mod tests {
             t.sql(&[0, 1], &[], None),
             r#"SELECT "id", "Region" FROM "lake"."sales"."or""ders""#
         );
-        let f = col("id").gt(lit(3)).and(col("Region").eq(lit("it's")));
+        let region = Expr::Column(datafusion::common::Column::new_unqualified("Region"));
+        let f = col("id").gt(lit(3)).and(region.eq(lit("it's")));
         let sql = t.sql(&[1], &[f], Some(7));
         assert!(
             sql.starts_with(r#"SELECT "Region" FROM "lake"."sales"."or""ders" WHERE ("#),
             "{sql}"
         );
         assert!(sql.contains("'it''s'"), "{sql}");
+        assert!(sql.contains(r#""Region" = "#), "{sql}");
         assert!(sql.ends_with(" LIMIT 7"), "{sql}");
         assert_eq!(
             t.sql(&[], &[], Some(1)),

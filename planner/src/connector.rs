@@ -26,6 +26,17 @@ pub const DISTANCE_COLUMN: &str = "_distance";
 /// expressions); renamed to [`DISTANCE_COLUMN`] above it.
 pub const INTERNAL_DISTANCE_COLUMN: &str = "__sluice_distance";
 
+/// A catalog whose tables are known only once its backend answered (a
+/// federation peer): before planning a statement that names it, the
+/// governor awaits [`CatalogGate::ready`], so a backend that was never
+/// reached answers with its own error instead of "not found".
+#[async_trait]
+pub trait CatalogGate: Send + Sync + fmt::Debug {
+    /// `Ok` when the catalog can be planned against; otherwise the error
+    /// the user sees (it must say nothing about data).
+    async fn ready(&self) -> Result<()>;
+}
+
 /// A table whose backend searches vectors natively (Milvus).
 #[async_trait]
 pub trait NativeVectorSearch: Send + Sync + fmt::Debug {

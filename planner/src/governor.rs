@@ -79,6 +79,8 @@ pub struct Governor {
     /// Copy-on-write, shared by clones: peers are mounted and unmounted
     /// while the gateway runs.
     catalogs: Arc<std::sync::RwLock<Arc<BTreeMap<String, CatalogEntry>>>>,
+    /// Gates of mounted catalogs (federation peers), shared by clones.
+    gates: Arc<std::sync::RwLock<HashMap<String, Arc<dyn crate::connector::CatalogGate>>>>,
     native_search: HashMap<String, crate::connector::NativeSearchLookup>,
     target_partitions: Option<usize>,
     mask_key: Option<MaskKey>,
@@ -127,9 +129,59 @@ impl Governor {
         *guard = Arc::new(next);
     }
 
+    /// [`Governor::mount`] with a gate awaited before planning statements
+    /// that name the catalog.
+    pub fn mount_gated(
+        &self,
+        name: impl Into<String>,
+        entry: CatalogEntry,
+        gate: Arc<dyn crate::connector::CatalogGate>,
+    ) {
+        let name = name.into();
+        self.gates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), gate);
+        self.mount(name, entry);
+    }
+
+    /// Awaits the gates of the catalogs `statement` names that the token
+    /// may see (others stay "not found").
+    async fn open_gates(
+        &self,
+        scope: &TokenScope,
+        state: &datafusion::execution::SessionState,
+        statement: &DFStatement,
+    ) -> Result<()> {
+        let gates = self.gates.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if gates.is_empty() {
+            return Ok(());
+        }
+        let default_catalog = state.config().options().catalog.default_catalog.clone();
+        let Ok(references) = state.resolve_table_references(statement) else {
+            // Planning reports what is wrong with the statement.
+            return Ok(());
+        };
+        let mut opened = std::collections::BTreeSet::new();
+        for r in references {
+            let catalog = r.catalog().unwrap_or(&default_catalog).to_string();
+            if let Some(gate) = gates.get(&catalog)
+                && scope.may_see_prefix(&catalog)
+                && opened.insert(catalog)
+            {
+                gate.ready().await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stops serving catalog `name` (statements planned from now on do not
     /// see it). Returns whether it was served.
     pub fn unmount(&self, name: &str) -> bool {
+        self.gates
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         let mut guard = self.catalogs.write().unwrap_or_else(|e| e.into_inner());
         if !guard.contains_key(name) {
             return false;
@@ -340,6 +392,7 @@ impl Governor {
             }
         }
         number_placeholders(&mut statement)?;
+        self.open_gates(scope, &state, &statement).await?;
         search
             .prepare(&ctx, &statement, &self.native_search)
             .await

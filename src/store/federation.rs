@@ -173,6 +173,17 @@ impl Store {
         }))
     }
 
+    /// Clears a recorded revocation (the provider accepts the token again).
+    pub async fn clear_external_token_revoked(&self, name: &str) -> Result<()> {
+        with_pool!(self, p => {
+            sqlx::query("UPDATE external_tokens SET revoked_at = NULL WHERE owner_name = $1")
+                .bind(name)
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Records that the provider refused peer `name`'s share token.
     pub async fn mark_external_token_revoked(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
         with_pool!(self, p => {
