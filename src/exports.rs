@@ -277,6 +277,15 @@ impl Exports {
         }
     }
 
+    /// The federation peer a plan reads, if any (DESIGN §7: no remote
+    /// data is persisted at the receiver, so exports refuse them).
+    fn peer_read(&self, plan: &sluice_planner::GovernedPlan) -> Option<String> {
+        plan.secure_views().iter().find_map(|v| {
+            let catalog = v.table.split('.').next().unwrap_or_default();
+            self.governor.is_gated(catalog).then(|| catalog.to_string())
+        })
+    }
+
     /// Checks and queues a job for `scope` (whose token allows
     /// `allowed` destination prefixes).
     pub async fn submit(
@@ -318,6 +327,11 @@ impl Exports {
             .map_err(Refusal::Query)?;
         if let Some(audit) = sluice_planner::audit::current() {
             audit.planned(&req.sql, &plan.facts());
+        }
+        if let Some(peer) = self.peer_read(&plan) {
+            return Err(Refusal::Invalid(format!(
+                "exports cannot read federation peers ({peer}): a peer's rows are never stored at this gateway"
+            )));
         }
         let schema = plan.schema();
         let mut names = std::collections::HashSet::new();
@@ -969,6 +983,11 @@ impl Exports {
             .map_err(|e| Stop::Failed(e.message()))?;
         if let Some(audit) = sluice_planner::audit::current() {
             audit.planned(&job.statement, &plan.facts());
+        }
+        if let Some(peer) = self.peer_read(&plan) {
+            return Err(Stop::Failed(format!(
+                "exports cannot read federation peers ({peer})"
+            )));
         }
         let views = plan.secure_views();
         let schema = plan.schema();

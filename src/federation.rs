@@ -38,6 +38,40 @@ pub const PROFILE_VERSION: u32 = 1;
 const SEAL_TOKEN: &str = "token";
 const SEAL_CLIENT_KEY: &str = "client_key";
 
+/// What a peer's sealed secrets are bound to: the row and every plain
+/// column that decides where the secret is sent (endpoint, trusted CA,
+/// client certificate, catalog). Someone who can write to the store but
+/// lacks the seal key cannot redirect a secret: it no longer opens.
+fn seal_binding(
+    id: &str,
+    endpoint: &str,
+    ca_cert: Option<&str>,
+    client_cert: Option<&str>,
+    remote_catalog: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        endpoint,
+        ca_cert.unwrap_or(""),
+        client_cert.unwrap_or(""),
+        remote_catalog,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("{id}#{}", hex::encode(h.finalize()))
+}
+
+fn row_binding(row: &ExternalTokenRow) -> String {
+    seal_binding(
+        &row.id,
+        &row.provider_base_url,
+        row.ca_cert.as_deref(),
+        row.client_cert.as_deref(),
+        &row.remote_catalog,
+    )
+}
+
 /// A share profile: everything a partner needs to reach this gateway.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -317,14 +351,22 @@ pub async fn accept(
         )));
     }
     let id = uuid::Uuid::new_v4().to_string();
+    let endpoint = p.endpoint.trim().to_string();
+    let binding = seal_binding(
+        &id,
+        &endpoint,
+        p.ca_cert.as_deref(),
+        request.client_cert.as_deref(),
+        &remote_catalog,
+    );
     let row = ExternalTokenRow {
-        sealed_token: key.seal(p.token.as_bytes(), &id, SEAL_TOKEN),
+        sealed_token: key.seal(p.token.as_bytes(), &binding, SEAL_TOKEN),
         sealed_client_key: request
             .client_key
             .as_ref()
-            .map(|k| key.seal(k.as_bytes(), &id, SEAL_CLIENT_KEY)),
+            .map(|k| key.seal(k.as_bytes(), &binding, SEAL_CLIENT_KEY)),
         id,
-        provider_base_url: p.endpoint.trim().to_string(),
+        provider_base_url: endpoint,
         owner_name: name.clone(),
         imported_by: imported_by.to_string(),
         imported_at: Utc::now().timestamp_millis(),
@@ -416,11 +458,12 @@ impl Peers {
 
     fn peer_config(&self, row: &ExternalTokenRow) -> Result<PeerConfig> {
         let key = &self.inner.key;
-        let secret = String::from_utf8(key.open(&row.sealed_token, &row.id, SEAL_TOKEN)?)
+        let binding = row_binding(row);
+        let secret = String::from_utf8(key.open(&row.sealed_token, &binding, SEAL_TOKEN)?)
             .map_err(|_| Error::Refused(format!("peer {}: sealed token is not text", row.id)))?;
         let client_identity = match (&row.client_cert, &row.sealed_client_key) {
             (Some(cert), Some(sealed)) => {
-                let k = String::from_utf8(key.open(sealed, &row.id, SEAL_CLIENT_KEY)?).map_err(
+                let k = String::from_utf8(key.open(sealed, &binding, SEAL_CLIENT_KEY)?).map_err(
                     |_| Error::Refused(format!("peer {}: sealed key is not text", row.id)),
                 )?;
                 Some((cert.clone(), k))
@@ -686,8 +729,12 @@ mod tests {
         let listed = store.list_external_tokens().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(
-            key.open(&listed[0].sealed_token, &listed[0].id, SEAL_TOKEN)
-                .unwrap(),
+            key.open(
+                &listed[0].sealed_token,
+                &row_binding(&listed[0]),
+                SEAL_TOKEN
+            )
+            .unwrap(),
             secret.as_bytes()
         );
         store

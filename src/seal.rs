@@ -103,7 +103,8 @@ impl SealKey {
     pub fn open(&self, sealed: &[u8], row: &str, purpose: &str) -> Result<Vec<u8>> {
         let fail = || {
             Error::Refused(format!(
-                "the sealed {purpose} of peer {row} does not open: federation.seal_key differs from the key it was sealed with"
+                "a sealed {purpose} ({}) does not open: federation.seal_key differs from the key it was sealed with, or the row was altered",
+                row.split('#').next().unwrap_or_default()
             ))
         };
         if sealed.len() < NONCE_LEN {

@@ -50,6 +50,9 @@ use prost::Message;
 use sluice_planner::connector::ConnectorUnavailable;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+/// Largest gRPC message accepted from a provider.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// How to reach and treat one peer.
 #[derive(Clone)]
 pub struct PeerConfig {
@@ -137,6 +140,8 @@ struct Breaker {
     state: PeerState,
     failures: u32,
     opened_at: Option<Instant>,
+    /// When the half-open probe was let through.
+    probing_since: Option<Instant>,
     last_error: Option<String>,
 }
 
@@ -239,6 +244,7 @@ impl Peer {
                 state: PeerState::Closed,
                 failures: 0,
                 opened_at: None,
+                probing_since: None,
                 last_error: None,
             }),
             tables: RwLock::new(None),
@@ -301,11 +307,23 @@ impl Peer {
         match b.state {
             PeerState::Closed => Ok(()),
             PeerState::Revoked => Err(Failure::Revoked),
-            PeerState::HalfOpen => Err(Failure::CircuitOpen(Duration::ZERO)),
+            PeerState::HalfOpen => {
+                // A probe whose request was dropped unsettled (a cancelled
+                // query, a LIMIT satisfied early) must not jam the circuit:
+                // after the longest a request may take, let another through.
+                let limit = self.config.connect_timeout + self.config.request_timeout;
+                if b.probing_since.is_none_or(|t| t.elapsed() >= limit) {
+                    b.probing_since = Some(Instant::now());
+                    Ok(())
+                } else {
+                    Err(Failure::CircuitOpen(Duration::ZERO))
+                }
+            }
             PeerState::Open => {
                 let since = b.opened_at.map(|t| t.elapsed()).unwrap_or_default();
                 if since >= self.config.cooldown {
                     b.state = PeerState::HalfOpen;
+                    b.probing_since = Some(Instant::now());
                     drop(b);
                     self.publish_state(PeerState::HalfOpen);
                     tracing::info!(peer = %self.config.name, "peer circuit half-open: probing");
@@ -425,9 +443,10 @@ impl Peer {
     }
 
     fn client(&self) -> FlightServiceClient<Channel> {
+        // Bounded: a provider cannot make the receiver allocate without limit.
         FlightServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, Failure> {

@@ -145,6 +145,14 @@ impl Governor {
         self.mount(name, entry);
     }
 
+    /// Whether catalog `name` is gated (a federation peer).
+    pub fn is_gated(&self, name: &str) -> bool {
+        self.gates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
+    }
+
     /// Awaits the gates of the catalogs `statement` names that the token
     /// may see (others stay "not found").
     async fn open_gates(
@@ -259,10 +267,13 @@ impl Governor {
     ) -> (SessionContext, Arc<VectorSearchFunction>) {
         let trino = options.dialect == Dialect::Trino;
         let catalogs = self.catalogs();
+        // Federation peers never become the default: mounting one must not
+        // redirect unqualified names (and their filters) to a partner.
+        let gated = self.gates.read().unwrap_or_else(|e| e.into_inner()).clone();
         let default_catalog = options.catalog.clone().unwrap_or_else(|| {
             catalogs
                 .keys()
-                .find(|c| scope.may_see_prefix(c))
+                .find(|c| !gated.contains_key(*c) && scope.may_see_prefix(c))
                 .cloned()
                 .unwrap_or_else(|| "sluice".to_string())
         });

@@ -1265,3 +1265,44 @@ def test_stopped_provider_fails_fast_local_keeps_working(fault):
     status, body = ready(fault.receiver)
     assert status == 200, body
     assert body["peers"]["flaky"]["last_error"], body["peers"]["flaky"]
+
+
+def test_export_of_peer_rows_is_refused(fed):
+    """DESIGN §7: no remote data is persisted at the receiver, so an export
+    job that reads a peer is refused at submission (400, naming the peer)
+    and writes nothing; the same token exports a local table."""
+    token = create_token_when_ready(
+        fed.receiver,
+        {
+            "name": "fed-exporter",
+            "grants": [{"table": "partner.sales.*"}, {"table": "lake.sales.*"}],
+            "export_destinations": ["file:///fed-export"],
+        },
+    )
+    headers = {"Authorization": f"Bearer {token['secret']}"}
+    url = f"{fed.receiver.http_base}/v1/exports"
+    refused = requests.post(
+        url,
+        json={"sql": "SELECT order_id FROM partner.sales.orders", "destination": "file:///fed-export/peer"},
+        headers=headers,
+        timeout=60,
+    )
+    assert refused.status_code == 400, refused.text
+    assert "federation peers (partner)" in refused.json()["error"], refused.text
+    joined = requests.post(
+        url,
+        json={
+            "sql": "SELECT l.order_id FROM lake.sales.orders l JOIN partner.sales.orders p ON l.order_id = p.order_id",
+            "destination": "file:///fed-export/join",
+        },
+        headers=headers,
+        timeout=60,
+    )
+    assert joined.status_code == 400, joined.text
+    local = requests.post(
+        url,
+        json={"sql": "SELECT order_id FROM lake.sales.orders", "destination": "file:///fed-export/local"},
+        headers=headers,
+        timeout=60,
+    )
+    assert local.status_code == 202, local.text
