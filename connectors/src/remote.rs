@@ -1066,7 +1066,8 @@ impl ExecutionPlan for RemoteScanExec {
 }
 
 /// A provider batch with the table's schema (names and nullability as
-/// discovered; types cast where the provider answered differently).
+/// discovered; types cast strictly where the provider answered
+/// differently, e.g. after its table changed since discovery).
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     if schema.fields().is_empty() {
@@ -1091,7 +1092,12 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
             if c.data_type() == f.data_type() {
                 Ok(Arc::clone(c))
             } else {
-                arrow::compute::cast(c, f.data_type())
+                // Strict: a value that does not fit is an error, never NULL.
+                let strict = arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow::compute::cast_with_options(c, f.data_type(), &strict)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -18,7 +18,7 @@ pub(super) async fn health() -> impl IntoResponse {
 /// namespaces within 2 s); otherwise 503 with `"status": "unavailable"` and
 /// `not_ready` naming what is not (`store`, `catalog <name>`), so a load
 /// balancer sends traffic elsewhere. `peers` shows each federation peer's
-/// circuit state; a peer that is down does not make the gateway unready
+/// circuit state (the key is absent without peers); a peer that is down does not make the gateway unready
 /// (only queries touching it fail).
 pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut catalogs = serde_json::Map::new();
@@ -60,22 +60,26 @@ pub(super) async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let peers = state
         .peers
         .as_ref()
-        .map(|p| serde_json::to_value(p.statuses()).unwrap_or_default())
-        .unwrap_or_else(|| json!({}));
-    if not_ready.is_empty() {
+        .map(|p| p.statuses())
+        .unwrap_or_default();
+    let (status, mut body) = if not_ready.is_empty() {
         (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "catalogs": catalogs, "peers": peers })),
+            json!({ "status": "ready", "catalogs": catalogs }),
         )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
+            json!({
                 "status": "unavailable",
                 "not_ready": not_ready,
                 "catalogs": catalogs,
-                "peers": peers,
-            })),
+            }),
         )
+    };
+    // Only gateways with peers say so.
+    if !peers.is_empty() {
+        body["peers"] = serde_json::to_value(peers).unwrap_or_default();
     }
+    (status, Json(body))
 }
