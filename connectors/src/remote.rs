@@ -24,8 +24,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use arrow::datatypes::{Schema, SchemaRef};
-use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -1069,49 +1069,21 @@ impl ExecutionPlan for RemoteScanExec {
 /// discovered; types cast strictly where the provider answered
 /// differently, e.g. after its table changed since discovery).
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
-    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    if schema.fields().is_empty() {
-        return Ok(RecordBatch::try_new_with_options(
-            Arc::new(Schema::empty()),
-            Vec::new(),
-            &options,
-        )?);
-    }
-    if batch.num_columns() != schema.fields().len() {
+    // An empty projection asked for `SELECT 1`: only the row count counts.
+    if !schema.fields().is_empty() && batch.num_columns() != schema.fields().len() {
         return Err(DataFusionError::Execution(format!(
             "the peer answered {} columns, {} were asked",
             batch.num_columns(),
             schema.fields().len()
         )));
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| {
-            if c.data_type() == f.data_type() {
-                Ok(Arc::clone(c))
-            } else {
-                // Strict: a value that does not fit is an error, never NULL.
-                let strict = arrow::compute::CastOptions {
-                    safe: false,
-                    ..Default::default()
-                };
-                arrow::compute::cast_with_options(c, f.data_type(), &strict)
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &options,
-    )?)
+    sluice_planner::governor::conform(batch, schema)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::datatypes::{DataType, Field};
+    use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::prelude::{col, lit};
 
     fn table() -> RemoteTable {

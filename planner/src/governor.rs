@@ -770,10 +770,12 @@ fn announced_schema(schema: &arrow::datatypes::Schema) -> SchemaRef {
     ))
 }
 
-/// Gives `batch` exactly `schema`'s fields, casting columns whose type the
-/// physical plan chose differently (e.g. Int32 for a UNION the logical plan
-/// typed Int64).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
+/// Gives `batch` exactly `schema`'s fields, casting (strictly: a value that
+/// does not fit is an error, never NULL) columns whose type differs: the
+/// physical plan chose another (e.g. Int32 for a UNION the logical plan
+/// typed Int64), or a federation peer answered with another. The columns
+/// are taken in order; a batch without columns keeps its row count.
+pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
     if batch.schema_ref().as_ref() == schema.as_ref() {
         return Ok(batch);
     }
