@@ -1,4 +1,5 @@
-//! Plan + policy rewrite cost (issue 2, bench item 9).
+//! Plan + policy rewrite cost: what the policy adds to DataFusion's own
+//! planning.
 //!
 //! Measures, in one run and over the same in-memory catalog:
 //! - `datafusion`: raw DataFusion, SQL → optimised physical plan, no policy;
@@ -11,9 +12,6 @@
 //!
 //! `cargo bench --bench planning` prints both; the ratio is the policy's
 //! overhead on planning.
-
-#[path = "../planner/tests/common/mod.rs"]
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +31,12 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let governor = Arc::new(common::governor());
-    let scope = common::token("eu");
+    let governor = Arc::new(sluice_test_support::governor());
+    let scope = sluice_test_support::token("eu");
 
     // Raw DataFusion over the same tables, no policy.
     let raw = SessionContext::new();
-    raw.register_catalog("lake", common::raw_catalog());
+    raw.register_catalog("lake", sluice_test_support::raw_catalog());
 
     let mut group = c.benchmark_group("plan_3_join");
     group.measurement_time(Duration::from_secs(5));

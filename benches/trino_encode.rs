@@ -1,5 +1,5 @@
-//! Server-side Trino JSON page encoding throughput (issue 3, bench item
-//! 10): rows per second on one core, for the shape of `sales.orders` as
+//! Server-side Trino JSON page encoding throughput: rows per second on one
+//! core, for the shape of `sales.orders` as
 //! the demo serves it (bigint, varchar, varchar(64-char hash), double,
 //! timestamp(6), decimal(12,2)), next to Arrow IPC encoding of the same
 //! batches (what Flight SQL sends) measured in the same run.
@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
                 let mut start = 0;
                 while start < batch.num_rows() {
                     let first = page.is_empty();
-                    let n = sluice::trino::encode::write_rows(
+                    let n = sluice_trino::encode::write_rows(
                         batch,
                         start,
                         batch.num_rows() - start,

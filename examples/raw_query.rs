@@ -20,12 +20,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     let cfg = IcebergCatalogConfig {
-        name: name.clone(),
-        kind: IcebergCatalogKind::Sql,
+        catalog: IcebergCatalogKind::Sql,
+        catalog_name: Some(name.clone()),
         uri: uri.clone(),
         warehouse: Some(warehouse.clone()),
         props: Default::default(),
         s3: None,
+        tables: Default::default(),
     };
     let ctx = datafusion::prelude::SessionContext::new();
     ctx.register_catalog(name, load_iceberg_catalog(&cfg).await?);

@@ -5,17 +5,16 @@
 //! `SECRET=$(sluice init --config sluice.toml)` just works.
 
 use std::io::{Read as _, Write as _};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin;
-use crate::catalogs::load_governor;
-use crate::config::{Config, LogFormat, redact_url};
+use crate::config::{Config, redact_url};
+use crate::demo::DemoArgs;
 use crate::error::{Error, Result};
-use crate::logging;
+use crate::logging::{self, LogFormat};
 use crate::serve;
 use crate::store::Store;
 use crate::token::{TokenRecord, TokenSpec};
@@ -210,27 +209,6 @@ pub enum TokenCommand {
     },
 }
 
-/// `sluice demo`.
-#[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
-    /// Directory for the warehouse, config, store and tokens.json; an
-    /// existing demo directory is reused.
-    #[arg(long, default_value = "./demo")]
-    pub dir: PathBuf,
-    /// Rows of the demo orders table (only when the warehouse is built).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rows: u64,
-    /// Set everything up and print the snippets, but do not serve.
-    #[arg(long)]
-    pub no_serve: bool,
-    /// Flight SQL listen address written into the demo config.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    pub flight_addr: SocketAddr,
-    /// Admin HTTP API listen address written into the demo config.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub http_addr: SocketAddr,
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -275,16 +253,8 @@ fn load(arg: &ConfigArg, log_format: Option<LogFormat>) -> Result<Config> {
     Ok(config)
 }
 
-/// Opens the store named by the config and applies migrations.
-pub async fn open_store(config: &Config) -> Result<Store> {
-    std::fs::create_dir_all(&config.server.data_dir).map_err(Error::io(&config.server.data_dir))?;
-    let store = Store::connect(config.store.url()).await?;
-    store.migrate().await?;
-    Ok(store)
-}
-
 async fn init(config: &Config, args: &InitArgs) -> Result<()> {
-    let store = open_store(config).await?;
+    let store = Store::open(config).await?;
     store.ticket_key().await?;
     let admins = store.count_active_admins(Utc::now()).await?;
     if admins > 0 && !args.force_new_admin {
@@ -331,8 +301,8 @@ async fn token(cmd: TokenCommand, log_format: Option<LogFormat>) -> Result<()> {
                 std::fs::read(&file).map_err(Error::io(&file))?
             };
             let spec = TokenSpec::from_json(&body).map_err(|e| Error::InvalidToken(vec![e]))?;
-            let store = open_store(&cfg).await?;
-            let governor = load_governor(&cfg).await?;
+            let store = Store::open(&cfg).await?;
+            let governor = crate::serve::load_governor(&cfg).await?;
             let created = admin::create_token(
                 &store,
                 &governor,
@@ -351,7 +321,7 @@ async fn token(cmd: TokenCommand, log_format: Option<LogFormat>) -> Result<()> {
         }
         TokenCommand::List { config, json } => {
             let cfg = load(&config, log_format)?;
-            let store = open_store(&cfg).await?;
+            let store = Store::open(&cfg).await?;
             let tokens = store.list_tokens().await?;
             if json {
                 print_json(&tokens)?;
@@ -362,7 +332,7 @@ async fn token(cmd: TokenCommand, log_format: Option<LogFormat>) -> Result<()> {
         }
         TokenCommand::Show { config, id } => {
             let cfg = load(&config, log_format)?;
-            let store = open_store(&cfg).await?;
+            let store = Store::open(&cfg).await?;
             let record = store
                 .get_token(&id)
                 .await?
@@ -376,7 +346,7 @@ async fn token(cmd: TokenCommand, log_format: Option<LogFormat>) -> Result<()> {
                 Some(t) => Some(crate::federation::profile_ca(t)?),
                 None => None,
             };
-            let store = open_store(&cfg).await?;
+            let store = Store::open(&cfg).await?;
             let outcome = store.download_share_profile(&id, Utc::now()).await?;
             store.close().await;
             match outcome {
@@ -403,7 +373,7 @@ async fn token(cmd: TokenCommand, log_format: Option<LogFormat>) -> Result<()> {
         }
         TokenCommand::Revoke { config, id, force } => {
             let cfg = load(&config, log_format)?;
-            let store = open_store(&cfg).await?;
+            let store = Store::open(&cfg).await?;
             let record = admin::revoke_token(&store, &id, force).await?;
             eprintln!("sluice: token {} '{}' revoked", record.id, record.name);
             print_json(&record)?;
@@ -421,7 +391,7 @@ async fn peer(cmd: PeerCommand, log_format: Option<LogFormat>) -> Result<()> {
         | PeerCommand::Remove { config, .. } => config.clone(),
     };
     let cfg = load(&config, log_format)?;
-    let store = open_store(&cfg).await?;
+    let store = Store::open(&cfg).await?;
     match cmd {
         PeerCommand::Import {
             name,

@@ -2,11 +2,15 @@
 //! overrides (DESIGN §8).
 //!
 //! Every key is documented in `sluice.example.toml` at the repository root.
-//! Loading is two steps: [`Config::load`] extracts the file and the
-//! environment with figment, then [`Config::resolve`] fills derived defaults
-//! (the SQLite store under the data dir) and turns relative paths into
-//! absolute ones against the current directory, so later code never depends
-//! on the working directory again.
+//! Each section is owned by the code it configures: `[trino]` by
+//! `sluice_trino`, `[catalogs.*]` by `sluice_connectors`, `[exports]`,
+//! `[federation]`, `[audit]`, `[limits]`, `[tracing]` and `[log]` by their
+//! modules here; this module composes them and owns `[server]`, `[store]`
+//! and `[policy]`. Loading is two steps: [`Config::load`] extracts the file
+//! and the environment with figment, then [`Config::resolve`] fills derived
+//! defaults (the SQLite store under the data dir) and turns relative paths
+//! into absolute ones against the current directory, so later code never
+//! depends on the working directory again.
 //!
 //! Secrets (store passwords, S3 keys, catalog properties that look like
 //! credentials) are redacted in `Debug`, so a config can be logged.
@@ -14,15 +18,23 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use serde::{Deserialize, Serialize};
-use sluice_planner::TableClass;
+use serde::Deserialize;
+use sluice_connectors::CatalogConfig;
+use sluice_connectors::location::{absolute, is_sqlite_url, normalize_sqlite_url, sqlite_url};
+use sluice_trino::TrinoConfig;
 
+use crate::audit::AuditConfig;
 use crate::error::{Error, Result};
+use crate::exports::ExportsConfig;
+use crate::federation::FederationConfig;
+use crate::limits::LimitsConfig;
+use crate::logging::LogConfig;
+use crate::telemetry::TracingConfig;
 
 /// Prefix of environment overrides: `SLUICE__SERVER__HTTP_ADDR=…` sets
 /// `[server] http_addr`. Keys are lower-cased.
@@ -104,62 +116,6 @@ pub struct TlsConfig {
     pub ca: Option<PathBuf>,
 }
 
-/// `[federation]`: how this gateway reaches its peers (imported share
-/// profiles). Durations as in `[trino]`.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FederationConfig {
-    /// Base64 of 32 bytes: the AES-256-GCM key sealing peers' secrets in
-    /// the store (`SLUICE__FEDERATION__SEAL_KEY`). Default: a key generated
-    /// once into `<data_dir>/seal.key` (mode 0600). Replicas sharing a
-    /// store need the same key.
-    pub seal_key: Option<Secret>,
-    /// Longest wait for a connection to a peer.
-    #[serde(deserialize_with = "de_duration")]
-    pub connect_timeout: Duration,
-    /// Longest wait for a peer's answer (and between two of its messages).
-    #[serde(deserialize_with = "de_duration")]
-    pub request_timeout: Duration,
-    /// Consecutive failures that open a peer's circuit.
-    pub failure_threshold: u32,
-    /// How long an open circuit fails fast before one probe.
-    #[serde(deserialize_with = "de_duration")]
-    pub cooldown: Duration,
-    /// How often a peer's tables are rediscovered.
-    #[serde(deserialize_with = "de_duration")]
-    pub refresh_interval: Duration,
-    /// How often the store is read for imported, removed or revoked peers
-    /// (what `sluice peer` and other replicas changed).
-    #[serde(deserialize_with = "de_duration")]
-    pub sync_interval: Duration,
-}
-
-impl Default for FederationConfig {
-    fn default() -> Self {
-        Self {
-            seal_key: None,
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(30),
-            failure_threshold: 3,
-            cooldown: Duration::from_secs(10),
-            refresh_interval: Duration::from_secs(60),
-            sync_interval: Duration::from_secs(5),
-        }
-    }
-}
-
-impl fmt::Debug for FederationConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FederationConfig")
-            .field("seal_key", &self.seal_key.as_ref().map(|_| "<redacted>"))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("failure_threshold", &self.failure_threshold)
-            .field("cooldown", &self.cooldown)
-            .finish_non_exhaustive()
-    }
-}
-
 /// `[store]`.
 #[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -226,479 +182,6 @@ impl PolicyConfig {
     }
 }
 
-/// `[trino]`: the Trino client protocol (`POST /v1/statement`) on
-/// `http_addr`. Durations are written like Trino's (`"500ms"`, `"30s"`,
-/// `"5m"`, `"1h"`, `"1.5d"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrinoConfig {
-    /// Serve the Trino protocol.
-    pub enabled: bool,
-    /// A query whose client has not polled for this long is cancelled and
-    /// its resources freed (Trino's `query.client.timeout`).
-    #[serde(deserialize_with = "de_duration")]
-    pub client_timeout: Duration,
-    /// Longest a query may run; the session property
-    /// `query_max_run_time` can only lower it.
-    #[serde(deserialize_with = "de_duration")]
-    pub max_run_time: Duration,
-    /// How long one poll waits for data before answering without any.
-    #[serde(deserialize_with = "de_duration")]
-    pub max_wait: Duration,
-    /// Most rows in one result page.
-    pub page_max_rows: usize,
-    /// Most bytes of JSON row data in one result page (a page holds at
-    /// least one row).
-    pub page_max_bytes: usize,
-    /// Queries executing at once; further ones wait in state QUEUED.
-    pub max_concurrent_queries: usize,
-    /// Queries waiting at once; beyond that a query fails with
-    /// QUERY_QUEUE_FULL. Queries whose pages were not all fetched count.
-    pub max_queued_queries: usize,
-    /// Live queries of one token (running, queued or not fully fetched);
-    /// beyond that its new queries fail with QUERY_REJECTED, so one token
-    /// cannot take every slot.
-    pub max_queries_per_token: usize,
-    /// Base URL of `nextUri` / `infoUri` when sluice runs behind a proxy
-    /// (default: `http://` + the request's `Host`).
-    pub external_url: Option<String>,
-}
-
-impl Default for TrinoConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            client_timeout: Duration::from_secs(300),
-            max_run_time: Duration::from_secs(3600),
-            max_wait: Duration::from_secs(1),
-            page_max_rows: 65_536,
-            page_max_bytes: 1 << 20,
-            max_concurrent_queries: 16,
-            max_queued_queries: 100,
-            max_queries_per_token: 8,
-            external_url: None,
-        }
-    }
-}
-
-/// `[exports]`: governed Parquet exports to object storage.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExportsConfig {
-    /// Serve `/v1/exports` and run export jobs.
-    pub enabled: bool,
-    /// Directory of `file://` destinations (`file:///a/b` is `<root>/a/b`).
-    /// Default: `<data_dir>/exports`.
-    pub root: Option<PathBuf>,
-    /// Jobs running at once on this gateway; the rest wait as `queued`.
-    pub concurrency: usize,
-    /// Most queued jobs (every token); beyond that submissions get 503.
-    pub max_queued: usize,
-    /// Most queued or running jobs of one token; beyond that 429.
-    pub max_jobs_per_token: usize,
-    /// Most running jobs of one token on one gateway; its other jobs wait
-    /// while other tokens' jobs run.
-    pub max_running_per_token: usize,
-    /// Buffer memory of one job (row group in progress and upload parts),
-    /// in bytes or with a unit (`"256MiB"`); at least 32 MiB.
-    #[serde(deserialize_with = "de_bytes")]
-    pub memory_limit: u64,
-    /// Default size limit of one Parquet file (`max_file_bytes` of a request
-    /// overrides it); at least 64 KiB.
-    #[serde(deserialize_with = "de_bytes")]
-    pub max_file_bytes: u64,
-    /// Most rows in one row group (a row group also ends at a quarter of
-    /// `memory_limit`).
-    pub row_group_rows: usize,
-    /// How long failing object store requests are retried.
-    #[serde(deserialize_with = "de_duration")]
-    pub retry_timeout: Duration,
-    /// How often leftovers of failed jobs are cleaned up and jobs of
-    /// stopped gateways are marked failed.
-    #[serde(deserialize_with = "de_duration")]
-    pub cleanup_interval: Duration,
-    /// Longest a job may run before it fails.
-    #[serde(deserialize_with = "de_duration")]
-    pub max_run_time: Duration,
-    /// Most bytes one job may write.
-    #[serde(deserialize_with = "de_bytes")]
-    pub max_bytes_per_job: u64,
-    /// Most files one job may write.
-    pub max_files_per_job: u64,
-    /// How long ended jobs are kept.
-    #[serde(deserialize_with = "de_duration")]
-    pub retention: Duration,
-    /// S3 access for `s3://` destinations.
-    pub s3: S3Settings,
-}
-
-impl Default for ExportsConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            root: None,
-            concurrency: 2,
-            max_queued: 100,
-            max_jobs_per_token: 4,
-            max_running_per_token: 1,
-            memory_limit: 256 << 20,
-            max_file_bytes: 512 << 20,
-            row_group_rows: 1 << 20,
-            retry_timeout: Duration::from_secs(30),
-            cleanup_interval: Duration::from_secs(30),
-            max_run_time: Duration::from_secs(6 * 3600),
-            max_bytes_per_job: 1 << 40,
-            max_files_per_job: 10_000,
-            retention: Duration::from_secs(30 * 86400),
-            s3: S3Settings::default(),
-        }
-    }
-}
-
-/// Smallest `[exports] memory_limit`.
-pub const MIN_EXPORT_MEMORY: u64 = 32 << 20;
-/// Smallest `max_file_bytes`.
-pub const MIN_FILE_BYTES: u64 = 64 << 10;
-
-/// Parses a byte size: an integer, optionally with a unit (`B`, `KiB`,
-/// `MiB`, `GiB`, `TiB`, or `KB`/`MB`/`GB` as powers of 1000).
-pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("invalid byte size '{text}'"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
-        "tib" | "t" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        other => return Err(format!("unknown byte unit '{other}' in '{text}'")),
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("byte size '{text}' is too large"))
-}
-
-fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Int(u64),
-        Text(String),
-    }
-    match Size::deserialize(d)? {
-        Size::Int(n) => Ok(n),
-        Size::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Parses a Trino-style duration: a decimal number and a unit (`ns`, `us`,
-/// `ms`, `s`, `m`, `h`, `d`).
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("duration '{text}' needs a unit (ms, s, m, h, d)"))?;
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}'"))?;
-    let scale = match unit.trim() {
-        "ns" => 1e-9,
-        "us" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        other => return Err(format!("unknown duration unit '{other}' in '{text}'")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("invalid duration '{text}'"))
-}
-
-fn de_opt_duration<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
-
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// `[limits]`: token buckets refilled continuously; a full bucket holds a
-/// minute's worth of requests. Each replica keeps its own buckets.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Requests per minute of tokens whose document sets no `rate_limit`
-    /// (0: unlimited).
-    pub rate_limit_per_minute: u32,
-    /// Failed authentications per minute allowed from one client address
-    /// (IPv6: one /64) before every authentication from it is refused
-    /// with 429 / `RESOURCE_EXHAUSTED` until the bucket refills (0: off).
-    pub auth_failures_per_minute: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            rate_limit_per_minute: 1200,
-            auth_failures_per_minute: 30,
-        }
-    }
-}
-
-/// `[tracing]`: W3C trace context is always continued and returned; spans
-/// are exported only when `otlp_endpoint` is set.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TracingConfig {
-    /// Continue and return trace context (turn off only to measure its
-    /// cost).
-    pub enabled: bool,
-    /// OTLP/HTTP traces URL of a collector
-    /// (`http://127.0.0.1:4318/v1/traces`); none: nothing is exported.
-    pub otlp_endpoint: Option<String>,
-    /// `service.name` of the exported spans.
-    pub service_name: String,
-}
-
-impl fmt::Debug for TracingConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TracingConfig")
-            .field("enabled", &self.enabled)
-            .field(
-                "otlp_endpoint",
-                &self.otlp_endpoint.as_deref().map(redact_url),
-            )
-            .field("service_name", &self.service_name)
-            .finish()
-    }
-}
-
-impl Default for TracingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            otlp_endpoint: None,
-            service_name: "sluice".into(),
-        }
-    }
-}
-
-/// `[audit]`: one record per request, written in the background.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuditConfig {
-    /// Write audit records and request metrics (turn off only to measure
-    /// their cost: a gateway without an audit log is not deployable).
-    pub enabled: bool,
-    /// Records waiting to be written; when full, new records are dropped
-    /// and counted (`sluice_audit_dropped_total`), never waited for.
-    pub queue: usize,
-    /// How long records are kept (`"30d"`, `"12h"`).
-    #[serde(deserialize_with = "de_duration")]
-    pub retention: Duration,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            queue: 10_000,
-            retention: Duration::from_secs(30 * 86400),
-        }
-    }
-}
-
-/// `[log]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `text` or `json`.
-    pub format: LogFormat,
-    /// A `tracing` filter (`info`, `sluice=debug,info`). `RUST_LOG` wins.
-    pub filter: Option<String>,
-}
-
-/// What kind of system a catalog is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CatalogKind {
-    /// Apache Iceberg.
-    Iceberg,
-    /// A Milvus database (collections as tables).
-    Milvus,
-}
-
-/// Which Iceberg catalog implementation to talk to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IcebergCatalogType {
-    /// SQL catalog (SQLite or Postgres; pyiceberg's `SqlCatalog`).
-    #[default]
-    Sql,
-    /// REST catalog.
-    Rest,
-}
-
-/// `[catalogs.<name>]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CatalogConfig {
-    /// `iceberg` or `milvus`.
-    pub kind: CatalogKind,
-    /// `sql` (default) or `rest`.
-    #[serde(default)]
-    pub catalog: IcebergCatalogType,
-    /// The Iceberg catalog's own name; default: the section key.
-    #[serde(default)]
-    pub catalog_name: Option<String>,
-    /// SQL catalog database URI, or the REST endpoint.
-    pub uri: String,
-    /// Warehouse location (`file:///…`, a plain path, or `s3://…`).
-    #[serde(default)]
-    pub warehouse: Option<String>,
-    /// Extra catalog properties passed through verbatim.
-    #[serde(default)]
-    pub props: Props,
-    /// S3 settings for `s3://` warehouses.
-    #[serde(default)]
-    pub s3: Option<S3Settings>,
-    /// Classification per `namespace.table`.
-    #[serde(default)]
-    pub tables: BTreeMap<String, TableClassConfig>,
-    /// Milvus: the database served (its name is the schema name); default
-    /// `default`.
-    #[serde(default)]
-    pub database: Option<String>,
-    /// Milvus: user name (with `password`).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Milvus: password (redacted in `Debug`).
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Milvus: API token instead of user/password (redacted in `Debug`).
-    #[serde(default)]
-    pub token: Option<Secret>,
-    /// Milvus: deadline of every call (connect, list, query page, search);
-    /// default 10s.
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    pub timeout: Option<Duration>,
-    /// Milvus: how often the collection list is re-read; default 30s.
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    pub refresh_interval: Option<Duration>,
-    /// Milvus: rows per query page (1..=16384); default 4096.
-    #[serde(default)]
-    pub page_size: Option<usize>,
-    /// Milvus: consistency level of reads (`strong`, `session`, `bounded`,
-    /// `eventually`); default: each collection's own.
-    #[serde(default)]
-    pub consistency: Option<String>,
-}
-
-/// Catalog properties. `Debug` redacts values whose key looks like a credential.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Props(pub BTreeMap<String, String>);
-
-impl fmt::Debug for Props {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SENSITIVE: [&str; 6] = ["secret", "password", "token", "credential", "key", "auth"];
-        let mut m = f.debug_map();
-        for (k, v) in &self.0 {
-            let lk = k.to_ascii_lowercase();
-            if SENSITIVE.iter().any(|s| lk.contains(s)) {
-                m.entry(k, &"[redacted]");
-            } else {
-                m.entry(k, v);
-            }
-        }
-        m.finish()
-    }
-}
-
-/// `[catalogs.<name>.s3]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct S3Settings {
-    /// Custom endpoint (MinIO, …).
-    pub endpoint: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Access key id.
-    pub access_key_id: Option<String>,
-    /// Secret access key (redacted in `Debug`).
-    pub secret_access_key: Option<Secret>,
-    /// Path-style addressing (needed by most S3-compatible servers).
-    pub path_style: bool,
-}
-
-/// `[catalogs.<name>.tables."ns.table"]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TableClassConfig {
-    /// Integer column holding each row's sensitivity.
-    pub sensitivity_column: Option<String>,
-    /// Attachment columns (hidden unless `allow_attachments`).
-    pub attachment_columns: Vec<String>,
-    /// Embedding columns (hidden unless `can_export_vectors`). Default:
-    /// every list / fixed-size list of floating point column.
-    pub vector_columns: Option<Vec<String>>,
-}
-
-impl From<&TableClassConfig> for TableClass {
-    fn from(c: &TableClassConfig) -> Self {
-        TableClass {
-            sensitivity_column: c.sensitivity_column.clone(),
-            attachment_columns: c.attachment_columns.clone(),
-            vector_columns: c.vector_columns.clone(),
-        }
-    }
-}
-
-/// A secret string: `Debug` never shows it.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret itself, for handing to the component that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"[redacted]\"")
-    }
-}
-
 impl Config {
     /// Loads `path` (must exist) plus environment overrides, then
     /// [`resolve`](Self::resolve)s against the current directory.
@@ -757,58 +240,8 @@ impl Config {
         if self.policy.ticket_ttl_secs == 0 {
             problems.push("policy.ticket_ttl_secs must be at least 1".into());
         }
-        let t = &self.trino;
-        if t.page_max_rows == 0 || t.page_max_bytes == 0 {
-            problems.push("trino.page_max_rows and trino.page_max_bytes must be at least 1".into());
-        }
-        if t.max_concurrent_queries == 0 || t.max_queries_per_token == 0 {
-            problems.push(
-                "trino.max_concurrent_queries and trino.max_queries_per_token must be at least 1"
-                    .into(),
-            );
-        }
-        if t.client_timeout < t.max_wait * 2 {
-            problems.push(
-                "trino.client_timeout must be at least twice trino.max_wait (a poll waits up to max_wait)"
-                    .into(),
-            );
-        }
-        if t.client_timeout.is_zero() || t.max_run_time.is_zero() {
-            problems.push("trino.client_timeout and trino.max_run_time must be positive".into());
-        }
-        if let Some(u) = &t.external_url
-            && url::Url::parse(u).is_err()
-        {
-            problems.push(format!("trino.external_url: '{u}' is not a URL"));
-        }
-        let e = &mut self.exports;
-        e.root = Some(absolute(
-            base,
-            &e.root
-                .take()
-                .unwrap_or_else(|| self.server.data_dir.join("exports")),
-        ));
-        if e.concurrency == 0 || e.max_jobs_per_token == 0 || e.max_running_per_token == 0 {
-            problems.push(
-                "exports.concurrency, max_jobs_per_token and max_running_per_token must be at least 1"
-                    .into(),
-            );
-        }
-        if e.memory_limit < MIN_EXPORT_MEMORY {
-            problems.push("exports.memory_limit must be at least 32MiB".into());
-        }
-        if e.max_file_bytes < MIN_FILE_BYTES {
-            problems.push("exports.max_file_bytes must be at least 64KiB".into());
-        }
-        if e.row_group_rows == 0 {
-            problems.push("exports.row_group_rows must be at least 1".into());
-        }
-        if e.max_run_time.is_zero() || e.max_bytes_per_job == 0 || e.max_files_per_job == 0 {
-            problems.push(
-                "exports.max_run_time, max_bytes_per_job and max_files_per_job must be positive"
-                    .into(),
-            );
-        }
+        problems.extend(self.trino.problems());
+        problems.extend(self.exports.resolve(base, &self.server.data_dir));
         if let Some(u) = &self.tracing.otlp_endpoint
             && !matches!(url::Url::parse(u), Ok(p) if p.scheme() == "http" || p.scheme() == "https")
         {
@@ -827,101 +260,12 @@ impl Config {
                 );
             }
         }
-        let f = &self.federation;
-        if f.connect_timeout.is_zero()
-            || f.request_timeout.is_zero()
-            || f.failure_threshold == 0
-            || f.refresh_interval.is_zero()
-            || f.sync_interval.is_zero()
-        {
-            problems.push(
-                "federation.connect_timeout, request_timeout, failure_threshold, refresh_interval and sync_interval must be positive"
-                    .into(),
-            );
-        }
+        problems.extend(self.federation.problems());
         if self.audit.queue == 0 || self.audit.retention.is_zero() {
             problems.push("audit.queue and audit.retention must be positive".into());
         }
-        if e.retry_timeout.is_zero() || e.cleanup_interval.is_zero() {
-            problems
-                .push("exports.retry_timeout and exports.cleanup_interval must be positive".into());
-        }
-        if let Some(u) = &e.s3.endpoint
-            && url::Url::parse(u).is_err()
-        {
-            problems.push(format!("exports.s3.endpoint: '{u}' is not a URL"));
-        }
-        for (name, cat) in &mut self.catalogs {
-            if name == "system" {
-                problems.push(
-                    "catalogs.system: the name is reserved for Trino's system catalog".into(),
-                );
-            }
-            if name.is_empty() || name.contains('.') || name.contains(char::is_whitespace) {
-                problems.push(format!(
-                    "catalogs.{name}: catalog names must be non-empty, without dots or spaces"
-                ));
-            }
-            if cat.uri.trim().is_empty() {
-                problems.push(format!("catalogs.{name}.uri must be set"));
-            }
-            if cat.kind == CatalogKind::Milvus {
-                if !(cat.uri.starts_with("http://") || cat.uri.starts_with("https://")) {
-                    problems.push(format!(
-                        "catalogs.{name}.uri: a Milvus endpoint looks like http://host:19530"
-                    ));
-                }
-                if cat.warehouse.is_some() || cat.s3.is_some() || cat.catalog_name.is_some() {
-                    problems.push(format!(
-                        "catalogs.{name}: warehouse, s3 and catalog_name are Iceberg settings"
-                    ));
-                }
-                if cat.timeout.is_some_and(|t| t.is_zero())
-                    || cat.refresh_interval.is_some_and(|t| t.is_zero())
-                {
-                    problems.push(format!(
-                        "catalogs.{name}: timeout and refresh_interval must be positive"
-                    ));
-                }
-                if cat.page_size.is_some_and(|p| p == 0 || p > 16_384) {
-                    problems.push(format!("catalogs.{name}.page_size must be 1..=16384"));
-                }
-                continue;
-            }
-            let milvus_only = [
-                ("database", cat.database.is_some()),
-                ("username", cat.username.is_some()),
-                ("password", cat.password.is_some()),
-                ("token", cat.token.is_some()),
-                ("timeout", cat.timeout.is_some()),
-                ("refresh_interval", cat.refresh_interval.is_some()),
-                ("page_size", cat.page_size.is_some()),
-                ("consistency", cat.consistency.is_some()),
-            ];
-            for (key, set) in milvus_only {
-                if set {
-                    problems.push(format!(
-                        "catalogs.{name}.{key} is a Milvus setting (kind = \"milvus\")"
-                    ));
-                }
-            }
-            if cat.catalog == IcebergCatalogType::Sql && is_sqlite_url(&cat.uri) {
-                match normalize_sqlite_url(&cat.uri, base) {
-                    Ok(u) => cat.uri = u,
-                    Err(e) => problems.push(format!("catalogs.{name}.uri: {e}")),
-                }
-            }
-            if let Some(w) = &cat.warehouse {
-                cat.warehouse = Some(normalize_warehouse(w, base));
-            }
-            for table in cat.tables.keys() {
-                let parts: Vec<&str> = table.split('.').collect();
-                if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
-                    problems.push(format!(
-                        "catalogs.{name}.tables.\"{table}\": expected \"namespace.table\""
-                    ));
-                }
-            }
+        for (name, catalog) in &mut self.catalogs {
+            problems.extend(catalog.resolve(name, base));
         }
         if problems.is_empty() {
             Ok(self)
@@ -929,98 +273,6 @@ impl Config {
             Err(Error::Config(problems.join("; ")))
         }
     }
-
-    /// Table classifications of one catalog, keyed `namespace.table`.
-    pub fn table_classes(&self, catalog: &str) -> std::collections::HashMap<String, TableClass> {
-        self.catalogs
-            .get(catalog)
-            .map(|c| {
-                c.tables
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.into()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// Whether `url` is a SQLite URL (`sqlite:` scheme).
-pub fn is_sqlite_url(url: &str) -> bool {
-    url.get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("sqlite:"))
-}
-
-/// The file path (or `:memory:`) and query string of a SQLite URL.
-///
-/// Accepted forms: `sqlite:///abs/x.db` (sqlx), `sqlite:////abs/x.db`
-/// (SQLAlchemy / pyiceberg), `sqlite://./rel.db`, `sqlite://rel.db`,
-/// `sqlite:rel.db`, `sqlite::memory:`; any may end in `?key=value…`.
-pub fn split_sqlite_url(url: &str) -> Option<(&str, Option<&str>)> {
-    if !is_sqlite_url(url) {
-        return None;
-    }
-    let rest = &url[7..];
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    // SQLAlchemy's absolute form has four slashes: keep exactly one.
-    let rest = if rest.starts_with("//") {
-        &rest[1..]
-    } else {
-        rest
-    };
-    Some(match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (rest, None),
-    })
-}
-
-/// Rewrites a SQLite URL to sqlx's absolute form `sqlite:///abs/path[?query]`,
-/// resolving a relative path against `base`.
-pub fn normalize_sqlite_url(url: &str, base: &Path) -> std::result::Result<String, String> {
-    let (path, query) = split_sqlite_url(url).ok_or_else(|| format!("not a sqlite URL: {url}"))?;
-    if path.is_empty() {
-        return Err(format!("no database path in '{url}'"));
-    }
-    if path == ":memory:" {
-        return Ok(url.to_string());
-    }
-    Ok(sqlite_url(&absolute(base, Path::new(path)), query))
-}
-
-fn sqlite_url(path: &Path, query: Option<&str>) -> String {
-    let mut s = format!("sqlite://{}", path.display());
-    if let Some(q) = query {
-        s.push('?');
-        s.push_str(q);
-    }
-    s
-}
-
-/// A warehouse location: URLs with a scheme other than `file:` are kept;
-/// plain paths and `file:` URLs become `file:///abs/path`.
-pub fn normalize_warehouse(w: &str, base: &Path) -> String {
-    let path = if let Some(rest) = w.strip_prefix("file://") {
-        rest
-    } else if let Some(rest) = w.strip_prefix("file:") {
-        rest
-    } else if w.contains("://") {
-        return w.to_string();
-    } else {
-        w
-    };
-    format!("file://{}", absolute(base, Path::new(path)).display())
-}
-
-/// `path` made absolute against `base`, with `.` components removed.
-pub fn absolute(base: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    };
-    joined
-        .components()
-        .filter(|c| !matches!(c, Component::CurDir))
-        .collect()
 }
 
 /// A URL with its password (if any) replaced by `***`, for logs and errors.
@@ -1040,7 +292,25 @@ pub fn redact_url(url: &str) -> String {
 // figment's `Jail::expect_with` fixes the closure's error type.
 #[allow(clippy::result_large_err)]
 mod tests {
+    use sluice_connectors::{IcebergCatalogConfig, MilvusConfig};
+    use sluice_planner::Secret;
+
     use super::*;
+    use crate::logging::LogFormat;
+
+    fn iceberg<'a>(cfg: &'a Config, name: &str) -> &'a IcebergCatalogConfig {
+        match &cfg.catalogs[name] {
+            CatalogConfig::Iceberg(c) => c,
+            other => panic!("{name} is not an Iceberg catalog: {other:?}"),
+        }
+    }
+
+    fn milvus<'a>(cfg: &'a Config, name: &str) -> &'a MilvusConfig {
+        match &cfg.catalogs[name] {
+            CatalogConfig::Milvus(c) => c,
+            other => panic!("{name} is not a Milvus catalog: {other:?}"),
+        }
+    }
 
     const FULL: &str = r#"
 [server]
@@ -1089,11 +359,11 @@ vector_columns = ["embedding"]
             assert_eq!(cfg.server.data_dir, Path::new("/base/data"));
             assert_eq!(cfg.policy.default_row_limit, 500);
             assert_eq!(cfg.log.format, LogFormat::Json);
-            let lake = &cfg.catalogs["lake"];
+            let lake = iceberg(&cfg, "lake");
             assert_eq!(lake.uri, "sqlite:///abs/catalog.db");
             assert_eq!(lake.warehouse.as_deref(), Some("file:///base/wh"));
             assert_eq!(lake.catalog_name.as_deref(), Some("warehouse1"));
-            let classes = cfg.table_classes("lake");
+            let classes = cfg.catalogs["lake"].table_classes();
             assert_eq!(
                 classes["sales.orders"].sensitivity_column.as_deref(),
                 Some("sensitivity")
@@ -1115,7 +385,7 @@ vector_columns = ["embedding"]
             .resolve(Path::new("/base"))
             .unwrap();
         assert_eq!(cfg.store.url(), "sqlite:///base/sluice-data/sluice.db");
-        assert_eq!(cfg.catalogs["lake"].uri, "sqlite:///abs/path/catalog.db");
+        assert_eq!(iceberg(&cfg, "lake").uri, "sqlite:///abs/path/catalog.db");
         assert_eq!(cfg.policy.default_row_limit, 10_000);
     }
 
@@ -1134,7 +404,7 @@ vector_columns = ["embedding"]
             assert_eq!(cfg.server.http_addr.port(), 9999);
             assert_eq!(cfg.policy.default_row_limit, 7);
             assert_eq!(cfg.log.format, LogFormat::Text);
-            assert_eq!(cfg.catalogs["lake"].uri, "sqlite:///other.db");
+            assert_eq!(iceberg(&cfg, "lake").uri, "sqlite:///other.db");
             Ok(())
         });
     }
@@ -1195,62 +465,55 @@ consistency = "strong"
                 .unwrap()
                 .resolve(Path::new("/b"))
                 .unwrap();
-            let vec = &cfg.catalogs["vec"];
-            assert_eq!(vec.kind, CatalogKind::Milvus);
-            assert_eq!(vec.timeout, Some(Duration::from_secs(2)));
-            assert_eq!(vec.refresh_interval, Some(Duration::from_millis(500)));
+            let vec = milvus(&cfg, "vec");
+            assert_eq!(vec.name, "vec");
+            assert_eq!(vec.timeout, Duration::from_secs(2));
+            assert_eq!(vec.refresh_interval, Duration::from_millis(500));
             assert!(!format!("{vec:?}").contains("hunter2"));
-            let m = crate::catalogs::milvus_config("vec", vec);
-            assert_eq!(m.database, "default");
-            assert_eq!(m.page_size, 1000);
-            assert!(!format!("{m:?}").contains("hunter2"));
+            assert_eq!(vec.database, "default");
+            assert_eq!(vec.page_size, 1000);
             Ok(())
         });
         let mut bad = Config::default();
         let toml = r#"
 kind = "milvus"
 uri = "127.0.0.1:19530"
-warehouse = "file:///x"
 page_size = 0
 "#;
         bad.catalogs.insert(
             "vec".into(),
             Figment::from(Toml::string(toml)).extract().unwrap(),
         );
-        let iceberg = r#"
-kind = "iceberg"
-uri = "sqlite:///x.db"
-timeout = "1s"
-"#;
-        bad.catalogs.insert(
-            "lake".into(),
-            Figment::from(Toml::string(iceberg)).extract().unwrap(),
-        );
         let err = bad.resolve(Path::new("/b")).unwrap_err().to_string();
-        for needle in [
-            "catalogs.vec.uri",
-            "Iceberg settings",
-            "page_size",
-            "catalogs.lake.timeout is a Milvus setting",
-        ] {
+        for needle in ["catalogs.vec.uri", "page_size"] {
             assert!(err.contains(needle), "{needle} in {err}");
         }
-    }
-
-    #[test]
-    fn sqlite_urls() {
-        let b = Path::new("/cwd");
-        let n = |u: &str| normalize_sqlite_url(u, b).unwrap();
-        assert_eq!(n("sqlite:///abs/x.db"), "sqlite:///abs/x.db");
-        assert_eq!(n("sqlite:////abs/x.db"), "sqlite:///abs/x.db");
-        assert_eq!(n("sqlite://./rel/x.db"), "sqlite:///cwd/rel/x.db");
-        assert_eq!(n("sqlite://rel.db"), "sqlite:///cwd/rel.db");
-        assert_eq!(n("sqlite:rel.db?mode=rwc"), "sqlite:///cwd/rel.db?mode=rwc");
-        assert_eq!(n("sqlite::memory:"), "sqlite::memory:");
-        assert!(normalize_sqlite_url("sqlite://", b).is_err());
-        assert_eq!(normalize_warehouse("./wh", b), "file:///cwd/wh");
-        assert_eq!(normalize_warehouse("file:///abs/wh", b), "file:///abs/wh");
-        assert_eq!(normalize_warehouse("s3://bucket/wh", b), "s3://bucket/wh");
+        // A setting of the other kind is named with the catalog it is in.
+        for (toml, needle) in [
+            (
+                "[catalogs.lake]\nkind = \"iceberg\"\nuri = \"sqlite:///x.db\"\ntimeout = \"1s\"\n",
+                "timeout is a Milvus setting",
+            ),
+            (
+                "[catalogs.vec]\nkind = \"milvus\"\nuri = \"http://h:19530\"\nwarehouse = \"file:///x\"\n",
+                "warehouse is an Iceberg setting",
+            ),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.create_file("sluice.toml", toml)?;
+                let err = Config::from_figment(Config::figment(Some(Path::new("sluice.toml"))))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains(needle), "{needle} in {err}");
+                let catalog = if toml.contains("lake") {
+                    "catalogs.lake"
+                } else {
+                    "catalogs.vec"
+                };
+                assert!(err.contains(catalog), "{catalog} in {err}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

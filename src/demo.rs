@@ -13,17 +13,38 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use clap::Args;
 use serde::{Deserialize, Serialize};
+use sluice_connectors::location::absolute;
 
 use crate::admin;
 use crate::auth::StoreAuthenticator;
-use crate::catalogs::load_governor;
-use crate::cli::{DemoArgs, open_store};
-use crate::config::{Config, absolute};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::serve;
 use crate::store::Store;
 use crate::token::{CreatedToken, TokenSpec};
+
+/// `sluice demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Directory for the warehouse, config, store and tokens.json; an
+    /// existing demo directory is reused.
+    #[arg(long, default_value = "./demo")]
+    pub dir: PathBuf,
+    /// Rows of the demo orders table (only when the warehouse is built).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Set everything up and print the snippets, but do not serve.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Flight SQL listen address written into the demo config.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub flight_addr: SocketAddr,
+    /// Admin HTTP API listen address written into the demo config.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+}
 
 /// The catalog name clients see in the demo.
 const CATALOG: &str = "lake";
@@ -83,9 +104,9 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     std::fs::write(&config_path, text).map_err(Error::io(&config_path))?;
     let config = Config::load(&config_path)?;
 
-    let store = open_store(&config).await?;
+    let store = Store::open(&config).await?;
     store.ticket_key().await?;
-    let governor = load_governor(&config).await?;
+    let governor = crate::serve::load_governor(&config).await?;
     let tokens_path = dir.join("tokens.json");
     let flight_uri = format!("grpc://{}", client_addr(config.server.flight_addr));
     let http_url = format!("http://{}", client_addr(config.server.http_addr));
@@ -379,10 +400,12 @@ mod tests {
         .resolve(Path::new("/"))
         .unwrap();
         assert_eq!(cfg.server.data_dir, Path::new("/tmp/d \"q\"/sluice-data"));
-        assert_eq!(
-            cfg.catalogs["lake"].uri,
-            "sqlite:///tmp/d/iceberg/catalog.db"
-        );
+        match &cfg.catalogs["lake"] {
+            sluice_connectors::CatalogConfig::Iceberg(lake) => {
+                assert_eq!(lake.uri, "sqlite:///tmp/d/iceberg/catalog.db")
+            }
+            other => panic!("the demo lake is not an Iceberg catalog: {other:?}"),
+        }
         assert_eq!(
             client_addr(cfg.server.flight_addr).to_string(),
             "127.0.0.1:50051"

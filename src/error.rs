@@ -37,6 +37,9 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A connector failed (a catalog that cannot be loaded names itself).
+    #[error(transparent)]
+    Connector(#[from] sluice_connectors::Error),
     /// Reading or writing a file failed.
     #[error("{}: {source}", .path.display())]
     Io {

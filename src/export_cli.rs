@@ -9,8 +9,8 @@ use clap::Args;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::config::parse_bytes;
 use crate::error::{Error, Result};
+use sluice_planner::units::parse_bytes;
 
 /// `sluice export`.
 #[derive(Debug, Clone, Args)]

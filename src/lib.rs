@@ -1,31 +1,34 @@
 //! sluice: a token-scoped SQL gateway (DESIGN.md).
 //!
-//! This crate is the `sluice` binary's library half: everything the binary
-//! does is reachable from here so integration tests can drive it.
+//! This crate is the `sluice` binary's library half: the wiring of the
+//! frontends (`sluice_flight`, `sluice_trino`, the admin API here), the
+//! planner and the connectors, plus the jobs and operations around them.
+//! Everything the binary does is reachable from here so integration tests
+//! can drive it.
 //!
 //! Modules:
 //! - [`config`]: the TOML file + `SLUICE__SECTION__KEY` environment overrides;
+//! - [`serve`]: wiring of Flight SQL, Trino and the admin API with graceful
+//!   shutdown;
+//! - [`cli`], [`export_cli`], [`demo`], [`certs`]: the command line;
 //! - [`store`]: the token store (SQLite embedded default, Postgres in production);
 //! - [`token`]: the token document accepted by the admin API and the CLI;
 //! - [`admin`]: token administration shared by the CLI and the HTTP API;
 //! - [`auth`]: the [`sluice_planner::Authenticator`] backed by the store;
-//! - [`catalogs`]: turns `[catalogs.*]` into a [`sluice_planner::Governor`];
-//! - [`http`]: the admin HTTP API (`/v1/tokens`, `/v1/search`, `/v1/exports`, `/health`, `/ready`);
+//!   [`limits`]: its rate limits;
+//! - [`http`]: the admin and data HTTP API (`/v1/tokens`, `/v1/search`,
+//!   `/v1/exports`, `/health`, `/ready`, `/metrics`);
 //! - [`exports`]: export jobs (queue, runners, janitor);
 //! - [`federation`]: share profiles and peers mounted as catalogs;
-//! - [`seal`]: AES-256-GCM sealing of peers' secrets at rest;
-//! - [`certs`]: `sluice certs create` (rcgen CA, server and client certificates);
-//! - [`metrics`]: the Prometheus recorder behind `/metrics`;
-//! - [`serve`]: wiring of Flight SQL + HTTP with graceful shutdown;
-//! - [`cli`]: the command line (`init`, `serve`, `token`, `demo`, `export`);
-//! - [`demo`]: the one-command demo (warehouse, tokens, snippets).
+//!   [`seal`]: AES-256-GCM sealing of peers' secrets at rest;
+//! - [`audit`], [`metrics`], [`telemetry`], [`logging`]: what every
+//!   request leaves behind.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;
 pub mod auth;
-pub mod catalogs;
 pub mod certs;
 pub mod cli;
 pub mod config;
@@ -43,6 +46,5 @@ pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod token;
-pub mod trino;
 
 pub use error::{Error, Result};

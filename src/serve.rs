@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::StoreAuthenticator;
-use crate::catalogs::load_catalogs;
 use crate::config::{Config, redact_url};
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
@@ -33,7 +32,7 @@ pub struct Gateway {
     /// Row limit of token documents without one.
     pub default_row_limit: u64,
     /// The Trino protocol settings.
-    pub trino: crate::config::TrinoConfig,
+    pub trino: sluice_trino::TrinoConfig,
     /// Milvus catalogs (their reachability is reported by `/ready`).
     pub milvus: Vec<(String, sluice_connectors::MilvusCatalog)>,
     /// Iceberg catalogs (probed by `/ready`).
@@ -41,7 +40,7 @@ pub struct Gateway {
     /// Export jobs (`None` when `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// The audit log's settings.
-    pub audit: crate::config::AuditConfig,
+    pub audit: crate::audit::AuditConfig,
     /// Bearer authentication of the HTTP port (refuses share tokens when
     /// they need a client certificate).
     pub http_auth: Arc<dyn Authenticator>,
@@ -126,7 +125,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         }
         None => store.mask_key().await?,
     };
-    let catalogs = load_catalogs(config).await?;
+    let catalogs = sluice_connectors::load_catalogs(&config.catalogs).await?;
     let governor = Arc::new(
         catalogs
             .governor
@@ -210,6 +209,14 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
     })
 }
 
+/// Loads every configured catalog into a governor (for commands that
+/// validate tokens against the catalogs).
+pub async fn load_governor(config: &Config) -> Result<Governor> {
+    Ok(sluice_connectors::load_catalogs(&config.catalogs)
+        .await?
+        .governor)
+}
+
 /// Serves until `shutdown` completes, then drains both servers.
 pub async fn run(
     gateway: Gateway,
@@ -277,7 +284,7 @@ pub async fn run(
         exports.start(rx.clone(), Arc::clone(&audit));
     }
     let trino_state = gateway.trino.enabled.then(|| {
-        crate::trino::TrinoState::new(
+        sluice_trino::TrinoState::new(
             Arc::clone(&gateway.governor),
             Arc::clone(&gateway.http_auth),
             &gateway.trino,
@@ -301,7 +308,7 @@ pub async fn run(
             profile_ca: gateway.profile_ca.clone(),
             peers: gateway.peers.clone(),
         },
-        trino_state.map(crate::trino::router).unwrap_or_default(),
+        trino_state.map(sluice_trino::router).unwrap_or_default(),
     );
     let http = axum::serve(
         axum::serve::ListenerExt::tap_io(listeners.http, |tcp| {

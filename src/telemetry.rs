@@ -11,6 +11,7 @@
 //! HTTP (protobuf) in batches from a background thread; without it, trace
 //! context is still propagated but nothing is exported.
 
+use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,12 +20,49 @@ use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::TracingConfig;
-
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// `[tracing]`: W3C trace context is always continued and returned; spans
+/// are exported only when `otlp_endpoint` is set.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Continue and return trace context (turn off only to measure its
+    /// cost).
+    pub enabled: bool,
+    /// OTLP/HTTP traces URL of a collector
+    /// (`http://127.0.0.1:4318/v1/traces`); none: nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl fmt::Debug for TracingConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracingConfig")
+            .field("enabled", &self.enabled)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(crate::config::redact_url),
+            )
+            .field("service_name", &self.service_name)
+            .finish()
+    }
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            otlp_endpoint: None,
+            service_name: "sluice".into(),
+        }
+    }
+}
 
 /// The `tracing` layer that turns spans into OpenTelemetry spans (and
 /// exports them when an endpoint is configured); installs the W3C trace

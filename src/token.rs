@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use rand::TryRngCore as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use sluice_planner::{Grant, TokenScope, TokenType};
+use sluice_planner::{Grant, Secret, TokenScope, TokenType};
 
 /// Prefix of every token secret.
 pub const SECRET_PREFIX: &str = "slc_";
@@ -23,38 +23,17 @@ pub const SECRET_PREFIX: &str = "slc_";
 /// Bytes of randomness in a secret (256 bits).
 const SECRET_BYTES: usize = 32;
 
-/// A freshly generated token secret. `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenSecret(String);
-
-impl TokenSecret {
-    /// A new random secret from the operating system's CSPRNG.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; SECRET_BYTES];
-        rand::rngs::OsRng
-            .try_fill_bytes(&mut bytes)
-            .expect("the operating system's random number generator failed");
-        Self(format!(
-            "{SECRET_PREFIX}{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-        ))
-    }
-
-    /// The secret, to show once to its owner.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The value stored in place of the secret.
-    pub fn hash(&self) -> String {
-        hash_secret(&self.0)
-    }
-}
-
-impl fmt::Debug for TokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenSecret([redacted])")
-    }
+/// A new random secret from the operating system's CSPRNG (`slc_` +
+/// base64url of 256 bits), to show once to its owner.
+pub fn generate_secret() -> Secret {
+    let mut bytes = [0u8; SECRET_BYTES];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the operating system's random number generator failed");
+    Secret::new(format!(
+        "{SECRET_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// Lower-case hex SHA-256 of a presented secret.
@@ -492,11 +471,11 @@ mod tests {
  "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region", "amount", "customer_email"], "masks": {"customer_email": "hash"}, "allow_rules": ["region = token.region"], "deny_rules": ["amount > 10000"]}]}"#;
 
     #[test]
-    fn secrets() {
-        let s = TokenSecret::generate();
+    fn generated_secrets_are_unique_hashed_and_redacted() {
+        let s = generate_secret();
         assert!(looks_like_secret(s.expose()), "{}", s.expose());
-        assert_ne!(s, TokenSecret::generate());
-        assert_eq!(s.hash().len(), 64);
+        assert_ne!(s, generate_secret());
+        assert_eq!(hash_secret(s.expose()).len(), 64);
         assert!(!format!("{s:?}").contains(s.expose()));
         assert!(!looks_like_secret("slc_short"));
         assert!(!looks_like_secret(&format!("xyz_{}", &s.expose()[4..])));

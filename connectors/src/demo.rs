@@ -123,12 +123,13 @@ fn salaries_schema() -> Result<Schema> {
 pub fn demo_catalog_config(dir: &Path) -> Result<IcebergCatalogConfig> {
     let dir = absolute(dir)?;
     Ok(IcebergCatalogConfig {
-        name: DEMO_CATALOG.to_string(),
-        kind: IcebergCatalogKind::Sql,
+        catalog: IcebergCatalogKind::Sql,
+        catalog_name: Some(DEMO_CATALOG.to_string()),
         uri: format!("sqlite:{}", dir.join("catalog.db").display()),
         warehouse: Some(format!("file://{}", dir.join("warehouse").display())),
-        props: HashMap::new(),
+        props: Default::default(),
         s3: None,
+        tables: Default::default(),
     })
 }
 
@@ -153,7 +154,7 @@ pub async fn build_demo_warehouse(dir: &Path, rows: u64) -> Result<DemoWarehouse
     let mut warehouse = DemoWarehouse {
         catalog_uri: cfg.uri.clone(),
         warehouse: cfg.warehouse.clone().unwrap_or_default(),
-        catalog_name: cfg.name.clone(),
+        catalog_name: cfg.name().to_string(),
         orders_rows: rows,
         created: false,
     };

@@ -11,6 +11,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A configured catalog could not be loaded.
+    #[error("catalog '{catalog}': {source}")]
+    Load {
+        /// The catalog's name (the config section key).
+        catalog: String,
+        /// Why.
+        source: Box<Error>,
+    },
     /// An error from iceberg-rust.
     #[error("iceberg: {0}")]
     Iceberg(#[from] ::iceberg::Error),

@@ -1,6 +1,6 @@
 //! Iceberg catalogs served to DataFusion.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,8 +15,10 @@ use iceberg_catalog_sql::{
 };
 use iceberg_datafusion::IcebergCatalogProvider;
 use serde::{Deserialize, Serialize};
+use sluice_planner::TableClass;
 
 use crate::error::{Error, Result};
+use crate::s3::S3Config;
 
 /// Which kind of Iceberg catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -29,54 +31,63 @@ pub enum IcebergCatalogKind {
     Rest,
 }
 
-/// S3 settings of a warehouse on S3.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct S3Config {
-    /// Endpoint URL (for S3-compatible servers).
-    pub endpoint: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Access key id.
-    pub access_key_id: Option<String>,
-    /// Secret access key (never logged).
-    pub secret_access_key: Option<String>,
-    /// Path-style addressing.
-    #[serde(default)]
-    pub path_style: bool,
-}
+/// Catalog properties passed through to iceberg-rust. `Debug` redacts
+/// values whose key looks like a credential.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Props(pub BTreeMap<String, String>);
 
-impl fmt::Debug for S3Config {
+impl fmt::Debug for Props {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Config")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("path_style", &self.path_style)
-            .finish()
+        const SENSITIVE: [&str; 6] = ["secret", "password", "token", "credential", "key", "auth"];
+        let mut m = f.debug_map();
+        for (k, v) in &self.0 {
+            let lk = k.to_ascii_lowercase();
+            if SENSITIVE.iter().any(|s| lk.contains(s)) {
+                m.entry(k, &"[redacted]");
+            } else {
+                m.entry(k, v);
+            }
+        }
+        m.finish()
     }
 }
 
-/// How to reach one Iceberg catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[catalogs.<name>]` with `kind = "iceberg"`: how to reach one Iceberg
+/// catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IcebergCatalogConfig {
+    /// `sql` (default) or `rest`.
+    #[serde(default)]
+    pub catalog: IcebergCatalogKind,
     /// The Iceberg catalog's own name (pyiceberg's `SqlCatalog(name, …)`):
-    /// the SQL catalog stores it with every table.
-    pub name: String,
-    /// SQL or REST.
-    pub kind: IcebergCatalogKind,
+    /// the SQL catalog stores it with every table. Default (filled when
+    /// the configuration is resolved): the section key.
+    #[serde(default)]
+    pub catalog_name: Option<String>,
     /// SQL catalog database URI (`sqlite:/abs/catalog.db`, `postgres://…`)
     /// or REST endpoint.
     pub uri: String,
-    /// Warehouse location (`file:///abs/warehouse`).
+    /// Warehouse location (`file:///abs/warehouse`, a plain path, `s3://…`).
+    #[serde(default)]
     pub warehouse: Option<String>,
     /// Extra catalog properties, passed through.
-    pub props: HashMap<String, String>,
+    #[serde(default)]
+    pub props: Props,
     /// S3 settings for `s3://` warehouses.
+    #[serde(default)]
     pub s3: Option<S3Config>,
+    /// Classification per `namespace.table`.
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableClass>,
+}
+
+impl IcebergCatalogConfig {
+    /// The Iceberg catalog's own name.
+    pub fn name(&self) -> &str {
+        self.catalog_name.as_deref().unwrap_or_default()
+    }
 }
 
 /// Normalises an SQLite URI to the form sqlx expects: pyiceberg writes
@@ -91,7 +102,7 @@ pub fn normalize_sqlite_uri(uri: &str) -> String {
 /// Connects to an Iceberg catalog.
 pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
     let config_err = |message: String| Error::Config {
-        catalog: cfg.name.clone(),
+        catalog: cfg.name().to_string(),
         message,
     };
     let warehouse_is_s3 = cfg
@@ -105,8 +116,9 @@ pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
                 .to_string(),
         ));
     }
-    let mut props = cfg.props.clone();
-    let catalog: Arc<dyn Catalog> = match cfg.kind {
+    let mut props: std::collections::HashMap<String, String> =
+        cfg.props.0.clone().into_iter().collect();
+    let catalog: Arc<dyn Catalog> = match cfg.catalog {
         IcebergCatalogKind::Sql => {
             let uri = normalize_sqlite_uri(&cfg.uri);
             let bind = if uri.starts_with("sqlite:") {
@@ -122,7 +134,7 @@ pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
                 SqlCatalogBuilder::default()
                     .sql_bind_style(bind)
                     .with_storage_factory(Arc::new(LocalFsStorageFactory))
-                    .load(&cfg.name, props)
+                    .load(cfg.name(), props)
                     .await?,
             )
         }
@@ -134,7 +146,7 @@ pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
             Arc::new(
                 RestCatalogBuilder::default()
                     .with_storage_factory(Arc::new(LocalFsStorageFactory))
-                    .load(&cfg.name, props)
+                    .load(cfg.name(), props)
                     .await?,
             )
         }

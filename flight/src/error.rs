@@ -8,7 +8,7 @@
 use arrow::error::ArrowError;
 use arrow_flight::error::FlightError;
 use datafusion::error::DataFusionError;
-use sluice_planner::{AuthFailure, AuthFailureKind};
+use sluice_planner::{AuthFailure, AuthFailureKind, ErrorKind};
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
@@ -69,7 +69,7 @@ impl From<Error> for Status {
         let denied = match &err {
             Error::ReadOnly(_)
             | Error::Ticket(TicketError::WrongToken | TicketError::BadSignature) => true,
-            Error::Planner(sluice_planner::Error::Refused(m)) => m.contains("sluice is read-only"),
+            Error::Planner(e) => e.kind() == ErrorKind::ReadOnly,
             _ => false,
         };
         if denied {
@@ -119,16 +119,8 @@ impl From<Error> for Status {
                     )),
                 }
             }
-            Error::Planner(e) => match e {
-                sluice_planner::Error::Refused(msg) => Status::invalid_argument(msg),
-                e @ sluice_planner::Error::NotFound { .. } => Status::not_found(e.to_string()),
-                sluice_planner::Error::InvalidPolicy(msg) => {
-                    tracing::warn!(error = %msg, "token policy cannot be applied");
-                    Status::failed_precondition(format!("invalid policy: {msg}"))
-                }
-                sluice_planner::Error::DataFusion(e) => datafusion_status(&e),
-            },
-            Error::DataFusion(e) => datafusion_status(&e),
+            Error::Planner(e) => planner_status(&e),
+            Error::DataFusion(e) => planner_status(&sluice_planner::Error::DataFusion(e)),
             Error::Params(e) => Status::invalid_argument(format!("invalid parameters: {e}")),
             Error::ReadOnly(what) => {
                 Status::invalid_argument(format!("sluice is read-only: {what}"))
@@ -148,29 +140,41 @@ impl From<Error> for Status {
     }
 }
 
-/// User errors (bad SQL, unknown or disallowed table or column — the
-/// planner words "does not exist" and "not granted" identically) keep their
-/// message; everything else is internal and generic.
-fn datafusion_status(err: &DataFusionError) -> Status {
-    // An unreachable backend: say which catalog, the client can retry.
-    if let Some(down) = sluice_planner::connector::ConnectorUnavailable::find(err) {
-        tracing::warn!(error = %down, "catalog unavailable");
-        return Status::unavailable(down.to_string());
-    }
-    let root = err.find_root();
-    match root {
-        DataFusionError::Plan(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::SQL(..)
-        | DataFusionError::NotImplemented(_) => Status::invalid_argument(root.strip_backtrace()),
-        DataFusionError::ArrowError(e, _) if matches!(**e, ArrowError::DivideByZero) => {
-            Status::invalid_argument("division by zero")
+/// A planning or execution error, by its kind: the user's mistakes keep
+/// their message (the planner words "does not exist" and "not granted"
+/// identically); failures of sluice and of backends below a secure view
+/// are internal and generic, except an unreachable backend, which the
+/// client may retry.
+fn planner_status(e: &sluice_planner::Error) -> Status {
+    match e.kind() {
+        ErrorKind::NotFound(_)
+        | ErrorKind::MissingName(_)
+        | ErrorKind::ReadOnly
+        | ErrorKind::Unsupported
+        | ErrorKind::InvalidParameters
+        | ErrorKind::Syntax(_)
+        | ErrorKind::TypeMismatch
+        | ErrorKind::Ambiguous
+        | ErrorKind::InvalidCast
+        | ErrorKind::NumericOverflow
+        | ErrorKind::InvalidStatement => Status::invalid_argument(e.message()),
+        ErrorKind::DivisionByZero => Status::invalid_argument("division by zero"),
+        ErrorKind::InvalidPolicy => {
+            tracing::warn!(error = %e.message(), "token policy cannot be applied");
+            Status::failed_precondition(e.message())
         }
-        DataFusionError::ResourcesExhausted(_) => {
-            tracing::warn!(error = %err, "query exceeded resource limits");
+        ErrorKind::LimitExceeded => {
+            tracing::warn!(error = %e, "query exceeded resource limits");
             Status::resource_exhausted("query exceeded the gateway's resource limits")
         }
-        _ => internal(err),
+        ErrorKind::Unavailable => {
+            tracing::warn!(error = %e.message(), "catalog unavailable");
+            Status::unavailable(e.message())
+        }
+        ErrorKind::ExecutionFailed
+        | ErrorKind::ReadFailed
+        | ErrorKind::ConnectorFailed
+        | ErrorKind::Internal => internal(e),
     }
 }
 
@@ -216,17 +220,17 @@ mod tests {
     }
 
     #[test]
-    fn planner_errors() {
-        let s = status(Error::Planner(sluice_planner::Error::Refused(
-            "DROP TABLE is not allowed".into(),
+    fn planner_errors_map_by_kind() {
+        let s = status(Error::Planner(sluice_planner::Error::refused(
+            ErrorKind::ReadOnly,
+            "DROP TABLE is not allowed",
         )));
         assert_eq!(s.code(), Code::InvalidArgument);
-        assert!(s.message().contains("DROP TABLE is not allowed"));
+        assert_eq!(s.message(), "DROP TABLE is not allowed");
 
-        let s = status(Error::Planner(sluice_planner::Error::InvalidPolicy(
-            "x".into(),
-        )));
+        let s = status(Error::Planner(sluice_planner::Error::invalid_policy("x")));
         assert_eq!(s.code(), Code::FailedPrecondition);
+        assert_eq!(s.message(), "invalid policy: x");
 
         let nf = DataFusionError::Plan("table 'lake.s.t' not found or not allowed".into());
         let s = status(Error::Planner(sluice_planner::Error::DataFusion(
@@ -247,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn ticket_errors() {
+    fn ticket_errors_are_permission_denied() {
         let s = status(Error::Ticket(TicketError::WrongToken));
         assert_eq!(s.code(), Code::PermissionDenied);
         assert_eq!(s.message(), "ticket was not issued to this token");

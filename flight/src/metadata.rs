@@ -23,10 +23,9 @@ use arrow_flight::sql::{
     SqlTransactionIsolationLevel, SupportedSqlGrammar, XdbcDataType, XdbcDatetimeSubcode,
 };
 use datafusion::datasource::TableType;
-use sluice_planner::TokenScope;
+use sluice_planner::{Governor, TokenScope};
 
 use crate::error::Result;
-use crate::service::SluiceFlightSqlService;
 use crate::statement::flight_schema;
 
 /// The table types GetTables reports, as listed by GetTableTypes.
@@ -95,111 +94,109 @@ pub(crate) fn like(pattern: Option<&str>, text: &str) -> bool {
     toks[p..].iter().all(|t| *t == Tok::Many)
 }
 
-impl SluiceFlightSqlService {
-    /// GetCatalogs: the catalogs of the token's scoped session.
-    pub(crate) fn catalogs(
-        &self,
-        scope: &Arc<TokenScope>,
-        query: CommandGetCatalogs,
-    ) -> Result<RecordBatch> {
-        let ctx = self.governor().context(scope);
-        let mut builder = query.into_builder();
-        for name in ctx.catalog_names() {
-            builder.append(name);
-        }
-        Ok(builder.build()?)
+/// GetCatalogs: the catalogs of the token's scoped session.
+pub(crate) fn catalogs(
+    governor: &Governor,
+    scope: &Arc<TokenScope>,
+    query: CommandGetCatalogs,
+) -> Result<RecordBatch> {
+    let ctx = governor.context(scope);
+    let mut builder = query.into_builder();
+    for name in ctx.catalog_names() {
+        builder.append(name);
     }
+    Ok(builder.build()?)
+}
 
-    /// GetDbSchemas: schemas of the scoped session, filtered by catalog
-    /// (exact) and schema pattern (`LIKE`).
-    pub(crate) fn db_schemas(
-        &self,
-        scope: &Arc<TokenScope>,
-        query: CommandGetDbSchemas,
-    ) -> Result<RecordBatch> {
-        let ctx = self.governor().context(scope);
-        let catalog_filter = query.catalog.clone();
-        let pattern = query.db_schema_filter_pattern.clone();
-        let mut builder = query.into_builder();
-        for catalog_name in ctx.catalog_names() {
-            if catalog_filter.as_ref().is_some_and(|c| *c != catalog_name) {
-                continue;
-            }
-            let Some(catalog) = ctx.catalog(&catalog_name) else {
-                continue;
-            };
-            for schema_name in catalog.schema_names() {
-                if like(pattern.as_deref(), &schema_name) {
-                    builder.append(&catalog_name, &schema_name);
-                }
+/// GetDbSchemas: schemas of the scoped session, filtered by catalog
+/// (exact) and schema pattern (`LIKE`).
+pub(crate) fn db_schemas(
+    governor: &Governor,
+    scope: &Arc<TokenScope>,
+    query: CommandGetDbSchemas,
+) -> Result<RecordBatch> {
+    let ctx = governor.context(scope);
+    let catalog_filter = query.catalog.clone();
+    let pattern = query.db_schema_filter_pattern.clone();
+    let mut builder = query.into_builder();
+    for catalog_name in ctx.catalog_names() {
+        if catalog_filter.as_ref().is_some_and(|c| *c != catalog_name) {
+            continue;
+        }
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
+        for schema_name in catalog.schema_names() {
+            if like(pattern.as_deref(), &schema_name) {
+                builder.append(&catalog_name, &schema_name);
             }
         }
-        Ok(builder.build()?)
     }
+    Ok(builder.build()?)
+}
 
-    /// GetTables: tables of the scoped session filtered by catalog, schema
-    /// and table patterns and table types; with `include_schema`, each
-    /// table's Arrow schema as the token sees it (granted columns only).
-    pub(crate) async fn tables(
-        &self,
-        scope: &Arc<TokenScope>,
-        query: CommandGetTables,
-    ) -> Result<RecordBatch> {
-        let ctx = self.governor().context(scope);
-        let catalog_filter = query.catalog.clone();
-        let schema_pattern = query.db_schema_filter_pattern.clone();
-        let table_pattern = query.table_name_filter_pattern.clone();
-        let types = query.table_types.clone();
-        let include_schema = query.include_schema;
-        let mut builder: GetTablesBuilder = query.into_builder();
-        let empty = Schema::empty();
-        for catalog_name in ctx.catalog_names() {
-            if catalog_filter.as_ref().is_some_and(|c| *c != catalog_name) {
+/// GetTables: tables of the scoped session filtered by catalog, schema
+/// and table patterns and table types; with `include_schema`, each
+/// table's Arrow schema as the token sees it (granted columns only).
+pub(crate) async fn tables(
+    governor: &Governor,
+    scope: &Arc<TokenScope>,
+    query: CommandGetTables,
+) -> Result<RecordBatch> {
+    let ctx = governor.context(scope);
+    let catalog_filter = query.catalog.clone();
+    let schema_pattern = query.db_schema_filter_pattern.clone();
+    let table_pattern = query.table_name_filter_pattern.clone();
+    let types = query.table_types.clone();
+    let include_schema = query.include_schema;
+    let mut builder: GetTablesBuilder = query.into_builder();
+    let empty = Schema::empty();
+    for catalog_name in ctx.catalog_names() {
+        if catalog_filter.as_ref().is_some_and(|c| *c != catalog_name) {
+            continue;
+        }
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
+        for schema_name in catalog.schema_names() {
+            if !like(schema_pattern.as_deref(), &schema_name) {
                 continue;
             }
-            let Some(catalog) = ctx.catalog(&catalog_name) else {
+            let Some(schema) = catalog.schema(&schema_name) else {
                 continue;
             };
-            for schema_name in catalog.schema_names() {
-                if !like(schema_pattern.as_deref(), &schema_name) {
+            let mut table_names = schema.table_names();
+            table_names.sort();
+            for table_name in table_names {
+                if !like(table_pattern.as_deref(), &table_name) {
                     continue;
                 }
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                let mut table_names = schema.table_names();
-                table_names.sort();
-                for table_name in table_names {
-                    if !like(table_pattern.as_deref(), &table_name) {
+                let (table_type, table_schema) = if include_schema {
+                    let Some(table) = schema.table(&table_name).await? else {
                         continue;
-                    }
-                    let (table_type, table_schema) = if include_schema {
-                        let Some(table) = schema.table(&table_name).await? else {
-                            continue;
-                        };
-                        (table.table_type(), Some(flight_schema(table.schema())))
-                    } else {
-                        let Some(table_type) = schema.table_type(&table_name).await? else {
-                            continue;
-                        };
-                        (table_type, None)
                     };
-                    let type_name = table_type_name(table_type);
-                    if !types.is_empty() && !types.iter().any(|t| t == type_name) {
+                    (table.table_type(), Some(flight_schema(table.schema())))
+                } else {
+                    let Some(table_type) = schema.table_type(&table_name).await? else {
                         continue;
-                    }
-                    builder.append(
-                        &catalog_name,
-                        &schema_name,
-                        &table_name,
-                        type_name,
-                        table_schema.as_deref().unwrap_or(&empty),
-                    )?;
+                    };
+                    (table_type, None)
+                };
+                let type_name = table_type_name(table_type);
+                if !types.is_empty() && !types.iter().any(|t| t == type_name) {
+                    continue;
                 }
+                builder.append(
+                    &catalog_name,
+                    &schema_name,
+                    &table_name,
+                    type_name,
+                    table_schema.as_deref().unwrap_or(&empty),
+                )?;
             }
         }
-        Ok(builder.build()?)
     }
+    Ok(builder.build()?)
 }
 
 /// GetTableTypes.

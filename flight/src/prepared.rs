@@ -26,8 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use sluice_planner::TokenScope;
 
 use crate::error::{Error, Result};
-use crate::service::{DoGetStream, SluiceFlightSqlService};
-use crate::statement::flight_schema;
+use crate::statement::{DoGetStream, Statements, flight_schema};
 use crate::ticket::{Claims, Kind, encode_params};
 
 /// Arrow IPC encapsulated schema message, as Flight SQL expects it in
@@ -37,7 +36,7 @@ fn ipc_schema(schema: &Schema) -> Result<Bytes> {
     Ok(bytes)
 }
 
-impl SluiceFlightSqlService {
+impl Statements {
     fn open_handle(&self, scope: &Arc<TokenScope>, handle: &[u8]) -> Result<Claims> {
         Ok(self
             .signer()
@@ -57,7 +56,7 @@ impl SluiceFlightSqlService {
                 "sluice is read-only: transactions are not supported".to_owned(),
             ));
         }
-        let plan = self.governor().plan(scope, &request.query).await?;
+        let plan = self.plan(scope, &request.query).await?;
         let dataset_schema = ipc_schema(&flight_schema(plan.schema()))?;
         let types = plan.parameter_types()?;
         let parameter_schema = if types.is_empty() {

@@ -32,18 +32,17 @@ use arrow_flight::{
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt, stream};
 use prost::Message;
+use sluice_planner::auth::Schemes;
 use sluice_planner::{AuthFailureKind, Authenticator, Governor, TokenScope};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::FlightConfig;
-use crate::auth::{self, AUTHORIZATION, Schemes};
+use crate::auth::{self, AUTHORIZATION};
 use crate::error::{Error, Result};
 use crate::metadata::{self, FOREIGN_KEYS_SCHEMA, PRIMARY_KEYS_SCHEMA};
+use crate::statement::{DoGetStream, Statements};
 use crate::ticket::TicketSigner;
-
-/// The response stream of `DoGet`.
-pub(crate) type DoGetStream = <SluiceFlightSqlService as FlightService>::DoGetStream;
 
 type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
 
@@ -54,9 +53,8 @@ const CANCEL_RESULT_CANCELLED: i32 = 1;
 
 /// The Flight SQL service of sluice. Build it with [`crate::flight_service`].
 pub struct SluiceFlightSqlService {
-    governor: Arc<Governor>,
+    statements: Statements,
     auth: Arc<dyn Authenticator>,
-    signer: TicketSigner,
     server_name: String,
     server_version: String,
     share_needs_client_cert: bool,
@@ -66,7 +64,7 @@ impl fmt::Debug for SluiceFlightSqlService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SluiceFlightSqlService")
             .field("auth", &self.auth)
-            .field("signer", &self.signer)
+            .field("statements", &self.statements)
             .field("server_name", &self.server_name)
             .field("server_version", &self.server_version)
             .finish_non_exhaustive()
@@ -86,33 +84,30 @@ impl SluiceFlightSqlService {
             crate::MIN_TICKET_KEY_LEN
         );
         Self {
-            governor,
+            statements: Statements::new(
+                governor,
+                TicketSigner::new(&config.ticket_key, config.ticket_ttl),
+            ),
             auth,
-            signer: TicketSigner::new(&config.ticket_key, config.ticket_ttl),
             server_name: config.server_name,
             server_version: config.server_version,
             share_needs_client_cert: config.share_needs_client_cert,
         }
     }
 
-    pub(crate) fn governor(&self) -> &Governor {
-        &self.governor
-    }
-
-    pub(crate) fn signer(&self) -> &TicketSigner {
-        &self.signer
+    fn governor(&self) -> &Governor {
+        self.statements.governor()
     }
 
     /// Authenticates a bearer-token call.
     async fn scope<T>(&self, request: &Request<T>) -> Result<Arc<TokenScope>> {
-        let (_secret, scope) = auth::authenticate(&*self.auth, request, Schemes::Bearer).await?;
-        auth::check_share_certificate(&scope, request, self.share_needs_client_cert)?;
-        sluice_planner::audit::note(|a| {
-            a.token_id = Some(scope.token_id.clone());
-            if scope.token_type == sluice_planner::TokenType::Share {
-                a.peer = Some(scope.name.clone());
-            }
-        });
+        let (_secret, scope) = auth::authenticate(
+            &*self.auth,
+            request,
+            Schemes::Bearer,
+            self.share_needs_client_cert,
+        )
+        .await?;
         Ok(scope)
     }
 
@@ -124,15 +119,13 @@ impl SluiceFlightSqlService {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<HandshakeStream>> {
-        let (secret, scope) =
-            auth::authenticate(&*self.auth, &request, Schemes::BearerOrBasic).await?;
-        auth::check_share_certificate(&scope, &request, self.share_needs_client_cert)?;
-        sluice_planner::audit::note(|a| {
-            a.token_id = Some(scope.token_id.clone());
-            if scope.token_type == sluice_planner::TokenType::Share {
-                a.peer = Some(scope.name.clone());
-            }
-        });
+        let (secret, scope) = auth::authenticate(
+            &*self.auth,
+            &request,
+            Schemes::BearerOrBasic,
+            self.share_needs_client_cert,
+        )
+        .await?;
         tracing::info!(token_id = %scope.token_id, "flight handshake");
         // A Basic password may hold bytes a header cannot carry.
         let header = MetadataValue::try_from(format!("Bearer {}", secret.expose()))
@@ -204,7 +197,8 @@ impl FlightSqlService for SluiceFlightSqlService {
                         "sluice is read-only: transactions are not supported".to_owned(),
                     ));
                 }
-                self.statement_flight_info(&scope, &query.query, None, request.into_inner())
+                self.statements
+                    .statement_flight_info(&scope, &query.query, None, request.into_inner())
                     .await
             }
             .await,
@@ -235,7 +229,7 @@ impl FlightSqlService for SluiceFlightSqlService {
         respond(
             async {
                 let scope = self.scope(&request).await?;
-                self.do_get_ticket(&scope, ticket).await
+                self.statements.do_get_ticket(&scope, ticket).await
             }
             .await,
         )
@@ -250,7 +244,7 @@ impl FlightSqlService for SluiceFlightSqlService {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         async {
             let scope = self.scope(&request).await?;
-            self.create_prepared(&scope, query).await
+            self.statements.create_prepared(&scope, query).await
         }
         .await
         .map_err(Status::from)
@@ -264,7 +258,8 @@ impl FlightSqlService for SluiceFlightSqlService {
         respond(
             async {
                 let scope = self.scope(&request).await?;
-                self.prepared_flight_info(&scope, query, request.into_inner())
+                self.statements
+                    .prepared_flight_info(&scope, query, request.into_inner())
                     .await
             }
             .await,
@@ -279,7 +274,7 @@ impl FlightSqlService for SluiceFlightSqlService {
         respond(
             async {
                 let scope = self.scope(&request).await?;
-                self.do_get_prepared(&scope, query).await
+                self.statements.do_get_prepared(&scope, query).await
             }
             .await,
         )
@@ -292,7 +287,8 @@ impl FlightSqlService for SluiceFlightSqlService {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         async {
             let scope = self.scope(&request).await?;
-            self.bind_prepared(&scope, query, request.into_inner())
+            self.statements
+                .bind_prepared(&scope, query, request.into_inner())
                 .await
         }
         .await
@@ -336,7 +332,7 @@ impl FlightSqlService for SluiceFlightSqlService {
         respond(
             async {
                 let scope = self.scope(&request).await?;
-                let batch = self.catalogs(&scope, query)?;
+                let batch = metadata::catalogs(self.governor(), &scope, query)?;
                 Ok(batch_stream(batch.schema(), batch))
             }
             .await,
@@ -360,7 +356,7 @@ impl FlightSqlService for SluiceFlightSqlService {
         respond(
             async {
                 let scope = self.scope(&request).await?;
-                let batch = self.db_schemas(&scope, query)?;
+                let batch = metadata::db_schemas(self.governor(), &scope, query)?;
                 Ok(batch_stream(batch.schema(), batch))
             }
             .await,
@@ -384,7 +380,7 @@ impl FlightSqlService for SluiceFlightSqlService {
         respond(
             async {
                 let scope = self.scope(&request).await?;
-                let batch = self.tables(&scope, query).await?;
+                let batch = metadata::tables(self.governor(), &scope, query).await?;
                 Ok(batch_stream(batch.schema(), batch))
             }
             .await,

@@ -2,6 +2,7 @@
 //! ticket, and `DoGet(TicketStatementQuery)` → the governed result stream
 //! followed by the truncation trailer.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -15,16 +16,27 @@ use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
 use arrow_flight::utils::batches_to_flight_data;
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use datafusion::execution::RecordBatchStream;
-use futures::{StreamExt, stream};
+use futures::{Stream, StreamExt, stream};
 use prost::Message;
 use sluice_planner::{
-    AuditHandle, GovernedPlan, GovernedStream, Receipt, TRUNCATED_METADATA_KEY, TokenScope,
+    AuditHandle, GovernedPlan, GovernedStream, Governor, Receipt, TRUNCATED_METADATA_KEY,
+    TokenScope,
 };
 use tonic::Status;
 
 use crate::error::{Error, Result};
-use crate::service::{DoGetStream, SluiceFlightSqlService};
-use crate::ticket::{Kind, decode_params};
+use crate::ticket::{Kind, TicketSigner, decode_params};
+
+/// The response stream of `DoGet` (arrow-flight's `FlightService::DoGetStream`).
+pub(crate) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
+
+/// Statements of the service: planned by the governor under the caller's
+/// scope, handed out as signed tickets, run on `DoGet`.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    governor: Arc<Governor>,
+    signer: TicketSigner,
+}
 
 /// The schema as it goes over the wire: the encoder hydrates dictionaries,
 /// so `FlightInfo` must announce the hydrated schema.
@@ -53,7 +65,26 @@ pub(crate) fn trailer_json(truncated: bool, rows: u64, receipt: &Receipt) -> Str
 /// Key of the receipt in the trailer's JSON.
 pub(crate) const RECEIPT_METADATA_KEY: &str = "sluice.receipt";
 
-impl SluiceFlightSqlService {
+impl Statements {
+    pub(crate) fn new(governor: Arc<Governor>, signer: TicketSigner) -> Self {
+        Self { governor, signer }
+    }
+
+    pub(crate) fn governor(&self) -> &Governor {
+        &self.governor
+    }
+
+    pub(crate) fn signer(&self) -> &TicketSigner {
+        &self.signer
+    }
+
+    /// Plans `sql` under `scope`; the statement is audited even when
+    /// planning fails.
+    pub(crate) async fn plan(&self, scope: &Arc<TokenScope>, sql: &str) -> Result<GovernedPlan> {
+        sluice_planner::audit::note(|a| a.statement = Some(sql.to_string()));
+        Ok(self.governor.plan(scope, sql).await?)
+    }
+
     /// Plans `sql` under `scope` and binds `params` (a one-row IPC stream)
     /// when given. A statement with placeholders but no bound values, or
     /// with a different number of values, is refused. Values are cast to
@@ -64,9 +95,7 @@ impl SluiceFlightSqlService {
         sql: &str,
         params: Option<&[u8]>,
     ) -> Result<GovernedPlan> {
-        // Audited even when planning fails.
-        sluice_planner::audit::note(|a| a.statement = Some(sql.to_string()));
-        let plan = self.governor().plan(scope, sql).await?;
+        let plan = self.plan(scope, sql).await?;
         let types = plan.parameter_types()?;
         let Some(params) = params else {
             if types.is_empty() {
@@ -115,10 +144,6 @@ impl SluiceFlightSqlService {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo> {
         let plan = self.governed_plan(scope, sql, params.as_deref()).await?;
-        let facts = plan.facts();
-        if let Some(audit) = sluice_planner::audit::current() {
-            audit.planned(sql, &facts);
-        }
         let schema = flight_schema(plan.schema());
         let handle = self.signer().seal(
             Kind::Ticket,
@@ -137,7 +162,7 @@ impl SluiceFlightSqlService {
             .with_endpoint(endpoint)
             .with_descriptor(descriptor)
             .with_ordered(true)
-            .with_app_metadata(facts.receipt.to_json()))
+            .with_app_metadata(plan.facts().receipt.to_json()))
     }
 
     /// DoGet with a statement ticket: verify it for the caller, re-plan under
@@ -166,9 +191,8 @@ impl SluiceFlightSqlService {
         params: Option<&[u8]>,
     ) -> Result<DoGetStream> {
         let plan = self.governed_plan(scope, sql, params).await?;
-        let facts = plan.facts();
+        let receipt = plan.facts().receipt.clone();
         let audit = sluice_planner::audit::current().unwrap_or_default();
-        audit.planned(sql, &facts);
         let stream = plan.execute().await?;
         // The physical stream's schema is what the batches really carry.
         let schema = stream.schema();
@@ -176,7 +200,7 @@ impl SluiceFlightSqlService {
             scope.token_id.clone(),
             schema,
             stream,
-            facts.receipt,
+            receipt,
             audit,
         ))
     }

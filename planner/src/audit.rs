@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use datafusion::logical_expr::LogicalPlan;
 use serde::Serialize;
 
-use crate::governor::GovernedPlan;
+use arrow::datatypes::SchemaRef;
+
+use crate::secure_view::SecureView;
 
 /// What policy did to a result, as the token may know it. Serialised as
 /// JSON (see [`Receipt::to_json`]):
@@ -74,17 +76,16 @@ pub struct PlanFacts {
     pub blocked: Vec<String>,
 }
 
-impl GovernedPlan {
-    /// The receipt and audit facts of this plan.
-    pub fn facts(&self) -> PlanFacts {
-        let views = self.secure_views();
+impl PlanFacts {
+    /// The facts of `plan`, which reads `views` and answers with `schema`.
+    pub(crate) fn of(plan: &LogicalPlan, views: &[Arc<SecureView>], schema: &SchemaRef) -> Self {
         let mut receipt = Receipt {
             v: 1,
             ..Receipt::default()
         };
         let mut blocked = Vec::new();
-        let read = columns_read(self.logical_plan());
-        for view in &views {
+        let read = columns_read(plan);
+        for view in views {
             receipt.tables.push(view.table.clone());
             for c in &view.columns {
                 if c.mask.is_some() && read.contains(&c.name) {
@@ -107,12 +108,7 @@ impl GovernedPlan {
         }
         PlanFacts {
             receipt,
-            columns: self
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect(),
+            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
             blocked,
         }
     }
@@ -287,10 +283,10 @@ impl AuditHandle {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Records a planned statement: its tables, columns and policy facts.
-    pub fn planned(&self, statement: &str, facts: &PlanFacts) {
+    /// Records what a planned statement reads: its tables, columns and
+    /// policy facts (the governor does, for every plan it makes).
+    pub fn record_plan(&self, facts: &PlanFacts) {
         self.update(|a| {
-            a.statement = Some(statement.to_string());
             a.tables = facts.receipt.tables.clone();
             a.columns = facts.columns.clone();
             a.columns_blocked = facts.blocked.clone();

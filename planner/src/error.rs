@@ -1,55 +1,215 @@
-//! Planner errors.
+//! Planner errors and their kinds.
+//!
+//! Every error of the pipeline has an [`ErrorKind`]: what went wrong, in
+//! the terms a frontend needs to choose its answer (a gRPC status, a Trino
+//! error code, an HTTP status). Frontends map kinds in one exhaustive
+//! match each and never read message text. Refusals sluice itself makes
+//! carry their kind from where they are made ([`Refusal`]), also when they
+//! travel through DataFusion as `DataFusionError::External`; what
+//! DataFusion reports is classified once, in [`classify`].
+
+use std::fmt;
 
 use datafusion::error::DataFusionError;
+
+mod classify;
+
+pub use classify::classify;
+
+/// What a name that is missing or not allowed names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Object {
+    /// A catalog.
+    Catalog,
+    /// A schema (namespace).
+    Schema,
+    /// A table.
+    Table,
+    /// A column.
+    Column,
+    /// A function.
+    Function,
+}
+
+impl Object {
+    /// `Catalog`, `Schema`, … as messages name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Object::Catalog => "Catalog",
+            Object::Schema => "Schema",
+            Object::Table => "Table",
+            Object::Column => "Column",
+            Object::Function => "Function",
+        }
+    }
+}
+
+/// What kind of failure an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The object does not exist for the token: missing and not granted
+    /// are the same answer (DESIGN §4.1–4.2).
+    NotFound(Object),
+    /// A statement names no catalog (or schema) and the session has none.
+    MissingName(Object),
+    /// The statement writes or changes something: sluice is read-only.
+    ReadOnly,
+    /// A well-formed request for something sluice does not offer.
+    Unsupported,
+    /// Parameters do not fit the statement (count, kind, placeholders).
+    InvalidParameters,
+    /// The SQL does not parse; the location, when the parser gave one
+    /// (1-based line and column).
+    Syntax(Option<(u64, u64)>),
+    /// Types that do not fit together.
+    TypeMismatch,
+    /// A name that refers to more than one thing.
+    Ambiguous,
+    /// A value that cannot be converted to the type asked for.
+    InvalidCast,
+    /// Division by zero.
+    DivisionByZero,
+    /// An arithmetic result out of its type's range.
+    NumericOverflow,
+    /// Any other mistake in the statement, found while planning.
+    InvalidStatement,
+    /// A failure while running that is the statement's (its message is
+    /// about visible data only).
+    ExecutionFailed,
+    /// The token's policy cannot be applied to a table (a rule or column
+    /// it names no longer exists).
+    InvalidPolicy,
+    /// A resource limit of the gateway was reached (memory).
+    LimitExceeded,
+    /// A backend is unreachable; the message names the catalog.
+    Unavailable,
+    /// Reading a table under the token's policy failed (the row policy, a
+    /// mask or the connector below a secure view). The message is the
+    /// secure view's own: it names the table and nothing else.
+    ReadFailed,
+    /// A connector failed outside any secure view. Its message may carry
+    /// paths or internals: it goes to the log, not to the client.
+    ConnectorFailed,
+    /// sluice itself failed.
+    Internal,
+}
+
+/// A refusal made by sluice, with its kind and a message fit for the
+/// client. Inside DataFusion callbacks (catalogs, table functions) it
+/// travels as `DataFusionError::External` ([`Refusal::into_datafusion`])
+/// and [`classify`] finds it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Refusal {
+    /// A refusal of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Its message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// As a DataFusion error (for callbacks that must return one).
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// Errors of the planning pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The statement kind is not allowed (DDL, DML, COPY, SET, …): the
-    /// message says what was refused and why.
+    /// Refused by sluice (read-only, unsupported, not found, parameters,
+    /// policy); the kind says which.
     #[error("{0}")]
-    Refused(String),
-    /// A token's policy cannot be applied (unknown column in a rule, …).
-    #[error("invalid policy: {0}")]
-    InvalidPolicy(String),
-    /// A catalog, schema or table that does not exist for the token (the
-    /// same answer whether it does not exist or is not granted).
-    #[error("{kind} '{name}' does not exist")]
-    NotFound {
-        /// `Catalog`, `Schema` or `Table`.
-        kind: &'static str,
-        /// The name as the user wrote it (qualified).
-        name: String,
-    },
-    /// Planning or execution error from DataFusion (table or column not
-    /// found or not allowed, type errors, …).
+    Refused(Refusal),
+    /// Planning or execution error from DataFusion (and refusals that
+    /// travelled through it).
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 }
 
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        Error::Refused(r)
+    }
+}
+
 impl Error {
-    /// The message to show a client: DataFusion's root cause without its
-    /// backtrace, or this error's own text.
-    pub fn message(&self) -> String {
+    /// A refusal of `kind` saying `message`.
+    pub fn refused(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Refused(Refusal::new(kind, message))
+    }
+
+    /// `Catalog 'x' does not exist` (or schema, table): the same answer
+    /// whether it does not exist or is not granted.
+    pub fn not_found(object: Object, name: impl fmt::Display) -> Self {
+        Self::refused(
+            ErrorKind::NotFound(object),
+            format!("{} '{name}' does not exist", object.as_str()),
+        )
+    }
+
+    /// The token's policy cannot be applied.
+    pub fn invalid_policy(message: impl fmt::Display) -> Self {
+        Self::refused(
+            ErrorKind::InvalidPolicy,
+            format!("invalid policy: {message}"),
+        )
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::DataFusion(d) => d.find_root().strip_backtrace(),
-            other => other.to_string(),
+            Error::Refused(r) => r.kind,
+            Error::DataFusion(e) => classify(e),
         }
     }
 
-    /// True when the error is the user's to fix (bad SQL, unknown or
-    /// disallowed table or column, refused statement), false when it is an
-    /// internal or connector failure.
-    pub fn is_user_error(&self) -> bool {
+    /// The message to show a client: a refusal's own, DataFusion's root
+    /// cause without its backtrace, or the message of a refusal or typed
+    /// connector error that travelled through DataFusion.
+    pub fn message(&self) -> String {
         match self {
-            Error::Refused(_) | Error::InvalidPolicy(_) | Error::NotFound { .. } => true,
-            Error::DataFusion(e) => matches!(
-                e.find_root(),
-                DataFusionError::Plan(_)
-                    | DataFusionError::SchemaError(..)
-                    | DataFusionError::SQL(..)
-                    | DataFusionError::NotImplemented(_)
-            ),
+            Error::Refused(r) => r.message.clone(),
+            Error::DataFusion(d) => match d.find_root() {
+                DataFusionError::External(inner) => match classify::sluice_error(inner.as_ref()) {
+                    Some(typed) => typed.to_string(),
+                    None => d.find_root().strip_backtrace(),
+                },
+                root => root.strip_backtrace(),
+            },
+        }
+    }
+
+    /// The message without DataFusion's category prefix (`Error during
+    /// planning: `, `Execution error: `, …), for protocols whose error
+    /// shape carries the category itself (Trino).
+    pub fn bare_message(&self) -> String {
+        match self {
+            Error::Refused(r) => r.message.clone(),
+            Error::DataFusion(d) => classify::bare_message(d),
         }
     }
 }

@@ -12,7 +12,7 @@
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Checks that `stmt` is a read-only statement sluice accepts.
 pub fn check(stmt: &DFStatement) -> Result<()> {
@@ -141,10 +141,13 @@ fn statement_kind(s: &Statement) -> String {
 }
 
 fn refused(what: &str) -> Error {
-    Error::Refused(format!(
-        "{what} is not allowed: sluice is read-only and accepts only queries \
+    Error::refused(
+        ErrorKind::ReadOnly,
+        format!(
+            "{what} is not allowed: sluice is read-only and accepts only queries \
          (SELECT, WITH, VALUES, EXPLAIN, SHOW TABLES, SHOW COLUMNS, DESCRIBE)"
-    ))
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -3,19 +3,32 @@
 //! A [`TokenScope`] (what a token may see) and the gateway's catalogs go in;
 //! a scoped DataFusion `SessionContext` comes out, in which every table is the
 //! token's *secure view* (DESIGN §4). Every frontend (Flight SQL, Trino HTTP,
-//! exports, vector search, federation) plans through [`Governor::plan`].
+//! exports, vector search, federation) plans through [`Governor::plan`] or
+//! [`Governor::plan_with`] (with its [`SqlDialect`]).
 //!
 //! Modules:
 //! - [`policy`]: the token / grant / mask model (serde form = API contract);
 //! - [`guard`]: the read-only SQL guard;
-//! - [`rules`]: parsing and binding of row rules (`token.<attr>`);
+//! - [`rules`]: parsing and binding of row rules (`token.<attr>`), and the
+//!   shared rule compiler;
 //! - [`masks`]: mask UDFs;
 //! - [`secure_view`]: the secure-view table provider and its execution barrier;
 //! - [`scoped_catalog`]: catalogs that list only granted tables;
-//! - [`governor`]: session building, planning, row-limit enforcement;
-//! - [`auth`]: the authenticator interface frontends call;
-//! - [`trino`]: the Trino dialect (types, functions, metadata statements);
-//! - [`vectors`]: vector distance functions.
+//! - [`governor`]: catalogs, session building, planning, validation,
+//!   governed plans and the row-limited stream;
+//! - [`dialect`]: the hook a frontend's SQL dialect plugs into;
+//! - [`error`]: errors with kinds, and the one classifier of DataFusion
+//!   errors;
+//! - [`auth`]: the authenticator interface and the one credential parser
+//!   every frontend uses;
+//! - [`audit`]: what a request did (audit facts) and what policy did to a
+//!   result (receipts);
+//! - [`connector`]: what the planner asks of connectors beyond DataFusion;
+//! - [`coop`]: cancellation of CPU-bound plans;
+//! - [`vectors`], [`vector_search`]: vector distances and the
+//!   `vector_search` table function;
+//! - [`secret`], [`units`]: secrets that never reach a log, durations and
+//!   byte sizes as written in configuration.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +36,7 @@ pub mod audit;
 pub mod auth;
 pub mod connector;
 pub mod coop;
+pub mod dialect;
 pub mod error;
 pub mod governor;
 pub mod guard;
@@ -30,19 +44,21 @@ pub mod masks;
 pub mod policy;
 pub mod rules;
 pub mod scoped_catalog;
+pub mod secret;
 pub mod secure_view;
-pub mod trino;
+pub mod units;
 pub mod vector_search;
 pub mod vectors;
 
 pub use audit::{AuditFacts, AuditHandle, Outcome, PlanFacts, Receipt};
-pub use auth::{AuthFailure, AuthFailureKind, Authenticator};
-pub use error::{Error, Result};
+pub use auth::{AuthFailure, AuthFailureKind, Authenticator, Charge, Schemes};
+pub use dialect::{DataFusionDialect, RUNTIME_SCHEMA, SYSTEM_CATALOG, SqlDialect};
+pub use error::{Error, ErrorKind, Object, Refusal, Result};
 pub use governor::{
-    CatalogEntry, Dialect, GovernedPlan, GovernedStream, Governor, SessionOptions,
-    TRUNCATED_METADATA_KEY,
+    CatalogEntry, GovernedPlan, GovernedStream, Governor, SessionOptions, TRUNCATED_METADATA_KEY,
 };
 pub use policy::{Columns, DEFAULT_ROW_LIMIT, Grant, Mask, TableClass, TokenScope, TokenType};
+pub use secret::Secret;
 
 /// The sluice version (what `version()` answers in Trino sessions).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -249,6 +249,18 @@ fn default_row_limit() -> u64 {
 }
 
 impl TokenScope {
+    /// Whether the token may use the admin API and `system.*` tables.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Whether the token may see or act on something token `owner` owns
+    /// (a query, an export job, a token record): its own, or anything for
+    /// an admin. The one place frontends ask this.
+    pub fn may_manage(&self, owner: &str) -> bool {
+        self.admin || self.token_id == owner
+    }
+
     /// The most specific grant matching a fully qualified table name.
     pub fn grant_for(&self, table: &str) -> Option<&Grant> {
         self.grants
@@ -300,6 +312,7 @@ impl TokenScope {
 
 /// How a table's columns are classified by the operator (catalog config).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TableClass {
     /// Integer column holding each row's sensitivity.
     #[serde(default)]

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::DataType;
 use datafusion::common::DFSchema;
@@ -35,6 +36,13 @@ impl RuleCompiler {
         Self {
             state: SessionStateBuilder::new().with_default_features().build(),
         }
+    }
+
+    /// The process-wide compiler every secure view uses (it holds no state
+    /// after construction, and building one registers every function).
+    pub fn shared() -> &'static Arc<RuleCompiler> {
+        static COMPILER: OnceLock<Arc<RuleCompiler>> = OnceLock::new();
+        COMPILER.get_or_init(|| Arc::new(RuleCompiler::new()))
     }
 
     /// Compiles `rule` against `schema` (the table's unqualified columns),
@@ -86,7 +94,7 @@ impl RuleCompiler {
         use datafusion::optimizer::analyzer::type_coercion::TypeCoercionRewriter;
         use datafusion::optimizer::simplify_expressions::ExprSimplifier;
         let coerced = expr.rewrite(&mut TypeCoercionRewriter::new(schema))?.data;
-        let context = SimplifyContext::default().with_schema(std::sync::Arc::new(schema.clone()));
+        let context = SimplifyContext::default().with_schema(Arc::new(schema.clone()));
         ExprSimplifier::new(context).simplify(coerced)
     }
 }
@@ -168,8 +176,6 @@ fn literal(v: &Json) -> Result<Value, &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use arrow::datatypes::{Field, Schema};
 
     use super::*;

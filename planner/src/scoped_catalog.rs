@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
-use datafusion::common::{Result, not_impl_err, plan_datafusion_err};
+use datafusion::common::{Result, not_impl_err};
 use datafusion::datasource::TableProvider;
 
+use crate::error::{ErrorKind, Refusal};
 use crate::masks::MaskKey;
 use crate::policy::{TableClass, TokenScope};
 use crate::rules::RuleCompiler;
@@ -159,7 +160,13 @@ impl SchemaProvider for ScopedSchema {
             &self.compiler,
             self.mask_key.as_ref(),
         )
-        .map_err(|e| plan_datafusion_err!("the policy for {full} cannot be applied: {e}"))?;
+        .map_err(|e| {
+            Refusal::new(
+                ErrorKind::InvalidPolicy,
+                format!("the policy for {full} cannot be applied: {e}"),
+            )
+            .into_datafusion()
+        })?;
         Ok(Some(Arc::new(SecureViewProvider::new(
             inner,
             Arc::new(view),

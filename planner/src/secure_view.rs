@@ -722,20 +722,37 @@ impl ExecutionPlan for SecureViewExec {
     }
 }
 
-/// Prefix of the error a secure view answers when its policy or its
-/// connector scan fails.
-pub const POLICY_FAILURE: &str = "reading the table under the token's policy failed";
+/// What a secure view answers when its row policy, a mask or its
+/// connector scan fails: the table, nothing else (the details, which may
+/// quote values of hidden rows or columns, go to the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyFailure {
+    /// The table (`catalog.namespace.table`).
+    pub table: String,
+}
+
+impl fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reading the table under the token's policy failed ({}); the details are in the server log",
+            self.table
+        )
+    }
+}
+
+impl std::error::Error for PolicyFailure {}
 
 fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
-    match e.find_root() {
-        DataFusionError::Execution(m) if m.starts_with(POLICY_FAILURE) => {
-            return DataFusionError::Execution(m.clone());
-        }
-        // Memory limits say nothing about data.
-        DataFusionError::ResourcesExhausted(m) => {
-            return DataFusionError::ResourcesExhausted(m.clone());
-        }
-        _ => {}
+    // A secure view further down already answered opaquely.
+    if let DataFusionError::External(inner) = e.find_root()
+        && let Some(p) = inner.downcast_ref::<PolicyFailure>()
+    {
+        return DataFusionError::External(Box::new(p.clone()));
+    }
+    // Memory limits say nothing about data.
+    if let DataFusionError::ResourcesExhausted(m) = e.find_root() {
+        return DataFusionError::ResourcesExhausted(m.clone());
     }
     let catalog = table.split('.').next().unwrap_or_default().to_string();
     // Neither does an unreachable backend; the user needs to know it.
@@ -753,9 +770,9 @@ fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
         return m.clone().into();
     }
     tracing::warn!(table = %table, error = %e, "secure view input failed");
-    DataFusionError::Execution(format!(
-        "{POLICY_FAILURE} ({table}); the details are in the server log"
-    ))
+    DataFusionError::External(Box::new(PolicyFailure {
+        table: table.to_string(),
+    }))
 }
 
 #[cfg(test)]

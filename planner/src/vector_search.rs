@@ -175,7 +175,7 @@ impl VectorSearchFunction {
                 })?;
                 check_filter(&expr)?;
                 // Typed like the columns, so a backend can evaluate it.
-                let expr = crate::governor::compiler()
+                let expr = crate::rules::RuleCompiler::shared()
                     .normalize(expr.clone(), &df_schema)
                     .unwrap_or(expr);
                 self.resolved

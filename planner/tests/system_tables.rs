@@ -2,8 +2,6 @@
 //! admin sessions only, under both spellings, and never in place of a
 //! catalog's own `system` schema.
 
-mod common;
-
 use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch};
@@ -42,8 +40,8 @@ async fn value(g: &Governor, s: &Arc<TokenScope>, sql: &str) -> Result<i64, Stri
 
 #[tokio::test]
 async fn only_admins_see_system_tables() {
-    let g = common::governor().with_system_table("audit_log", one_value(42));
-    let admin = common::token("admin");
+    let g = sluice_test_support::governor().with_system_table("audit_log", one_value(42));
+    let admin = sluice_test_support::token("admin");
     for sql in [
         "SELECT x FROM system.audit_log",
         "SELECT x FROM system.runtime.audit_log",
@@ -53,7 +51,7 @@ async fn only_admins_see_system_tables() {
         assert_eq!(value(&g, &admin, sql).await.unwrap(), 42, "{sql}");
     }
     for name in ["eu", "auditor", "nothing"] {
-        let scope = common::token(name);
+        let scope = sluice_test_support::token(name);
         for sql in [
             "SELECT x FROM system.audit_log",
             "SELECT x FROM system.runtime.audit_log",
@@ -78,7 +76,7 @@ async fn only_admins_see_system_tables() {
 
 #[tokio::test]
 async fn a_catalog_schema_named_system_is_not_shadowed() {
-    let catalog = common::raw_catalog();
+    let catalog = sluice_test_support::raw_catalog();
     let system = MemorySchemaProvider::new();
     system
         .register_table("audit_log".into(), one_value(7))
@@ -93,7 +91,7 @@ async fn a_catalog_schema_named_system_is_not_shadowed() {
         },
     );
     let g = g.with_system_table("audit_log", one_value(42));
-    let admin = common::token("admin");
+    let admin = sluice_test_support::token("admin");
     assert_eq!(
         value(&g, &admin, "SELECT x FROM system.audit_log")
             .await

@@ -204,6 +204,14 @@ pub struct AuditedBody<B> {
     pending: Option<Pending>,
 }
 
+impl<B> std::fmt::Debug for AuditedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditedBody")
+            .field("pending", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<B> Drop for AuditedBody<B> {
     fn drop(&mut self) {
         if let Some(p) = self.pending.take() {

@@ -26,12 +26,38 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sluice_planner::{AuditFacts, AuditHandle, Outcome};
 use tokio::sync::{mpsc, watch};
 
 use crate::store::Store;
 use crate::store::audit::AuditRow;
+
+/// `[audit]`: one record per request, written in the background.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Write audit records and request metrics (turn off only to measure
+    /// their cost: a gateway without an audit log is not deployable).
+    pub enabled: bool,
+    /// Records waiting to be written; when full, new records are dropped
+    /// and counted (`sluice_audit_dropped_total`), never waited for.
+    pub queue: usize,
+    /// How long records are kept (`"30d"`, `"12h"`).
+    #[serde(deserialize_with = "sluice_planner::units::de_duration")]
+    pub retention: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue: 10_000,
+            retention: Duration::from_secs(30 * 86400),
+        }
+    }
+}
 
 /// Records written per transaction at most.
 const BATCH: usize = 256;
@@ -102,11 +128,7 @@ impl AuditLog {
     /// `retention` are deleted every ten minutes. The writer stores what is
     /// queued and stops when `shutdown` turns true (see
     /// [`AuditLog::stopped`]).
-    pub fn start(
-        store: Store,
-        config: &crate::config::AuditConfig,
-        shutdown: watch::Receiver<bool>,
-    ) -> Arc<Self> {
+    pub fn start(store: Store, config: &AuditConfig, shutdown: watch::Receiver<bool>) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let writer = tokio::spawn(write_loop(store, rx, config.retention, shutdown));
         Arc::new(Self {

@@ -1,4 +1,6 @@
-//! The authenticated caller of an admin API request.
+//! The authenticated caller of an admin API request: `Authorization:
+//! Bearer <secret>`, read by the planner's one credential parser and
+//! checked against the store on every request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use sluice_planner::auth::{Charge, Schemes};
 use sluice_planner::{AuthFailureKind, TokenScope};
 
 use super::{ApiError, AppState};
@@ -18,7 +21,7 @@ pub struct Caller(pub Arc<TokenScope>);
 impl Caller {
     /// Admin tokens only (403 otherwise).
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.0.admin {
+        if self.0.is_admin() {
             Ok(())
         } else {
             Err(ApiError::Forbidden(
@@ -26,16 +29,6 @@ impl Caller {
             ))
         }
     }
-}
-
-/// The secret of an `Authorization: Bearer …` header.
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, secret) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| secret.trim())
-        .filter(|s| !s.is_empty())
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -46,15 +39,21 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .ok()
             .map(|c| c.0.ip());
-        // A missing header goes through the authenticator too (as an empty,
-        // malformed secret) so every failure takes the same path.
-        let secret = bearer(parts).unwrap_or_default();
-        match state.auth.authenticate(secret, client).await {
-            Ok(scope) => {
-                tracing::Span::current().record("token_id", scope.token_id.as_str());
-                sluice_planner::audit::note(|a| a.token_id = Some(scope.token_id.clone()));
-                Ok(Caller(scope))
-            }
+        let authorization = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let result = sluice_planner::auth::authenticate(
+            state.auth.as_ref(),
+            authorization,
+            Schemes::Bearer,
+            client,
+            Charge::Request,
+            |_| Ok(()),
+        )
+        .await;
+        match result {
+            Ok((_secret, scope)) => Ok(Caller(scope)),
             Err(f) if f.kind == AuthFailureKind::Unavailable => Err(ApiError::Unavailable),
             Err(f) if f.retry_after.is_some() => Err(ApiError::Limited(f)),
             Err(f) => {

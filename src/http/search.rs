@@ -17,8 +17,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use serde::Deserialize;
-use sluice_planner::connector::ConnectorUnavailable;
 use sluice_planner::vector_search::MAX_K;
+use sluice_planner::{ErrorKind, Object};
 
 use super::extract::Caller;
 use super::{ApiError, AppState};
@@ -26,25 +26,25 @@ use super::{ApiError, AppState};
 /// The request body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SearchRequest {
+pub(super) struct SearchRequest {
     /// `catalog.schema.table` (or shorter, resolved like in SQL).
-    pub table: String,
+    pub(super) table: String,
     /// The query vector.
-    pub vector: Vec<f32>,
+    pub(super) vector: Vec<f32>,
     /// How many rows.
-    pub k: usize,
+    pub(super) k: usize,
     /// Output columns (default: every visible column plus `_distance`).
     #[serde(default)]
-    pub columns: Option<Vec<String>>,
+    pub(super) columns: Option<Vec<String>>,
     /// The vector column (default: the table's only one).
     #[serde(default)]
-    pub column: Option<String>,
+    pub(super) column: Option<String>,
     /// `cosine`, `l2` or `inner_product` (default: the index's, else cosine).
     #[serde(default)]
-    pub metric: Option<String>,
+    pub(super) metric: Option<String>,
     /// A SQL condition on the visible columns, applied before the top-k.
     #[serde(default)]
-    pub filter: Option<String>,
+    pub(super) filter: Option<String>,
 }
 
 fn sql_string(s: &str) -> String {
@@ -62,7 +62,7 @@ fn optional(s: &Option<String>) -> String {
 }
 
 /// The statement a request stands for.
-pub fn statement(req: &SearchRequest) -> Result<String, ApiError> {
+pub(super) fn statement(req: &SearchRequest) -> Result<String, ApiError> {
     if req.vector.is_empty() {
         return Err(ApiError::BadRequest("vector must not be empty".into()));
     }
@@ -98,22 +98,35 @@ pub fn statement(req: &SearchRequest) -> Result<String, ApiError> {
     ))
 }
 
-/// A planning or execution error as an API answer.
+/// A planning or execution error as an API answer, by its kind: a table
+/// (or its catalog or schema) that does not exist for the token is 404,
+/// other mistakes in the request 400, an unreachable catalog 503, failures
+/// while running 500.
 pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
-    if let sluice_planner::Error::DataFusion(d) = &e
-        && let Some(down) = ConnectorUnavailable::find(d)
-    {
-        return ApiError::CatalogUnavailable(down.to_string());
-    }
     let message = e.message();
-    if e.is_user_error() {
-        if message.contains("table '") && message.ends_with("not found") {
+    match e.kind() {
+        ErrorKind::NotFound(Object::Catalog | Object::Schema | Object::Table) => {
             ApiError::NotFound(message)
-        } else {
-            ApiError::BadRequest(message)
         }
-    } else {
-        ApiError::QueryFailed(message)
+        ErrorKind::NotFound(Object::Column | Object::Function)
+        | ErrorKind::MissingName(_)
+        | ErrorKind::ReadOnly
+        | ErrorKind::Unsupported
+        | ErrorKind::InvalidParameters
+        | ErrorKind::Syntax(_)
+        | ErrorKind::TypeMismatch
+        | ErrorKind::Ambiguous
+        | ErrorKind::InvalidCast
+        | ErrorKind::DivisionByZero
+        | ErrorKind::NumericOverflow
+        | ErrorKind::InvalidStatement
+        | ErrorKind::InvalidPolicy => ApiError::BadRequest(message),
+        ErrorKind::Unavailable => ApiError::CatalogUnavailable(message),
+        ErrorKind::ExecutionFailed
+        | ErrorKind::LimitExceeded
+        | ErrorKind::ReadFailed
+        | ErrorKind::ConnectorFailed
+        | ErrorKind::Internal => ApiError::QueryFailed(message),
     }
 }
 
@@ -125,15 +138,15 @@ pub(super) async fn search(
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let sql = statement(&req)?;
+    sluice_planner::audit::note(|a| a.statement = Some(sql.clone()));
     let plan = state
         .governor
         .plan(&caller.0, &sql)
         .await
         .map_err(query_error)?;
     let schema = plan.schema();
-    let facts = plan.facts();
+    let receipt = plan.facts().receipt.clone();
     let audit = sluice_planner::audit::current().unwrap_or_default();
-    audit.planned(&sql, &facts);
     let stream = plan.execute().await.map_err(query_error)?;
     let truncated = stream.truncation_flag();
     let batches: Vec<RecordBatch> = stream
@@ -143,7 +156,7 @@ pub(super) async fn search(
     let mut rows = String::new();
     let mut first = true;
     for batch in &batches {
-        let n = crate::trino::encode::write_rows(
+        let n = sluice_trino::encode::write_rows(
             batch,
             0,
             batch.num_rows(),
@@ -160,7 +173,7 @@ pub(super) async fn search(
         .map(|f| serde_json::json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
     let truncated = truncated.load(std::sync::atomic::Ordering::Acquire);
-    let receipt = facts.receipt.with_truncated(truncated).to_json();
+    let receipt = receipt.with_truncated(truncated).to_json();
     let body = format!(
         "{{\"columns\":{},\"rows\":[{rows}],\"truncated\":{truncated},\"receipt\":{receipt}}}",
         serde_json::Value::Array(columns),
@@ -175,7 +188,7 @@ pub(super) async fn search(
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
             (
-                header::HeaderName::from_static(crate::trino::RECEIPT_HEADER),
+                header::HeaderName::from_static(sluice_trino::RECEIPT_HEADER),
                 receipt,
             ),
         ],

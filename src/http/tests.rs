@@ -286,7 +286,7 @@ async fn every_401() {
         (Method::DELETE, format!("/v1/tokens/{id}")),
         (Method::GET, format!("/v1/tokens/{id}/introspect")),
     ];
-    let unknown = crate::token::TokenSecret::generate();
+    let unknown = crate::token::generate_secret();
     for (method, path) in &routes {
         // Missing, malformed, unknown.
         assert_unauthenticated(h.call(method.clone(), path, None, Some(ANALYST)).await);

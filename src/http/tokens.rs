@@ -113,7 +113,7 @@ pub(super) async fn introspect(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Introspection>, ApiError> {
-    if !caller.0.admin && caller.0.token_id != id {
+    if !caller.0.may_manage(&id) {
         return Err(ApiError::Forbidden(
             "a token may only introspect itself unless it is an admin token".into(),
         ));

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Backend, Store};
 use crate::error::Result;
-use crate::token::{TokenRecord, TokenSecret};
+use sluice_planner::Secret;
+
+use crate::token::{TokenRecord, generate_secret, hash_secret};
 
 use super::rows::to_millis;
 
@@ -77,7 +79,7 @@ impl Store {
         &self,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(TokenSecret, TokenRecord), DownloadRefusal>> {
+    ) -> Result<std::result::Result<(Secret, TokenRecord), DownloadRefusal>> {
         let Some(record) = self.get_token(id).await? else {
             return Ok(Err(DownloadRefusal::NotFound));
         };
@@ -90,7 +92,7 @@ impl Store {
         if record.is_expired(now) {
             return Ok(Err(DownloadRefusal::Gone("the share token has expired")));
         }
-        let secret = TokenSecret::generate();
+        let secret = generate_secret();
         // Conditional: of two concurrent downloads exactly one succeeds.
         let done = with_pool!(self, p => {
             sqlx::query(
@@ -98,7 +100,7 @@ impl Store {
                  WHERE id = $3 AND token_type = 'share' AND profile_downloaded_at IS NULL \
                  AND revoked_at IS NULL",
             )
-            .bind(secret.hash())
+            .bind(hash_secret(secret.expose()))
             .bind(to_millis(now))
             .bind(id)
             .execute(p)

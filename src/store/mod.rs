@@ -17,9 +17,11 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::config::{redact_url, split_sqlite_url};
+use sluice_connectors::location::split_sqlite_url;
+
+use crate::config::redact_url;
 use crate::error::{Error, Result};
-use crate::token::{CreatedToken, TokenRecord, TokenSecret, TokenSpec};
+use crate::token::{CreatedToken, TokenRecord, TokenSpec, generate_secret, hash_secret};
 
 use rows::{TokenRow, to_millis};
 
@@ -63,6 +65,16 @@ const TOKEN_COLUMNS: &str = "id, name, token_type, created_by, created_at, expir
      allow_attachments, can_export_vectors, rate_limit, admin, export_destinations";
 
 impl Store {
+    /// Opens the store `config` names (creating the data directory) and
+    /// applies the migrations.
+    pub async fn open(config: &crate::config::Config) -> Result<Self> {
+        std::fs::create_dir_all(&config.server.data_dir)
+            .map_err(Error::io(&config.server.data_dir))?;
+        let store = Store::connect(config.store.url()).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and
     /// its parent directory are created if missing.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -228,9 +240,9 @@ impl Store {
         default_row_limit: u64,
     ) -> Result<CreatedToken> {
         let id = uuid::Uuid::new_v4().to_string();
-        let secret = TokenSecret::generate();
+        let secret = generate_secret();
         let row = TokenRow::from_spec(&id, spec, created_by, Utc::now(), default_row_limit)?;
-        let hash = secret.hash();
+        let hash = hash_secret(secret.expose());
         let sql = format!(
             "INSERT INTO tokens ({TOKEN_COLUMNS}, secret_hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"

@@ -97,7 +97,7 @@ async fn round_trip(store: &Store) {
     );
     assert_eq!(
         kind(
-            auth.authenticate(crate::token::TokenSecret::generate().expose(), Some(local))
+            auth.authenticate(crate::token::generate_secret().expose(), Some(local))
                 .await
         ),
         AuthFailureKind::Unknown

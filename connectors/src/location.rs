@@ -1,0 +1,106 @@
+//! Locations as operators write them: SQLite URLs in every spelling
+//! (sqlx, SQLAlchemy, pyiceberg), warehouse locations, and paths relative
+//! to the directory the configuration is resolved against. Used by the SQL
+//! catalogs here and by the gateway's own store.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Whether `url` is a SQLite URL (`sqlite:` scheme).
+pub fn is_sqlite_url(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sqlite:"))
+}
+
+/// The file path (or `:memory:`) and query string of a SQLite URL.
+///
+/// Accepted forms: `sqlite:///abs/x.db` (sqlx), `sqlite:////abs/x.db`
+/// (SQLAlchemy / pyiceberg), `sqlite://./rel.db`, `sqlite://rel.db`,
+/// `sqlite:rel.db`, `sqlite::memory:`; any may end in `?key=value…`.
+pub fn split_sqlite_url(url: &str) -> Option<(&str, Option<&str>)> {
+    if !is_sqlite_url(url) {
+        return None;
+    }
+    let rest = &url[7..];
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    // SQLAlchemy's absolute form has four slashes: keep exactly one.
+    let rest = if rest.starts_with("//") {
+        &rest[1..]
+    } else {
+        rest
+    };
+    Some(match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    })
+}
+
+/// Rewrites a SQLite URL to sqlx's absolute form `sqlite:///abs/path[?query]`,
+/// resolving a relative path against `base`.
+pub fn normalize_sqlite_url(url: &str, base: &Path) -> Result<String, String> {
+    let (path, query) = split_sqlite_url(url).ok_or_else(|| format!("not a sqlite URL: {url}"))?;
+    if path.is_empty() {
+        return Err(format!("no database path in '{url}'"));
+    }
+    if path == ":memory:" {
+        return Ok(url.to_string());
+    }
+    Ok(sqlite_url(&absolute(base, Path::new(path)), query))
+}
+
+pub fn sqlite_url(path: &Path, query: Option<&str>) -> String {
+    let mut s = format!("sqlite://{}", path.display());
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}
+
+/// A warehouse location: URLs with a scheme other than `file:` are kept;
+/// plain paths and `file:` URLs become `file:///abs/path`.
+pub fn normalize_warehouse(w: &str, base: &Path) -> String {
+    let path = if let Some(rest) = w.strip_prefix("file://") {
+        rest
+    } else if let Some(rest) = w.strip_prefix("file:") {
+        rest
+    } else if w.contains("://") {
+        return w.to_string();
+    } else {
+        w
+    };
+    format!("file://{}", absolute(base, Path::new(path)).display())
+}
+
+/// `path` made absolute against `base`, with `.` components removed.
+pub fn absolute(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_in_every_spelling_become_absolute() {
+        let b = Path::new("/cwd");
+        let n = |u: &str| normalize_sqlite_url(u, b).unwrap();
+        assert_eq!(n("sqlite:///abs/x.db"), "sqlite:///abs/x.db");
+        assert_eq!(n("sqlite:////abs/x.db"), "sqlite:///abs/x.db");
+        assert_eq!(n("sqlite://./rel/x.db"), "sqlite:///cwd/rel/x.db");
+        assert_eq!(n("sqlite://rel.db"), "sqlite:///cwd/rel.db");
+        assert_eq!(n("sqlite:rel.db?mode=rwc"), "sqlite:///cwd/rel.db?mode=rwc");
+        assert_eq!(n("sqlite::memory:"), "sqlite::memory:");
+        assert!(normalize_sqlite_url("sqlite://", b).is_err());
+        assert_eq!(normalize_warehouse("./wh", b), "file:///cwd/wh");
+        assert_eq!(normalize_warehouse("file:///abs/wh", b), "file:///abs/wh");
+        assert_eq!(normalize_warehouse("s3://bucket/wh", b), "s3://bucket/wh");
+    }
+}

@@ -1,0 +1,194 @@
+//! End-to-end tests of the Flight SQL service over loopback gRPC, with an
+//! in-memory catalog, a fixed-table authenticator and arrow-flight's own
+//! Flight SQL client: the protocol (`protocol`), and what a client cannot
+//! get past (`hardening`). The fixture (two tokens over `lake.sales`) is
+//! here.
+
+mod hardening;
+mod protocol;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetPrimaryKeys, CommandGetTables, ProstMessageExt, SqlInfo,
+};
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightInfo,
+    HandshakeRequest, IpcMessage, Ticket,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use futures::{StreamExt, TryStreamExt, stream};
+use prost::Message;
+use sluice_flight::{FlightConfig, flight_service};
+use sluice_planner::{Columns, Governor, Grant, TokenScope, TokenType};
+use sluice_test_support::StaticAuthenticator;
+use sluice_test_support::catalog::{governor_of, mem_table, memory_catalog};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+use tonic::{Code, Request};
+
+const ALICE: &str = "alice-secret-0123456789";
+const BOB: &str = "bob-secret-0123456789";
+
+fn scope(id: &str, columns: Columns, row_limit: u64) -> Arc<TokenScope> {
+    Arc::new(TokenScope {
+        token_id: id.into(),
+        name: id.into(),
+        token_type: TokenType::Public,
+        admin: false,
+        attributes: Default::default(),
+        max_sensitivity: 0,
+        row_limit,
+        allow_attachments: false,
+        can_export_vectors: false,
+        grants: vec![Grant {
+            table: "lake.sales.orders".into(),
+            columns,
+            masks: Default::default(),
+            allow_rules: vec![],
+            deny_rules: vec![],
+        }],
+    })
+}
+
+fn governor() -> Governor {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("secret", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+            Arc::new(StringArray::from(vec!["eu", "us", "eu", "apac", "us"])),
+            Arc::new(Float64Array::from(vec![10.0, 20.0, 30.0, 40.0, 50.0])),
+            Arc::new(StringArray::from(vec!["s1", "s2", "s3", "s4", "s5"])),
+        ],
+    )
+    .unwrap();
+    governor_of(
+        "lake",
+        memory_catalog([(
+            "sales",
+            vec![
+                ("orders", mem_table(batch.clone())),
+                ("hidden", mem_table(batch)),
+            ],
+        )]),
+    )
+}
+
+async fn start() -> Channel {
+    let auth = StaticAuthenticator::new(HashMap::from([
+        (
+            ALICE.to_owned(),
+            scope(
+                "alice",
+                Columns::List(vec!["id".into(), "region".into(), "amount".into()]),
+                3,
+            ),
+        ),
+        (BOB.to_owned(), scope("bob", Columns::All, 100)),
+    ]));
+    let svc = flight_service(
+        Arc::new(governor()),
+        Arc::new(auth),
+        FlightConfig {
+            ticket_key: vec![7u8; 32],
+            ticket_ttl: Duration::from_secs(60),
+            server_name: "sluice-test".into(),
+            server_version: "0.0.1".into(),
+            share_needs_client_cert: false,
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn client(channel: &Channel, secret: &str) -> FlightSqlServiceClient<Channel> {
+    let mut c = FlightSqlServiceClient::new(channel.clone());
+    c.set_token(secret.to_owned());
+    c
+}
+
+fn ticket(info: &FlightInfo) -> Ticket {
+    assert_eq!(info.endpoint.len(), 1);
+    info.endpoint[0].ticket.clone().unwrap()
+}
+
+/// DoGet, returning the record batches and the parsed trailer (if any).
+async fn fetch(
+    channel: &Channel,
+    secret: &str,
+    t: Ticket,
+) -> Result<(Vec<RecordBatch>, Option<serde_json::Value>), tonic::Status> {
+    let mut raw = FlightServiceClient::new(channel.clone());
+    let mut req = Request::new(t);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    let stream = raw.do_get(req).await?.into_inner();
+    let mut decoder = FlightDataDecoder::new(stream.map_err(Into::into));
+    let mut batches = vec![];
+    let mut trailer = None;
+    while let Some(item) = decoder.next().await {
+        let item = item.map_err(|e| match e {
+            arrow_flight::error::FlightError::Tonic(s) => *s,
+            other => tonic::Status::internal(other.to_string()),
+        })?;
+        assert!(trailer.is_none(), "message after the trailer");
+        match item.payload {
+            DecodedPayload::RecordBatch(b) if !item.inner.app_metadata.is_empty() => {
+                assert_eq!(b.num_rows(), 0, "the trailer is an empty batch");
+                trailer = Some(serde_json::from_slice(&item.inner.app_metadata).unwrap());
+            }
+            DecodedPayload::RecordBatch(b) => batches.push(b),
+            DecodedPayload::Schema(_) => {}
+            DecodedPayload::None => panic!("unexpected metadata-only message"),
+        }
+    }
+    Ok((batches, trailer))
+}
+
+fn ids(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            a.values().to_vec()
+        })
+        .collect()
+}
+
+fn bearer<T>(secret: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    r
+}
+
+/// Decodes the signed JSON claims of a sluice ticket/handle (MAGIC "slc1" || json || 32-byte tag).
+fn claims(blob: &[u8]) -> serde_json::Value {
+    assert!(blob.starts_with(b"slc1"));
+    serde_json::from_slice(&blob[4..blob.len() - 32]).unwrap()
+}

@@ -1,0 +1,124 @@
+//! The session builder: the one place that turns a [`TokenScope`] into a
+//! DataFusion `SessionContext` in which only the token's secure views
+//! exist.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::{Governor, SessionOptions};
+use crate::dialect::SYSTEM_CATALOG;
+use crate::policy::TokenScope;
+use crate::rules::RuleCompiler;
+use crate::scoped_catalog::ScopedCatalog;
+use crate::vector_search::VectorSearchFunction;
+
+impl Governor {
+    /// The token's scoped session: only its secure views exist in it.
+    pub fn context(&self, scope: &Arc<TokenScope>) -> SessionContext {
+        self.context_with(scope, &SessionOptions::default())
+    }
+
+    /// The token's scoped session with a frontend's settings.
+    pub fn context_with(
+        &self,
+        scope: &Arc<TokenScope>,
+        options: &SessionOptions,
+    ) -> SessionContext {
+        self.session(scope, options).0
+    }
+
+    /// The scoped session and its `vector_search` function (which must
+    /// resolve a statement's tables before it is planned).
+    pub(super) fn session(
+        &self,
+        scope: &Arc<TokenScope>,
+        options: &SessionOptions,
+    ) -> (SessionContext, Arc<VectorSearchFunction>) {
+        let dialect = &options.dialect;
+        let catalogs = self.catalogs();
+        // Federation peers never become the default: mounting one must not
+        // redirect unqualified names (and their filters) to a partner.
+        let gated = self.gates();
+        let default_catalog = options.catalog.clone().unwrap_or_else(|| {
+            catalogs
+                .keys()
+                .find(|c| !gated.contains_key(*c) && scope.may_see_prefix(c))
+                .cloned()
+                .unwrap_or_else(|| "sluice".to_string())
+        });
+        let default_schema = options
+            .schema
+            .clone()
+            .unwrap_or_else(|| "default".to_string());
+        let mut config = SessionConfig::new()
+            .with_information_schema(dialect.native_information_schema())
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(default_catalog, default_schema);
+        if let Some(n) = self.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        // Identifiers are case-insensitive like in Trino and Iceberg tooling.
+        config.options_mut().sql_parser.enable_ident_normalization = true;
+        // DataFusion 53 loses the NULL group of `DISTINCT … ORDER BY … LIMIT`
+        // when it pushes the limit into the aggregate (found by the oracle);
+        // correctness first.
+        config
+            .options_mut()
+            .optimizer
+            .enable_distinct_aggregation_soft_limit = false;
+        config.options_mut().optimizer.enable_topk_aggregation = false;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::coop::CooperativeJoins))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for udf in crate::vectors::udfs() {
+            ctx.register_udf(udf);
+        }
+        let search = Arc::new(VectorSearchFunction::default());
+        ctx.register_udtf(
+            crate::vector_search::FUNCTION_NAME,
+            Arc::clone(&search) as Arc<dyn datafusion::catalog::TableFunctionImpl>,
+        );
+        let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
+        for (name, entry) in catalogs.iter() {
+            if !scope.may_see_prefix(name) {
+                continue;
+            }
+            let scoped: Arc<dyn CatalogProvider> = Arc::new(ScopedCatalog::new(
+                name.clone(),
+                Arc::clone(&entry.provider),
+                Arc::new(entry.tables.clone()),
+                Arc::clone(scope),
+                Arc::clone(RuleCompiler::shared()),
+                self.mask_key.clone(),
+            ));
+            let catalog = dialect.catalog(name, scoped);
+            ctx.register_catalog(name, Arc::clone(&catalog));
+            visible.push((name.clone(), catalog));
+        }
+        if !catalogs.contains_key(SYSTEM_CATALOG)
+            && let Some(system) = dialect.system_catalog(visible, self.runtime_schema(scope))
+        {
+            ctx.register_catalog(SYSTEM_CATALOG, system);
+        }
+        (ctx, search)
+    }
+
+    /// The `system.runtime` schema of an admin token's session.
+    fn runtime_schema(&self, scope: &TokenScope) -> Option<Arc<dyn SchemaProvider>> {
+        if !scope.is_admin() || self.system_tables.is_empty() {
+            return None;
+        }
+        let schema = MemorySchemaProvider::new();
+        for (name, table) in &self.system_tables {
+            // A fresh memory schema accepts every name once.
+            let _ = schema.register_table(name.clone(), Arc::clone(table));
+        }
+        Some(Arc::new(schema))
+    }
+}

@@ -1,0 +1,740 @@
+//! Arrow record batches → Trino JSON rows (`data` of a result page).
+//!
+//! Values follow Trino's client protocol: integers and doubles as JSON
+//! numbers (`"NaN"`, `"Infinity"`, `"-Infinity"` as strings), decimals as
+//! strings, `date` as `"2024-01-02"`, `time(p)` / `timestamp(p)` with
+//! exactly `p` fractional digits, `timestamp(p) with time zone` followed by
+//! the zone (`UTC` or `+02:00`), varbinary as base64, arrays as JSON arrays,
+//! maps as objects (keys as strings), rows as positional arrays.
+//!
+//! Each batch gets one writer per column, chosen once from the column's
+//! type; rows are then written straight into the page buffer.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, GenericBinaryArray,
+    GenericStringArray, PrimitiveArray, RecordBatch,
+};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type,
+    Decimal128Type, Decimal256Type, DecimalType, Float16Type, Float32Type, Float64Type, Int8Type,
+    Int16Type, Int32Type, Int64Type, Time32MillisecondType, Time32SecondType,
+    Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use arrow::error::ArrowError;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use base64::Engine as _;
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, NaiveTime, Timelike};
+
+type Writer<'a> = Box<dyn Fn(&mut String, usize) + 'a>;
+
+/// Appends rows `[start, start + n)` of `batch` to `out` as comma-separated
+/// JSON arrays (`[1,"a"],[2,"b"]`), stopping early once `out` holds
+/// `max_bytes` (at least one row is written). `first` tells whether the
+/// page is still empty (no leading comma). Returns the number of rows
+/// written.
+pub fn write_rows(
+    batch: &RecordBatch,
+    start: usize,
+    n: usize,
+    out: &mut String,
+    max_bytes: usize,
+    mut first: bool,
+) -> Result<usize, ArrowError> {
+    let prepared: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(prepare)
+        .collect::<Result<_, _>>()?;
+    let writers: Vec<Writer<'_>> = prepared
+        .iter()
+        .map(|a| writer(a.as_ref()))
+        .collect::<Result<_, _>>()?;
+    let end = (start + n).min(batch.num_rows());
+    let mut written = 0;
+    for row in start..end {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('[');
+        for (i, w) in writers.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            w(out, row);
+        }
+        out.push(']');
+        written += 1;
+        if out.len() >= max_bytes {
+            break;
+        }
+    }
+    Ok(written)
+}
+
+/// Casts columns without a direct Trino encoding: dictionaries to their
+/// values.
+fn prepare(array: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match array.data_type() {
+        DataType::Dictionary(_, v) => arrow::compute::cast(array, v),
+        _ => Ok(std::sync::Arc::clone(array)),
+    }
+}
+
+fn nullable<'a>(array: &'a dyn Array, f: impl Fn(&mut String, usize) + 'a) -> Writer<'a> {
+    if array.null_count() == 0 {
+        Box::new(f)
+    } else {
+        Box::new(move |out, i| {
+            if array.is_null(i) {
+                out.push_str("null");
+            } else {
+                f(out, i)
+            }
+        })
+    }
+}
+
+fn ints<'a, T>(array: &'a dyn Array) -> Writer<'a>
+where
+    T: ArrowPrimitiveType,
+    T::Native: itoa::Integer,
+{
+    let a: &PrimitiveArray<T> = array.as_primitive();
+    nullable(array, move |out, i| {
+        out.push_str(itoa::Buffer::new().format(a.value(i)));
+    })
+}
+
+fn write_f64(out: &mut String, v: f64) {
+    if v.is_finite() {
+        out.push_str(ryu::Buffer::new().format_finite(v));
+    } else if v.is_nan() {
+        out.push_str("\"NaN\"");
+    } else if v > 0.0 {
+        out.push_str("\"Infinity\"");
+    } else {
+        out.push_str("\"-Infinity\"");
+    }
+}
+
+fn write_f32(out: &mut String, v: f32) {
+    if v.is_finite() {
+        out.push_str(ryu::Buffer::new().format_finite(v));
+    } else {
+        write_f64(out, f64::from(v));
+    }
+}
+
+fn decimals<'a, T>(array: &'a dyn Array, p: u8, s: i8) -> Writer<'a>
+where
+    T: DecimalType,
+{
+    let a: &PrimitiveArray<T> = array.as_primitive();
+    nullable(array, move |out, i| {
+        out.push('"');
+        out.push_str(&T::format_decimal(a.value(i), p, s));
+        out.push('"');
+    })
+}
+
+/// An unscaled decimal `v` with `scale` fractional digits (`12345`, 2 →
+/// `123.45`; `-5`, 2 → `-0.05`).
+fn write_decimal(out: &mut String, v: i128, scale: usize) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v.unsigned_abs());
+    if scale == 0 {
+        out.push_str(digits);
+        return;
+    }
+    if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        for _ in digits.len()..scale {
+            out.push('0');
+        }
+        out.push_str(digits);
+    }
+}
+
+/// Appends `s` as a JSON string.
+pub fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    // Most text needs no escaping: one vectorisable scan, one copy.
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
+}
+
+fn two(out: &mut String, v: u32) {
+    out.push(char::from(b'0' + (v / 10 % 10) as u8));
+    out.push(char::from(b'0' + (v % 10) as u8));
+}
+
+fn write_date(out: &mut String, d: chrono::NaiveDate) {
+    let y = d.year();
+    if (0..=9999).contains(&y) {
+        let y = y as u32;
+        two(out, y / 100);
+        two(out, y % 100);
+        out.push('-');
+        two(out, d.month());
+        out.push('-');
+        two(out, d.day());
+    } else {
+        let _ = write!(out, "{}", d.format("%Y-%m-%d"));
+    }
+}
+
+/// `HH:MM:SS[.f…]` with exactly `digits` fractional digits.
+fn write_time(out: &mut String, t: NaiveTime, digits: u8) {
+    two(out, t.hour());
+    out.push(':');
+    two(out, t.minute());
+    out.push(':');
+    two(out, t.second());
+    if digits > 0 {
+        // Leap-second nanos (≥ 1e9) stay in range of 9 digits after the modulo.
+        let nanos = t.nanosecond() % 1_000_000_000;
+        let mut frac = nanos / 10u32.pow(9 - u32::from(digits));
+        let mut buf = [b'0'; 9];
+        for slot in buf[..usize::from(digits)].iter_mut().rev() {
+            *slot = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        out.push('.');
+        out.push_str(std::str::from_utf8(&buf[..usize::from(digits)]).unwrap_or("0"));
+    }
+}
+
+fn write_datetime(out: &mut String, dt: NaiveDateTime, digits: u8) {
+    write_date(out, dt.date());
+    out.push(' ');
+    write_time(out, dt.time(), digits);
+}
+
+fn digits_of(unit: &TimeUnit) -> u8 {
+    match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond => 6,
+        TimeUnit::Nanosecond => 9,
+    }
+}
+
+/// The offset and the label of an Arrow timestamp's time zone. Zones other
+/// than UTC and fixed offsets are shown as the same instant in UTC.
+fn zone(tz: &str) -> (FixedOffset, String) {
+    let utc = FixedOffset::east_opt(0).expect("zero offset");
+    if matches!(
+        tz.to_ascii_uppercase().as_str(),
+        "UTC" | "Z" | "ETC/UTC" | "GMT" | "+00:00" | "+0000" | "+00" | "-00:00"
+    ) {
+        return (utc, "UTC".to_string());
+    }
+    match arrow::array::timezone::Tz::from_str(tz) {
+        Ok(parsed) => {
+            let offset = chrono::TimeZone::offset_from_utc_datetime(
+                &parsed,
+                &DateTime::UNIX_EPOCH.naive_utc(),
+            );
+            let fixed = chrono::Offset::fix(&offset);
+            (fixed, tz.to_string())
+        }
+        Err(_) => (utc, "UTC".to_string()),
+    }
+}
+
+fn timestamps<'a, T: ArrowPrimitiveType<Native = i64>>(
+    array: &'a dyn Array,
+    unit: &TimeUnit,
+    tz: Option<&str>,
+) -> Writer<'a> {
+    let a: &PrimitiveArray<T> = array.as_primitive();
+    let digits = digits_of(unit);
+    let per_sec: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let zone = tz.map(zone);
+    nullable(array, move |out, i| {
+        let v = a.value(i);
+        let secs = v.div_euclid(per_sec);
+        let nanos = (v.rem_euclid(per_sec) * (1_000_000_000 / per_sec)) as u32;
+        out.push('"');
+        match DateTime::from_timestamp(secs, nanos) {
+            Some(utc) => match &zone {
+                Some((offset, label)) => {
+                    write_datetime(out, utc.with_timezone(offset).naive_local(), digits);
+                    out.push(' ');
+                    out.push_str(label);
+                }
+                None => write_datetime(out, utc.naive_utc(), digits),
+            },
+            None => {
+                let _ = write!(out, "{v}");
+            }
+        }
+        out.push('"');
+    })
+}
+
+fn times<'a, T: ArrowPrimitiveType>(array: &'a dyn Array, unit: &TimeUnit) -> Writer<'a>
+where
+    T::Native: Into<i64>,
+{
+    let a: &PrimitiveArray<T> = array.as_primitive();
+    let digits = digits_of(unit);
+    let per_sec: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    nullable(array, move |out, i| {
+        let v: i64 = a.value(i).into();
+        let secs = v.div_euclid(per_sec);
+        let nanos = (v.rem_euclid(per_sec) * (1_000_000_000 / per_sec)) as u32;
+        out.push('"');
+        match u32::try_from(secs)
+            .ok()
+            .and_then(|s| NaiveTime::from_num_seconds_from_midnight_opt(s, nanos))
+        {
+            Some(t) => write_time(out, t, digits),
+            None => {
+                let _ = write!(out, "{v}");
+            }
+        }
+        out.push('"');
+    })
+}
+
+fn base64_writer<'a>(array: &'a dyn Array, value: impl Fn(usize) -> &'a [u8] + 'a) -> Writer<'a> {
+    nullable(array, move |out, i| {
+        out.push('"');
+        base64::engine::general_purpose::STANDARD.encode_string(value(i), out);
+        out.push('"');
+    })
+}
+
+/// The writer of one column (values are written as Trino encodes them;
+/// the caller handles row and column separators).
+fn writer(array: &dyn Array) -> Result<Writer<'_>, ArrowError> {
+    Ok(match array.data_type() {
+        DataType::Null => Box::new(|out: &mut String, _| out.push_str("null")),
+        DataType::Boolean => {
+            let a: &BooleanArray = array.as_boolean();
+            nullable(array, move |out, i| {
+                out.push_str(if a.value(i) { "true" } else { "false" })
+            })
+        }
+        DataType::Int8 => ints::<Int8Type>(array),
+        DataType::Int16 => ints::<Int16Type>(array),
+        DataType::Int32 => ints::<Int32Type>(array),
+        DataType::Int64 => ints::<Int64Type>(array),
+        DataType::UInt8 => ints::<UInt8Type>(array),
+        DataType::UInt16 => ints::<UInt16Type>(array),
+        DataType::UInt32 => ints::<UInt32Type>(array),
+        DataType::UInt64 => {
+            // decimal(20,0): a string.
+            let a: &PrimitiveArray<UInt64Type> = array.as_primitive();
+            nullable(array, move |out, i| {
+                out.push('"');
+                out.push_str(itoa::Buffer::new().format(a.value(i)));
+                out.push('"');
+            })
+        }
+        DataType::Float16 => {
+            let a: &PrimitiveArray<Float16Type> = array.as_primitive();
+            nullable(array, move |out, i| write_f32(out, a.value(i).to_f32()))
+        }
+        DataType::Float32 => {
+            let a: &PrimitiveArray<Float32Type> = array.as_primitive();
+            nullable(array, move |out, i| write_f32(out, a.value(i)))
+        }
+        DataType::Float64 => {
+            let a: &PrimitiveArray<Float64Type> = array.as_primitive();
+            nullable(array, move |out, i| write_f64(out, a.value(i)))
+        }
+        DataType::Utf8 => {
+            let a: &GenericStringArray<i32> = array.as_string();
+            nullable(array, move |out, i| write_str(out, a.value(i)))
+        }
+        DataType::LargeUtf8 => {
+            let a: &GenericStringArray<i64> = array.as_string();
+            nullable(array, move |out, i| write_str(out, a.value(i)))
+        }
+        DataType::Utf8View => {
+            let a = array.as_string_view();
+            nullable(array, move |out, i| write_str(out, a.value(i)))
+        }
+        DataType::Decimal32(p, s) => decimals::<Decimal32Type>(array, *p, *s),
+        DataType::Decimal64(p, s) => decimals::<Decimal64Type>(array, *p, *s),
+        DataType::Decimal128(_, s) if *s >= 0 => {
+            let a: &PrimitiveArray<Decimal128Type> = array.as_primitive();
+            let scale = *s as usize;
+            nullable(array, move |out, i| {
+                out.push('"');
+                write_decimal(out, a.value(i), scale);
+                out.push('"');
+            })
+        }
+        DataType::Decimal128(p, s) => decimals::<Decimal128Type>(array, *p, *s),
+        DataType::Decimal256(p, s) if *p <= crate::types::MAX_DECIMAL_PRECISION => {
+            decimals::<Decimal256Type>(array, *p, *s)
+        }
+        DataType::Date32 => {
+            let a: &PrimitiveArray<Date32Type> = array.as_primitive();
+            nullable(array, move |out, i| {
+                out.push('"');
+                match arrow::temporal_conversions::as_date::<Date32Type>(i64::from(a.value(i))) {
+                    Some(d) => write_date(out, d),
+                    None => out.push_str("invalid date"),
+                }
+                out.push('"');
+            })
+        }
+        DataType::Date64 => {
+            let a: &PrimitiveArray<Date64Type> = array.as_primitive();
+            nullable(array, move |out, i| {
+                out.push('"');
+                match arrow::temporal_conversions::as_date::<Date64Type>(a.value(i)) {
+                    Some(d) => write_date(out, d),
+                    None => out.push_str("invalid date"),
+                }
+                out.push('"');
+            })
+        }
+        DataType::Timestamp(unit, tz) => {
+            let tz = tz.as_deref();
+            match unit {
+                TimeUnit::Second => timestamps::<TimestampSecondType>(array, unit, tz),
+                TimeUnit::Millisecond => timestamps::<TimestampMillisecondType>(array, unit, tz),
+                TimeUnit::Microsecond => timestamps::<TimestampMicrosecondType>(array, unit, tz),
+                TimeUnit::Nanosecond => timestamps::<TimestampNanosecondType>(array, unit, tz),
+            }
+        }
+        DataType::Time32(unit @ TimeUnit::Second) => times::<Time32SecondType>(array, unit),
+        DataType::Time32(unit) => times::<Time32MillisecondType>(array, unit),
+        DataType::Time64(unit @ TimeUnit::Microsecond) => {
+            times::<Time64MicrosecondType>(array, unit)
+        }
+        DataType::Time64(unit) => times::<Time64NanosecondType>(array, unit),
+        DataType::Binary => {
+            let a: &GenericBinaryArray<i32> = array.as_binary();
+            base64_writer(array, move |i| a.value(i))
+        }
+        DataType::LargeBinary => {
+            let a: &GenericBinaryArray<i64> = array.as_binary();
+            base64_writer(array, move |i| a.value(i))
+        }
+        DataType::BinaryView => {
+            let a = array.as_binary_view();
+            base64_writer(array, move |i| a.value(i))
+        }
+        DataType::FixedSizeBinary(_) => {
+            let a: &FixedSizeBinaryArray = array.as_fixed_size_binary();
+            base64_writer(array, move |i| a.value(i))
+        }
+        DataType::List(_) => {
+            let a = array.as_list::<i32>();
+            nullable(array, move |out, i| write_nested(out, a.value(i).as_ref()))
+        }
+        DataType::LargeList(_) => {
+            let a = array.as_list::<i64>();
+            nullable(array, move |out, i| write_nested(out, a.value(i).as_ref()))
+        }
+        DataType::FixedSizeList(..) => {
+            let a = array.as_fixed_size_list();
+            nullable(array, move |out, i| write_nested(out, a.value(i).as_ref()))
+        }
+        DataType::Map(..) => {
+            let a = array.as_map();
+            nullable(array, move |out, i| {
+                let entries = a.value(i);
+                let keys = entries.column(0);
+                let values = entries.column(1);
+                out.push('{');
+                for j in 0..entries.len() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    let mut key = String::new();
+                    write_value(&mut key, keys.as_ref(), j);
+                    if key.starts_with('"') {
+                        out.push_str(&key);
+                    } else {
+                        write_str(out, &key);
+                    }
+                    out.push(':');
+                    write_value(out, values.as_ref(), j);
+                }
+                out.push('}');
+            })
+        }
+        DataType::Struct(_) => {
+            let a = array.as_struct();
+            nullable(array, move |out, i| {
+                out.push('[');
+                for (j, c) in a.columns().iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    write_value(out, c.as_ref(), i);
+                }
+                out.push(']');
+            })
+        }
+        DataType::Dictionary(..) => {
+            return Err(ArrowError::InvalidArgumentError(
+                "dictionary arrays are cast before encoding".into(),
+            ));
+        }
+        _ => {
+            // varchar: Arrow's display form (intervals, durations, …).
+            let formatter = ArrayFormatter::try_new(array, &FormatOptions::default())?;
+            nullable(array, move |out, i| {
+                write_str(out, &formatter.value(i).to_string())
+            })
+        }
+    })
+}
+
+/// A JSON array of all values of `array`.
+fn write_nested(out: &mut String, array: &dyn Array) {
+    out.push('[');
+    for i in 0..array.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_value(out, array, i);
+    }
+    out.push(']');
+}
+
+/// One value of a nested array (slow path: a writer per value).
+fn write_value(out: &mut String, array: &dyn Array, i: usize) {
+    if array.is_null(i) {
+        out.push_str("null");
+        return;
+    }
+    let owned;
+    let array = match array.data_type() {
+        DataType::Dictionary(_, v) => {
+            owned = arrow::compute::cast(&array.slice(i, 1), v);
+            match &owned {
+                Ok(a) => return write_value(out, a.as_ref(), 0),
+                Err(e) => {
+                    write_str(out, &e.to_string());
+                    return;
+                }
+            }
+        }
+        _ => array,
+    };
+    match writer(array) {
+        Ok(w) => w(out, i),
+        Err(e) => write_str(out, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        BinaryArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int32Array,
+        Int64Array, ListArray, MapBuilder, StringArray, StringBuilder, StructArray,
+        Time64MicrosecondArray, TimestampMicrosecondArray, TimestampNanosecondArray,
+    };
+    use arrow::datatypes::{Field, Int32Type, Schema};
+
+    use super::*;
+
+    fn encode(columns: Vec<(&str, ArrayRef)>) -> String {
+        let schema = Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        );
+        let batch =
+            RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|c| c.1).collect())
+                .unwrap();
+        let mut out = String::new();
+        let n = write_rows(&batch, 0, batch.num_rows(), &mut out, usize::MAX, true).unwrap();
+        assert_eq!(n, batch.num_rows());
+        format!("[{out}]")
+    }
+
+    #[test]
+    fn scalars() {
+        let json = encode(vec![
+            ("i", Arc::new(Int64Array::from(vec![Some(-1), None]))),
+            (
+                "d",
+                Arc::new(Float64Array::from(vec![f64::NAN, f64::NEG_INFINITY])),
+            ),
+            (
+                "r",
+                Arc::new(Float32Array::from(vec![1.1f32, f32::INFINITY])),
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a\"b\\\n\u{1}é"), None])),
+            ),
+            (
+                "dec",
+                Arc::new(
+                    Decimal128Array::from(vec![Some(12345), Some(-5)])
+                        .with_precision_and_scale(10, 2)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "b",
+                Arc::new(BinaryArray::from(vec![&b"\xca\xfe"[..], b""])),
+            ),
+        ]);
+        assert_eq!(
+            json,
+            r#"[[-1,"NaN",1.1,"a\"b\\\n\u0001é","123.45","yv4="],[null,"-Infinity","Infinity",null,"-0.05",""]]"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v[0][3], "a\"b\\\n\u{1}é");
+    }
+
+    #[test]
+    fn decimals_match_arrow() {
+        for (v, s) in [
+            (12345i128, 2usize),
+            (-5, 2),
+            (0, 3),
+            (7, 0),
+            (-120, 1),
+            (99_999_999_999_999_999_999_999_999_999_999_999_999, 10),
+            (-1, 38),
+        ] {
+            let mut out = String::new();
+            write_decimal(&mut out, v, s);
+            assert_eq!(
+                out,
+                Decimal128Type::format_decimal(v, 38, s as i8),
+                "{v} {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn temporal() {
+        let json = encode(vec![
+            ("d", Arc::new(Date32Array::from(vec![19724]))),
+            (
+                "ts",
+                Arc::new(TimestampMicrosecondArray::from(vec![1_704_164_645_123_456])),
+            ),
+            (
+                "tsz",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_704_164_645_000_001])
+                        .with_timezone("+00:00"),
+                ),
+            ),
+            (
+                "tso",
+                Arc::new(TimestampNanosecondArray::from(vec![-1]).with_timezone("+02:00")),
+            ),
+            (
+                "t",
+                Arc::new(Time64MicrosecondArray::from(vec![3_723_000_500])),
+            ),
+        ]);
+        assert_eq!(
+            json,
+            r#"[["2024-01-02","2024-01-02 03:04:05.123456","2024-01-02 03:04:05.000001 UTC","1970-01-01 01:59:59.999999999 +02:00","01:02:03.000500"]]"#
+        );
+    }
+
+    #[test]
+    fn nested() {
+        let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), None]),
+            None,
+        ]);
+        let row = StructArray::from(vec![
+            (
+                Arc::new(Field::new("a", DataType::Int32, true)),
+                Arc::new(Int32Array::from(vec![7, 8])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("b", DataType::Utf8, true)),
+                Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef,
+            ),
+        ]);
+        let mut map = MapBuilder::new(None, StringBuilder::new(), Int64Array::builder(2));
+        map.keys().append_value("k");
+        map.values().append_value(1);
+        map.append(true).unwrap();
+        map.append(true).unwrap();
+        let json = encode(vec![
+            ("l", Arc::new(list)),
+            ("r", Arc::new(row)),
+            ("m", Arc::new(map.finish())),
+        ]);
+        assert_eq!(json, r#"[[[1,null],[7,"x"],{"k":1}],[null,[8,"y"],{}]]"#);
+    }
+
+    #[test]
+    fn pages_stop_at_the_byte_bound() {
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("i", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from((0..100).collect::<Vec<_>>()))],
+        )
+        .unwrap();
+        let mut out = String::new();
+        let n = write_rows(&batch, 10, 50, &mut out, 20, true).unwrap();
+        assert_eq!(out, "[10],[11],[12],[13],[14]");
+        assert_eq!(n, 5);
+        // At least one row, however small the bound.
+        let mut out = String::new();
+        assert_eq!(write_rows(&batch, 0, 50, &mut out, 1, true).unwrap(), 1);
+    }
+}
