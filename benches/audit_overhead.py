@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Cost of auditing, metrics and request logging (issue 6, item 7). Not part
-of CI.
+"""Cost of auditing, metrics and request logging: median Flight SQL latency
+with the audit record, request metrics and per-request logs on versus off.
+Not part of CI.
 
 Usage (from the repository root, after ./scripts/test.sh created .venv):
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark of sluice (issue 2, item 9). Not part of CI.
+"""End-to-end benchmark of sluice: a policy token over Flight SQL against
+in-process DataFusion and DuckDB on the same data. Not part of CI.
 
 Usage (from the repository root, after ./scripts/test.sh created .venv):
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Export throughput of sluice (issue 5, item 7). Not part of CI.
+"""Export throughput of sluice: an export job to local Parquet against
+DataFusion's own write_parquet of the same statement. Not part of CI.
 
 Usage (from the repository root, after ./scripts/test.sh created .venv):
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Trino HTTP frontend vs Flight SQL, end to end (issue 3). Not part of CI.
+"""Trino HTTP frontend vs Flight SQL, end to end: 1M rows through the
+`trino` client, through ADBC and through the raw Trino protocol from one
+gateway. Not part of CI.
 
 Usage (from the repository root, after ./scripts/test.sh created .venv):
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Vector search benchmark (issue 4, item 9). Not part of CI.
+"""Vector search benchmark: vector_search on Milvus through sluice against
+the Milvus SDK directly, and exact top-k over Iceberg against DuckDB. Not
+part of CI.
 
 Usage (from the repository root, after ./scripts/test.sh created .venv):
 

@@ -1,4 +1,4 @@
-"""Two sluice gateways federated on loopback (DESIGN §7, issue 7).
+"""Two sluice gateways federated on loopback (DESIGN §7).
 
 The PROVIDER serves the test lake with TLS on its Flight SQL port
 (``[server.tls]``, client certificates verified against the test CA) and

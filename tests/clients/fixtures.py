@@ -267,9 +267,10 @@ def build_lake(root: Path | str) -> Lake:
         got = got.cast(expected.schema)
         if not got.equals(expected):
             raise AssertionError(f"fixture self-check failed for {ident}")
+    # append, append, delete, and the overwrite's delete and append
     n_snapshots = len(catalog.load_table("sales.orders").snapshots())
-    if n_snapshots < 4:
-        raise AssertionError(f"sales.orders has {n_snapshots} snapshots, expected >= 4")
+    if n_snapshots != 5:
+        raise AssertionError(f"sales.orders has {n_snapshots} snapshots, expected 5")
 
     return dataclasses.replace(lake, sources=sources)
 

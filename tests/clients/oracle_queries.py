@@ -332,3 +332,24 @@ def probe_queries(table: str, predicate: str) -> list[tuple[str, str]]:
         ("group_div", f"SELECT {div} AS k, count(*) AS n FROM {table} GROUP BY {div}"),
         ("cte_cast", f"WITH t AS (SELECT {cast} AS v FROM {table}) SELECT count(*) AS n FROM t WHERE v = 1"),
     ]
+
+
+#: Per oracle token (tokens.ORACLE_TOKENS): how many of QUERIES, and of the
+#: token's §4.5 probes (tokens.PROBES x probe_queries), DuckDB's secure views
+#: answer and refuse, as (compared, refused). A full run of test_oracle,
+#: test_trino_oracle (and, for share X = rowrule_hash_deny, test_federation)
+#: must end with exactly these counts and no mismatch; so a sluice that
+#: refuses everything cannot pass. test_oracle_selfcheck recomputes them with
+#: DuckDB alone: a change of the queries, tokens, probes or lake shows there.
+EXPECTED_OUTCOMES: dict[str, dict[str, tuple[int, int]]] = {
+    "rowrule_hash_deny": {"queries": (220, 58), "probes": (24, 6)},
+    "clearance_partial": {"queries": (246, 32), "probes": (12, 0)},
+    "glob_deny_null": {"queries": (268, 10), "probes": (24, 0)},
+    "multi_allow_redact": {"queries": (248, 30), "probes": (24, 0)},
+}
+
+
+def expected_totals(token: str) -> tuple[int, int]:
+    """(compared, refused) of QUERIES and the probes together."""
+    (qc, qr), (pc, pr) = EXPECTED_OUTCOMES[token]["queries"], EXPECTED_OUTCOMES[token]["probes"]
+    return qc + pc, qr + pr

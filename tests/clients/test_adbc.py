@@ -4,14 +4,15 @@ get_table_schema, get_table_types, get_info) scoped to the token."""
 
 from __future__ import annotations
 
-from policy_views import mask_hash
 import re
 
 import pyarrow as pa
 import pytest
 
+import lake_counts
 from compare import diff_results
 from harness import adbc_query
+from policy_views import mask_hash
 from tokens import EU_ANALYST, SALES_READER
 
 ORDERS = "lake.sales.orders"
@@ -31,7 +32,7 @@ def test_query_matches_secure_view(conns, expect, mode):
     sql = f"SELECT order_id, region, amount, customer_email FROM {ORDERS}"
     got = conns.query("eu_analyst", sql, mode=mode)
     want = expect(EU_ANALYST, sql)
-    assert got.num_rows == want.num_rows > 0
+    assert got.num_rows == want.num_rows == lake_counts.EU_ANALYST_ORDERS
     assert diff_results(got, want, ordered=False, check_names=True) is None
 
 
@@ -43,6 +44,7 @@ def test_select_without_table(conns):
 def test_hash_mask_values(conns, lake):
     got = conns.query("eu_analyst", f"SELECT order_id, customer_email FROM {ORDERS}")
     source = {r["order_id"]: r["customer_email"] for r in lake.sources["sales.orders"].to_pylist()}
+    assert got.num_rows == lake_counts.EU_ANALYST_ORDERS
     n_hashed = 0
     for row in got.to_pylist():
         raw = source[row["order_id"]]
@@ -52,12 +54,12 @@ def test_hash_mask_values(conns, lake):
             assert HEX64.match(row["customer_email"]), row
             assert row["customer_email"] == mask_hash(raw)
             n_hashed += 1
-    assert n_hashed > 0
+    assert n_hashed == lake_counts.EU_ANALYST_EMAILS
 
 
 def test_rows_respect_rules(conns, lake):
     got = conns.query("eu_analyst", f"SELECT order_id, region, amount FROM {ORDERS}")
-    assert got.num_rows > 0
+    assert got.num_rows == lake_counts.EU_ANALYST_ORDERS
     assert set(got.column("region").to_pylist()) == {"eu"}
     assert all(a is not None and a <= 10000 for a in got.column("amount").to_pylist())
     sens = {r["order_id"]: r["sensitivity"] for r in lake.sources["sales.orders"].to_pylist()}
@@ -78,6 +80,7 @@ def test_types_round_trip(conns, lake):
     assert pa.types.is_integer(t.schema.field("sensitivity").type)
     assert pa.types.is_timestamp(t.schema.field("created_at").type)
     src = {r["order_id"]: r for r in lake.sources["sales.orders"].to_pylist()}
+    assert t.num_rows == lake_counts.READER_ID_LE_50
     for row in t.to_pylist():
         s = src[row["order_id"]]
         assert row["amount"] == s["amount"]
@@ -120,7 +123,7 @@ def test_parameters_string_and_float(conns, expect):
     sql = f"SELECT order_id FROM {ORDERS} WHERE region = ? AND amount > ?"
     got = conns.query("eu_analyst", sql, ("eu", 2500.0))
     want = expect(EU_ANALYST, f"SELECT order_id FROM {ORDERS} WHERE region = 'eu' AND amount > 2500.0")
-    assert _ids(got) == _ids(want) and got.num_rows > 0
+    assert _ids(got) == _ids(want) and got.num_rows == lake_counts.EU_ANALYST_AMOUNT_GT_2500
     assert conns.query("eu_analyst", sql, ("us", 0.0)).num_rows == 0
 
 
@@ -149,7 +152,7 @@ def test_row_limit_caps_adbc_results(conns):
 
 def test_explain_is_allowed(conns):
     t = conns.query("eu_analyst", f"EXPLAIN SELECT count(*) FROM {ORDERS}")
-    assert t.num_rows > 0
+    assert t.column("plan_type").to_pylist() == ["logical_plan", "physical_plan"]
 
 
 # --- metadata -------------------------------------------------------------------------
@@ -224,15 +227,15 @@ def test_get_table_schema_ungranted_is_not_found(conns):
 
 def test_get_table_types(conns):
     types = conns.get("eu_analyst").adbc_get_table_types()
-    assert "TABLE" in [t.upper() for t in types]
+    assert sorted(types) == ["LOCAL TEMPORARY", "TABLE", "VIEW"]
 
 
 def test_get_info(conns):
     info = conns.get("eu_analyst").adbc_get_info()
-    assert info.get("vendor_name"), info
-    assert info.get("driver_name"), info
+    assert info.get("vendor_name") == "sluice", info
+    assert info.get("driver_name") == "ADBC Flight SQL Driver - Go", info
 
 
 def test_get_info_with_handshake_auth(conns):
     info = conns.get("eu_analyst", "basic").adbc_get_info()
-    assert info.get("vendor_name"), info
+    assert info.get("vendor_name") == "sluice", info

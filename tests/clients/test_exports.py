@@ -27,9 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pytest
 
+import lake_counts
 from compare import diff_results, table_rows
 from exports_harness import (
-    ACME, ACME_FILE, ACME_S3, ALL_SALES, BUCKET, CLI_SUCCESS, FAULT_BUCKET, LIVE, MEM_LIMIT, ORDERS,
+    ACME, ACME_FILE, ACME_S3, ALL_SALES, BUCKET, CLI_SUCCESS, FAULT_BUCKET, LIVE, MANIFEST, MEM_LIMIT, ORDERS,
     WIDE_GRANTS, ExportApi, check_export, describe, error_of, export_setting, omitted, proc_status_bytes,
     reset_peak_rss, run_cli, tree_files, unique, wait_for_s3_activity, wait_running_with_output,
     wide_count_sql, wide_cross_join_sql,
@@ -59,7 +60,8 @@ MEM_REPEAT, MEM_COPIES = 4, 4
 def assert_same_rows(exported: pa.Table, flight: pa.Table, what: str) -> None:
     assert exported.column_names == flight.column_names, (
         f"{what}: exported columns {exported.column_names} vs Flight {flight.column_names}")
-    diff = diff_results(exported, flight, ordered=False, check_names=True)
+    # both are sluice's (the export read back with pyarrow): identical types
+    diff = diff_results(exported, flight, ordered=False, check_names=True, types="same")
     assert diff is None, f"{what}: export differs from Flight SQL\n{diff}"
 
 
@@ -92,7 +94,7 @@ def test_export_equals_flight_sql(exports, base):
     job = exports.api("reader").run(JOIN_SQL, dest)
     exp = check_export(exports, job, key="reader", sql=JOIN_SQL)
     flight = exports.query("reader", JOIN_SQL)
-    assert flight.num_rows > 100, "the fixture join must not be empty"
+    assert flight.num_rows == lake_counts.READER_ORDERS_WITH_CUSTOMER
     assert_same_rows(exp.table, flight, dest)
     assert [c["name"] for c in exp.manifest["schema"]] == flight.column_names
     assert exp.manifest["omitted_columns"] == []
@@ -112,8 +114,8 @@ def test_job_json_while_and_after_running(exports):
     assert job["token_id"] == exports.tokens["reader"]["id"]
     assert job["compression"] == "zstd" and job["max_file_bytes"] == 512 * MIB, job
     assert job["error"] is None and job["cancel_requested"] is False, job
-    if job["state"] != "succeeded":
-        assert job["manifest"] is None and job["summary"] is None and job["finished_at"] is None, job
+    assert job["state"] == "queued", job  # the POST answers the job as created
+    assert job["manifest"] is None and job["summary"] is None and job["finished_at"] is None, job
     done = api.wait(job["id"])
     assert api.job(job["id"]) == done, "a finished job no longer changes"
     exp = check_export(exports, done, key="reader", sql=ORDERS_SQL)
@@ -154,6 +156,8 @@ def test_small_max_file_bytes_splits_into_parts(exports):
     job = exports.api("reader").run(sql, dest, compression="none", max_file_bytes=max_bytes)
     exp = check_export(exports, job, key="reader", sql=sql, compression="none", max_file_bytes=max_bytes)
     sizes = [f["bytes"] for f, _ in exp.parts]
+    # at least 3 parts, not a fixed number: where a part ends depends on the
+    # order in which the scan's batches arrive
     assert len(sizes) >= 3, f"~220 KB uncompressed in 64 KiB files, got {sizes}"
     assert all(f["rows"] > 0 for f, _ in exp.parts), f"a split leaves no empty part: {exp.manifest['files']}"
     assert_same_rows(exp.table, exports.query("reader", sql), dest)
@@ -165,26 +169,26 @@ ATTACHMENT = (ORDERS, "attachment", "attachment")
 VECTOR = (ORDERS, "embedding", "vector")
 POLICY_CASES = {
     # hash mask, row rule on a token attribute, deny rule, clearance 2
-    "eu_analyst": (f"SELECT * FROM {ORDERS}", set()),
+    "eu_analyst": (f"SELECT * FROM {ORDERS}", set(), lake_counts.EU_ANALYST_ORDERS),
     # also granted the attachment and vector columns, both flags off
-    "rowrule_hash_deny": (f"SELECT * FROM {ORDERS}", {ATTACHMENT, VECTOR}),
+    "rowrule_hash_deny": (f"SELECT * FROM {ORDERS}", {ATTACHMENT, VECTOR}, lake_counts.EU_ANALYST_ORDERS),
     # partial masks on both tables, clearance 1, attachments visible
     "clearance_partial": (f"SELECT o.*, c.name, c.tier FROM {ORDERS} o LEFT JOIN {CUSTOMERS} c "
-                          f"ON o.customer_id = c.customer_id", set()),
+                          f"ON o.customer_id = c.customer_id", set(), lake_counts.CLEARANCE_PARTIAL_ORDERS),
     # redact and null masks, several allow rules, deny rule on a hidden value;
     # a "*" grant: the hidden attachment/vector columns are not named
-    "multi_allow_redact": (f"SELECT * FROM {ORDERS}", set()),
+    "multi_allow_redact": (f"SELECT * FROM {ORDERS}", set(), lake_counts.MULTI_ALLOW_REDACT_ORDERS),
 }
 
 
 @pytest.mark.parametrize("key", sorted(POLICY_CASES))
 def test_export_is_what_the_token_sees(exports, expect, lake, key):
-    sql, want_omitted = POLICY_CASES[key]
+    sql, want_omitted, want_rows = POLICY_CASES[key]
     dest = f"{ACME_S3}/{unique('policy-' + key)}"
     job = exports.api(key).run(sql, dest)
     exp = check_export(exports, job, key=key, sql=sql)
     flight = exports.query(key, sql)
-    assert flight.num_rows > 0
+    assert flight.num_rows == want_rows
     assert_same_rows(exp.table, flight, f"{key}: {sql}")
     # and what DESIGN §4 says the token sees (DuckDB over its secure views)
     oracle = expect(exports.tokens.bodies[key], sql)
@@ -200,7 +204,7 @@ def test_export_is_what_the_token_sees(exports, expect, lake, key):
 def test_row_limit_truncates_the_export(exports):
     sql = f"SELECT order_id, region, customer_email, amount FROM {ORDERS}"
     full = exports.query("reader", sql)
-    assert full.num_rows > 100
+    assert full.num_rows == lake_counts.READER_ORDERS  # above the limited token's 100
     job = exports.api("limited").run(sql, f"{ACME_S3}/{unique('limit')}")
     assert job["truncated"] is True and job["rows"] == 100 == job["row_limit"], job
     exp = check_export(exports, job, key="limited", sql=sql, truncated=True)
@@ -235,7 +239,7 @@ def test_attachment_and_vector_columns_exported_with_flags(exports):
     assert omitted(exp.manifest) == set()
     assert pa.types.is_binary(exp.table.schema.field("attachment").type) or \
         pa.types.is_large_binary(exp.table.schema.field("attachment").type), exp.table.schema
-    assert any(v for v in exp.table["attachment"].to_pylist()), "attachments exported empty"
+    assert sum(1 for v in exp.table["attachment"].to_pylist() if v) == lake_counts.READER_NON_EMPTY_ATTACHMENTS
     assert all(v is None or len(v) == 8 for v in exp.table["embedding"].to_pylist())
     assert_same_rows(exp.table, exports.query("reader", sql), "reader attachments")
 
@@ -315,9 +319,9 @@ def test_staging_name_is_reserved(exports):
     before = snapshot(exports)
     r = api.post(SMALL_SQL, "file:///.sluice-staging/solo")
     assert r.status_code == 400, r.text
-    # S3 stages nothing under that name: refused either way (not listed)
+    # S3 stages nothing under that name: an ordinary destination outside the token's prefixes
     r = api.post(SMALL_SQL, f"s3://{BUCKET}/.sluice-staging/solo")
-    assert r.status_code in (400, 403), r.text
+    assert r.status_code == 403, r.text
     assert snapshot(exports) == before
 
 
@@ -376,8 +380,11 @@ def test_destination_inside_an_earlier_export_409(exports, base):
     for target in (f"{dest}/sub", f"{dest}/a/b", f"{dest}/_manifest.json"):
         r = api.post(SMALL_SQL, target)
         assert r.status_code == 409, f"{target} -> {r.status_code}: {r.text}"
-        message = error_of(r)
-        assert any(m in message for m in ("inside an earlier export", "is a file")), r.text
+        # locally the manifest's path is a file on the way; S3 has no directories
+        local_file = base == ACME_FILE and target.endswith(MANIFEST)
+        expected = ("a part of the destination is a file" if local_file
+                    else "lies inside an earlier export (a _manifest.json above it)")
+        assert error_of(r) == f"destination {target}{':' if local_file else ''} {expected}", r.text
     assert snapshot(exports) == before
 
 
@@ -551,7 +558,7 @@ def test_unauthenticated_requests_get_one_answer(exports):
     revoked = exports.server.create_token(
         token_body("exp-revoked", ALL_SALES, max_sensitivity=3, export_destinations=ACME))
     assert ExportApi(exports.server.http_base, revoked["secret"]).list().status_code == 200  # control
-    assert exports.server.revoke_token(revoked["id"]).status_code in (200, 204)
+    assert exports.server.revoke_token(revoked["id"]).status_code == 200
     job = exports.api("reader").run(SMALL_SQL, f"{ACME_FILE}/{unique('auth')}")
     credentials = {
         "no_header": None,
@@ -609,11 +616,12 @@ def test_job_lists_are_per_token(exports):
     # lists leave out the manifest content (``summary``); the rest is the job
     assert {j["id"]: j for j in listed}[second["id"]] == {**second, "summary": None}
     mine = {first["id"], second["id"]}
-    for r in (reader.list(), reader.list(all_jobs=True)):
-        if r.status_code == 403:  # ?all=true is for admins
-            continue
-        assert r.status_code == 200, r.text
-        assert not mine & {j["id"] for j in r.json()["jobs"]}, "another token's jobs listed"
+    r = reader.list()
+    assert r.status_code == 200, r.text
+    assert not mine & {j["id"] for j in r.json()["jobs"]}, "another token's jobs listed"
+    r = reader.list(all_jobs=True)
+    assert r.status_code == 403, r.text  # ?all=true is for admins
+    assert error_of(r) == "this operation needs an admin token"
     admin = exports.admin()
     assert mine <= {j["id"] for j in admin.jobs(all_jobs=True)}
     assert not mine & {j["id"] for j in admin.jobs()}, "an admin's own list holds only its jobs"
@@ -643,9 +651,9 @@ def test_lists_leave_out_the_summary(exports):
 # --- limits, queue and cancelling --------------------------------------------------------------
 
 def test_live_jobs_per_token_limit_and_cancel(exports):
-    """concurrency 2, max_jobs_per_token 4: four endless jobs are two
-    running and two queued, a fifth is refused (429); all four cancel, and
-    nothing is left; then the token may export again."""
+    """concurrency 2, max_jobs_per_token 4, max_running_per_token 1: of four
+    endless jobs one runs and three wait, a fifth is refused (429); all four
+    cancel, and nothing is left; then the token may export again."""
     api = exports.api("queue")
     before = snapshot(exports)
     jobs = []
@@ -655,15 +663,21 @@ def test_live_jobs_per_token_limit_and_cancel(exports):
         r = api.post(HUGE_SQL, f"file:///queue/{unique('q4')}", compression="none")
         assert r.status_code == 429, r.text
         error_of(r)
-        states = [api.job(j)["state"] for j in jobs]
-        assert all(s in LIVE for s in states), states
-        assert states.count("running") <= 2 and states.count("queued") >= 2, states
+        wait_until(lambda: [api.job(j)["state"] for j in jobs].count("running") == 1, timeout_s=60,
+                   what="one of the token's jobs running")
+        time.sleep(1.5)  # runners claim every second at the latest
+        states = {j: api.job(j)["state"] for j in jobs}
+        assert sorted(states.values()) == ["queued", "queued", "queued", "running"], states
         assert {j["id"] for j in api.jobs()[:4]} == set(jobs), "the newest jobs come first"
-        for job_id in reversed(jobs):  # the queued ones first
+        for job_id in sorted(jobs, key=lambda j: states[j] == "running"):  # the queued ones first
             r = api.delete(job_id)
             assert r.status_code == 200, r.text
             body = r.json()
-            assert body["state"] == "cancelled" or (body["state"] == "running" and body["cancel_requested"]), body
+            if states[job_id] == "queued":
+                assert body["state"] == "cancelled", body
+            else:
+                # a running job stops at its next batch: the answer may come first
+                assert body["state"] == "cancelled" or (body["state"] == "running" and body["cancel_requested"]), body
         finals = [api.wait(j, timeout_s=60) for j in jobs]
     assert [f["state"] for f in finals] == ["cancelled"] * 4, finals
     assert all(f["manifest"] is None for f in finals), finals
@@ -699,12 +713,11 @@ def test_concurrent_submissions_respect_max_jobs_per_token(exports):
             if r.status_code == 429:
                 error_of(r)
         live = [j for j in api.jobs() if j["state"] in LIVE]
-        assert codes[202] <= limit and len(live) <= limit, (
-            f"max_jobs_per_token {limit}: {codes[202]} accepted, {len(live)} live: {dict(codes)}")
         # endless jobs do not end, so a 429 means the limit was reached
-        assert codes[202] == limit, f"max_jobs_per_token {limit}: only {codes[202]} accepted: {dict(codes)}"
+        assert codes[202] == limit == len(live), (
+            f"max_jobs_per_token {limit}: {codes[202]} accepted, {len(live)} live: {dict(codes)}")
         for job_id in accepted:
-            assert api.delete(job_id).status_code in (200, 409)
+            assert api.delete(job_id).status_code == 200  # endless jobs are still live
         finals = [api.wait(j, timeout_s=60) for j in accepted]
     assert all(f["state"] == "cancelled" for f in finals), finals
     wait_until(lambda: snapshot(exports) == before, timeout_s=30, what="nothing left of the cancelled jobs")
@@ -767,9 +780,10 @@ def test_s3_cleanup_pending_blocks_the_destination_and_spares_the_next_job(expor
         assert left["uploads"], f"the failed job's upload could not have been aborted with S3 down: {left}"
         assert still_left == left, (left, still_left)
         for target, r in refused.items():
-            assert r.status_code in (409, 503), f"{target} while its cleanup is pending -> {r.status_code}: {r.text}"
-            if r.status_code == 409:
-                assert "cleanup" in error_of(r).lower(), r.text
+            # refused from the store's record of the pending cleanup, without asking S3
+            assert r.status_code == 409, f"{target} while its cleanup is pending -> {r.status_code}: {r.text}"
+            assert error_of(r) == f"an earlier export job's cleanup at {target} is not finished; try again later", \
+                r.text
         wait_until(lambda: s3.state(FAULT_BUCKET) == before, timeout_s=30,
                    what=f"the janitor aborted the upload left in s3://{FAULT_BUCKET}")
 
@@ -817,8 +831,9 @@ def test_cancel_while_s3_is_paused(exports):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["id"] == job_id
+        # a running job stops at its next batch: the answer may come first
         assert body["state"] == "cancelled" or (body["state"] == "running" and body["cancel_requested"]), body
-        # it may wait a little for the job to stop, never for the store
+        # wall clock: it may wait a little for the job to stop, never for the store
         assert answered_s < 20, f"DELETE took {answered_s:.1f}s while the object store hung"
         final = api.wait(job_id, timeout_s=60)
     assert final["state"] == "cancelled" and final["manifest"] is None, final
@@ -840,6 +855,7 @@ def test_cancel_local_export_mid_job(exports):
         assert r.status_code == 200, r.text
         final = api.wait(job_id, timeout_s=60)
     assert final["state"] == "cancelled" and final["manifest"] is None, final
+    # progress only grows; how far the job got before the cancel varies
     assert final["progress"]["bytes"] >= running["progress"]["bytes"], (running, final)
     wait_until(lambda: tree_files(exports.root) == before, timeout_s=30,
                what="no file of the cancelled job left under the export root")
@@ -865,7 +881,7 @@ def test_revocation_stops_a_running_export(exports):
         assert running["state"] == "running", running
         assert tree_files(exports.root) != before, "nothing staged under the export root while running"
         r = exports.server.revoke_token(token["id"])
-        assert r.status_code in (200, 204), r.text
+        assert r.status_code == 200, r.text
         t0 = time.monotonic()
         assert api.get(job_id).status_code == 401, "a revoked token still authenticates"
         final = admin.wait(job_id, timeout_s=60)
@@ -874,7 +890,7 @@ def test_revocation_stops_a_running_export(exports):
     assert final["state"] == "failed", final
     assert "revoked" in (final["error"] or ""), final
     assert final["manifest"] is None and final["summary"] is None, final
-    assert ended_s < 10, f"the job ran on for {ended_s:.1f}s after its token was revoked"
+    assert ended_s < 10, f"the job ran on for {ended_s:.1f}s after its token was revoked"  # wall clock
     assert dest.files() == {}
     wait_until(lambda: tree_files(exports.root) == before, timeout_s=30,
                what="no staged file of the revoked job left under the export root")
@@ -914,6 +930,7 @@ def test_local_export_memory_is_bounded(export_mem_env):
         f"peak {'reset' if reset else 'not reset'} before the export)"
     )
     assert exp.manifest["rows"] == env.query("big", wide_count_sql(MEM_COPIES))["n"][0].as_py()
+    # bounds: Parquet sizes and peak RSS vary with batching and the allocator
     assert job["bytes"] >= 10 * MEM_LIMIT, (
         f"export of {job['bytes'] / MIB:.1f} MiB is too small to judge a {MEM_LIMIT / MIB:.0f} MiB limit")
     assert growth < job["bytes"] / 3, (
@@ -954,6 +971,7 @@ def test_cli_token_from_env_and_options(exports):
                   env_token=exports.tokens["reader"]["secret"])
     job = _cli_job(exports, res, dest)
     exp = check_export(exports, job, key="reader", sql=sql, compression="snappy", max_file_bytes=65536)
+    # split, into a number of parts that depends on the order of the scan's batches
     assert len(exp.parts) >= 2, exp.manifest["files"]
 
 

@@ -1,4 +1,4 @@
-"""Federation (DESIGN §7, issue 7) with real gateways on loopback.
+"""Federation (DESIGN §7) with real gateways on loopback.
 
 A PROVIDER (the test lake, TLS on Flight SQL, client certificates of the
 test CA) issues share tokens; a RECEIVER imports their profiles as peers
@@ -45,6 +45,7 @@ import pyarrow.flight as flight
 import pytest
 import requests
 
+import lake_counts
 from compare import diff_results
 from federation_harness import (
     AUTH_FAILED, CIRCUIT_OPEN, COLUMN_REFUSAL, REVOKED, SYNC_TIMEOUT_S, TABLE_REFUSAL, UNAVAILABLE, Certs,
@@ -56,10 +57,10 @@ from federation_harness import (
 from fixtures import TABLE_CLASSES
 from harness import SECRETS, HarnessError, SluiceServer, adbc_query, metric, metric_sum, start_or_fail
 from oracle import Oracle, mentions
-from oracle_queries import QUERIES, Query, probe_queries
+from oracle_queries import EXPECTED_OUTCOMES, QUERIES, Query, probe_queries
 from policy_views import build_oracle_db
 from tcp_proxy import TcpProxy
-from tokens import ORACLE_ROW_LIMIT, ORDERS, PROBES, oracle_token, token_body
+from tokens import ORACLE_ROW_LIMIT, ORDERS, PROBE_ROWS, PROBES, oracle_token, token_body
 from trino_harness import wait_until
 
 CUSTOMERS = "lake.sales.customers"
@@ -350,7 +351,7 @@ def test_profile_contents(fed):
     assert p["ca_cert"] and cert_fingerprint(p["ca_cert"]) == want, "ca_cert is not the configured CA"
     assert p["ca_fingerprint"].lower().startswith("sha256:"), p["ca_fingerprint"]
     assert p["ca_fingerprint"].split(":", 1)[1].replace(":", "").lower() == want
-    assert isinstance(p["token"], str) and len(p["token"]) >= 43
+    assert isinstance(p["token"], str) and re.fullmatch(r"slc_[A-Za-z0-9_-]{43}", p["token"]), "not a secret"
     assert fed.pquery_share(x, "SELECT count(*) AS n FROM lake.sales.orders").num_rows == 1
 
 
@@ -364,7 +365,8 @@ def test_profile_downloads_only_once(fed, sluice_bin):
         assert again.status_code == 410, again.text
         assert first.json()["token"] not in again.text
     res = sluice_cli(sluice_bin, "token", "download", "--config", str(fed.provider.config_path), s["id"])
-    assert res.returncode != 0, res.stdout
+    assert res.returncode == 1, res.stdout
+    assert "the share profile was already downloaded" in res.stderr, res.stderr
     assert first.json()["token"] not in res.stdout + res.stderr
 
 
@@ -380,7 +382,7 @@ def test_cli_token_download_once(fed, sluice_bin):
     assert profile["version"] == 1 and profile["ca_cert"]
     assert download(fed.provider, s["id"]).status_code == 410
     again = sluice_cli(sluice_bin, "token", "download", "--config", str(fed.provider.config_path), s["id"])
-    assert again.returncode != 0 and profile["token"] not in again.stdout
+    assert again.returncode == 1 and profile["token"] not in again.stdout + again.stderr, again.stderr
 
 
 def _fresh_share(fed: Fed, name: str, body: dict | None = None) -> dict:
@@ -419,7 +421,7 @@ def test_download_not_found_public_and_revoked(fed):
     r = download(fed.provider, fed.provider_tokens["reader"]["id"])
     assert r.status_code == 400, r.text
     s = _fresh_share(fed, "fed-share-revoked-early")
-    assert fed.provider.revoke_token(s["id"]).status_code in (200, 204)
+    assert fed.provider.revoke_token(s["id"]).status_code == 200
     r = download(fed.provider, s["id"])
     assert r.status_code == 410, r.text
     assert "slc_" not in r.text
@@ -508,7 +510,8 @@ def test_partner_query_equals_provider_and_oracle(fed, x_oracle, query: Query):
         direct = e
     if outcome == "compared":
         assert isinstance(direct, pa.Table), f"the provider refused what the receiver answered: {error_text(direct)}"
-        diff = diff_results(via, direct, ordered=query.ordered, check_names=query.names)
+        # both are sluice answers: identical types, no engine difference
+        diff = diff_results(via, direct, ordered=query.ordered, check_names=query.names, types="same")
         assert diff is None, f"receiver and provider differ for\n  {query.sql}\n{diff}"
     else:
         assert isinstance(direct, Exception), f"the provider answered ({direct.num_rows} rows) what the receiver refused"
@@ -516,14 +519,18 @@ def test_partner_query_equals_provider_and_oracle(fed, x_oracle, query: Query):
 
 
 def test_partner_oracle_summary(x_oracle):
-    """Runs after the parametrised cases (file order): when all of them ran,
-    most queries were compared (a receiver that refuses everything must not
-    pass) and the refusals were exactly the scoped ones."""
+    """Runs after the parametrised cases (file order): no mismatch, and when
+    all of them ran, the receiver answered and refused exactly what share
+    X's secure views answer and refuse (share X is the oracle token
+    rowrule_hash_deny: oracle_queries.EXPECTED_OUTCOMES), so a receiver that
+    refuses everything cannot pass."""
     s = x_oracle.stats["share_x"]
     print(f"share_x through partner: compared={s.compared} refused={s.refused} mismatches={s.mismatches}")
     assert s.mismatches == 0, s.details[:20]
-    if s.compared + s.refused + s.mismatches >= len(QUERIES):
-        assert s.compared >= 150 and s.refused >= 1, s
+    # A run selected with -k checks a part of the queries: only a full run
+    # has the full counts.
+    if s.compared + s.refused + s.mismatches == len(QUERIES):
+        assert (s.compared, s.refused) == EXPECTED_OUTCOMES["rowrule_hash_deny"]["queries"], s
 
 
 X_PROBES = [
@@ -544,7 +551,7 @@ def test_partner_probe_hidden_rows_never_evaluated(fed, x_oracle, table, predica
     if not refs_hidden:
         raw = x_oracle._full.sql(f"SELECT count(*) FROM {table} WHERE {predicate}").fetchall()[0][0]
         vis = x_oracle.db("share_x").con.sql(f"SELECT count(*) FROM {table} WHERE {predicate}").fetchall()[0][0]
-        assert raw > 0 and vis == 0, f"bad probe {predicate!r}: raw={raw} visible={vis}"
+        assert (raw, vis) == (PROBE_ROWS[(table, predicate)], 0), f"bad probe {predicate!r}: raw={raw} visible={vis}"
     outcome = x_oracle.check("share_x", Query(id=f"probe-{probe_id}", sql=sql), validate=False)
     assert outcome == ("refused" if refs_hidden else "compared")
 
@@ -577,7 +584,8 @@ def test_share_x_cannot_read_what_share_y_allows(fed):
     reach them at the provider either."""
     salaries = fed.rquery("full", "SELECT employee_id, salary FROM partner_y.hr.salaries")
     assert salaries.num_rows == fed.lake.sources["hr.salaries"].num_rows
-    assert fed.rquery("full", "SELECT order_id, sensitivity FROM partner_y.sales.orders").num_rows > 0
+    assert fed.rquery("full", "SELECT order_id, sensitivity FROM partner_y.sales.orders").num_rows \
+        == lake_counts.SHARE_Y_ORDERS
 
     hidden = fed.rerror("full", "SELECT * FROM partner.hr.salaries")
     missing = fed.rerror("full", "SELECT * FROM partner.hr.nope")
@@ -623,7 +631,8 @@ def test_restricted_token_hidden_column_mask_and_rows(fed, x_oracle):
 
     got = fed.rquery("restricted", "SELECT order_id, customer_email, amount FROM partner.sales.orders")
     full = fed.rquery("full", "SELECT order_id, customer_email, amount FROM partner.sales.orders")
-    assert 0 < got.num_rows < full.num_rows
+    # share X's rows, of which RESTRICTED's allow rule keeps amount < 1000
+    assert (got.num_rows, full.num_rows) == (lake_counts.EU_ANALYST_AMOUNT_LT_1000, lake_counts.EU_ANALYST_ORDERS)
     assert all(a is not None and a < 1000 for a in got.column("amount").to_pylist())
     by_id = {r["order_id"]: r["customer_email"] for r in full.to_pylist()}
     for r in got.to_pylist():
@@ -671,7 +680,7 @@ def test_join_of_peer_and_local_tables(fed, x_oracle):
 # --- accept / list / delete (receiver) ------------------------------------------------------------
 
 ACCEPT_FIELDS = {"id", "name", "endpoint", "remote_catalog", "token_id", "expires_at", "imported_at",
-                 "imported_by", "state"}
+                 "imported_by", "state", "mtls"}
 
 
 def test_accept_answer_and_list(fed):
@@ -680,16 +689,18 @@ def test_accept_answer_and_list(fed):
     never carry the secret or the client key."""
     x = fed.shares["x"]
     a = fed.peers["partner"]
-    assert ACCEPT_FIELDS <= set(a), a
+    assert set(a) == ACCEPT_FIELDS, a
     assert a["name"] == "partner" and a["endpoint"] == x.profile["endpoint"]
     assert a["remote_catalog"] == "lake" and a["token_id"] == x.id
     assert rfc3339(a["expires_at"]) == rfc3339(x.profile["expires_at"])
     assert a["imported_at"] and a["imported_by"] and a["state"]
+    assert a["mtls"] is True, a  # accepted with the client certificate
     r = external_tokens(fed.receiver)
     assert r.status_code == 200, r.text
     listed = {e["name"]: e for e in r.json()}
-    assert {"partner", "partner_y"} <= set(listed), list(listed)
-    assert listed["partner"]["id"] == a["id"] and ACCEPT_FIELDS <= set(listed["partner"])
+    # (file order: no test before this one accepts another peer)
+    assert set(listed) == {"partner", "partner_y"}, list(listed)
+    assert listed["partner"]["id"] == a["id"] and set(listed["partner"]) == ACCEPT_FIELDS
     key_lines = fed.certs.client_key.read_text().splitlines()[1:-1]
     for text in (json.dumps(a), r.text):
         assert x.secret not in text and fed.shares["y"].secret not in text
@@ -818,7 +829,7 @@ def test_accept_duplicate_or_local_catalog_name(fed):
         r = accept(fed.receiver, name, profile, client=fed.certs)
         assert r.status_code == 409, (name, r.status_code, r.text)
     r = accept(fed.receiver, "system", profile, client=fed.certs)
-    assert r.status_code in (400, 409), (r.status_code, r.text)
+    assert r.status_code == 409, (r.status_code, r.text)
     assert "system" not in _listed_names(fed)
     listed = [e for e in external_tokens(fed.receiver).json() if e["name"] == "partner"]
     assert len(listed) == 1 and listed[0]["id"] == fed.peers["partner"]["id"]
@@ -874,11 +885,12 @@ def test_receiver_verifies_provider_against_profile_ca(fed):
 
 def test_peer_without_client_cert_is_refused(fed):
     """Imported without a client certificate, the share token is refused by
-    the provider (require_client_cert_for_share): no rows reach the receiver."""
+    the provider (require_client_cert_for_share) like any bad credential,
+    which the receiver reports as "peer access revoked": no rows reach it."""
     s = fed.share("nocert", _x_like("fed-share-nocert"))
     accept_ok(fed.receiver, "nocert", s.profile)
     err = fed.rerror("wildcard", "SELECT order_id FROM nocert.sales.orders")
-    assert any(s in err.lower() for s in (REVOKED, UNAVAILABLE, AUTH_FAILED)), (err, peer_status(fed.receiver, "nocert"))
+    assert f"peer 'nocert': {REVOKED}" in err, (err, peer_status(fed.receiver, "nocert"))
 
 
 def test_revoked_share_token(fed):
@@ -889,7 +901,7 @@ def test_revoked_share_token(fed):
     accept_ok(fed.receiver, "revocable", s.profile, client=fed.certs)
     sql = "SELECT count(*) AS n FROM revocable.sales.orders"
     wait_until(lambda: _answers(fed, "wildcard", sql), timeout_s=SYNC_TIMEOUT_S, what="peer 'revocable' queryable")
-    assert fed.provider.revoke_token(s.id).status_code in (200, 204)
+    assert fed.provider.revoke_token(s.id).status_code == 200
     for _ in range(2):
         err = fed.rerror("wildcard", sql)
         assert REVOKED in err, err
@@ -921,8 +933,9 @@ def test_share_secret_is_sealed_at_rest(fed):
     assert len(mine) == 1, (cols, len(rows))
     row = mine[0]
     assert "sealed_token" in row and row["sealed_token"], cols
-    sealed = row["sealed_token"] if isinstance(row["sealed_token"], bytes) else str(row["sealed_token"]).encode()
-    assert len(sealed) >= len(x.secret), "sealed token shorter than the secret"
+    sealed = row["sealed_token"]
+    # AEAD: a 12-byte nonce, the ciphertext (as long as the secret), a 16-byte tag
+    assert isinstance(sealed, bytes) and len(sealed) == 12 + len(x.secret) + 16, (type(sealed), len(sealed))
     for col, value in row.items():
         data = value if isinstance(value, bytes) else str(value).encode()
         for label, needle in secret_variants(x.secret).items():
@@ -945,7 +958,8 @@ def test_no_remote_rows_at_rest(fed):
                                 "WHERE customer_email IS NOT NULL AND amount IS NOT NULL ORDER BY order_id LIMIT 40")
     names = fed.rquery("full", "SELECT DISTINCT name FROM partner.sales.customers ORDER BY name LIMIT 40")
     fed.rquery("restricted", "SELECT * FROM partner.sales.orders")
-    assert orders.num_rows == 40 and names.num_rows > 10
+    # (share X sees every customer; their names repeat: 24 distinct ones)
+    assert orders.num_rows == 40 and names.num_rows == lake_counts.CUSTOMER_NAMES_DISTINCT
     needles: dict[str, bytes] = {}
     for e in orders.column("customer_email").to_pylist():
         needles[f"email {e[:12]}"] = e.encode()
@@ -958,7 +972,8 @@ def test_no_remote_rows_at_rest(fed):
     for n in names.column("name").to_pylist():
         if n and len(n) >= 8:
             needles[f"name {n}"] = n.encode()
-    assert len(needles) > 60
+    # fixed by the fixture: 40 e-mails, 3 encodings of each fractional amount, the names of 8+ characters
+    assert len(needles) == 165
     assert files_containing(fed.receiver.data_dir, needles) == []
 
 
@@ -968,7 +983,7 @@ def test_ready_and_metrics_of_a_healthy_peer(fed):
     """/ready lists the peer "closed" with no failures; sluice_peer_state is
     1 for closed only; sluice_peer_requests_total{outcome="ok"} and the
     duration histogram move with a query; no secret or id in /metrics."""
-    before = metric(fed.receiver, "sluice_peer_requests_total", peer="partner", outcome="ok")
+    before = requests.get(f"{fed.receiver.http_base}/metrics", timeout=30).text
     fed.rquery("full", "SELECT count(*) AS n FROM partner.sales.orders WHERE order_id < 777")
     status, body = ready(fed.receiver)
     assert status == 200, body
@@ -978,8 +993,11 @@ def test_ready_and_metrics_of_a_healthy_peer(fed):
     assert metric_sum(text, "sluice_peer_state", peer="partner", state="closed") == 1
     for state in ("open", "half_open", "revoked"):
         assert metric_sum(text, "sluice_peer_state", peer="partner", state=state) == 0, state
-    assert metric_sum(text, "sluice_peer_requests_total", peer="partner", outcome="ok") > before
-    assert metric_sum(text, "sluice_peer_request_duration_seconds_count") > 0
+    # the query is one request to the provider, timed once
+    for name, labels in (("sluice_peer_requests_total", {"outcome": "ok"}),
+                         ("sluice_peer_request_duration_seconds_count", {})):
+        moved = metric_sum(text, name, peer="partner", **labels) - metric_sum(before, name, peer="partner", **labels)
+        assert moved == 1, (name, moved)
     for secret in (fed.shares["x"].secret, fed.peers["partner"]["id"], "slc_"):
         assert secret not in text, f"/metrics shows {secret[:8]!r}"
 
@@ -1033,10 +1051,11 @@ def test_receiver_audit_names_the_peers(fed):
         local_rows = wait_until(lambda: both(rid_local), timeout_s=10, what="receiver audit of the local query")
     finally:
         client.close()
-    executed = [r for r in peer_rows if r["action"] == "DoGet"]
-    assert len(executed) == 1, peer_rows
-    for r in executed:
-        assert r["peer"] and mentions(r["peer"], "partner") and mentions(r["peer"], "partner_y"), peer_rows
+    assert sorted(r["action"] for r in peer_rows) == ["DoGet", "GetFlightInfo"], peer_rows
+    assert sorted(r["action"] for r in local_rows) == ["DoGet", "GetFlightInfo"], local_rows
+    (executed,) = [r for r in peer_rows if r["action"] == "DoGet"]
+    assert executed["peer"] and mentions(executed["peer"], "partner") and mentions(executed["peer"], "partner_y"), \
+        peer_rows
     assert all(r["peer"] is None for r in local_rows), local_rows
 
 
@@ -1074,17 +1093,19 @@ def test_peer_cli_import_list_remove(fed, sluice_bin, tmp_path):
     assert "cli_peer" in _listed_names(fed)
 
     dup = cli("import", "--config", config, "--name", "cli_peer", "--profile", str(profile_file))
-    assert dup.returncode != 0
+    assert dup.returncode == 1 and "a peer named 'cli_peer' is already imported" in dup.stderr, dup.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert cli("import", "--config", config, "--name", "cli_bad", "--profile", str(bad)).returncode != 0
+    res = cli("import", "--config", config, "--name", "cli_bad", "--profile", str(bad))
+    assert res.returncode == 1 and "not a share profile" in res.stderr, res.stderr
 
     res = cli("remove", "--config", config, "cli_peer")
     assert res.returncode == 0, res.stderr
     wait_until(lambda: _refused(fed, "wildcard", sql), timeout_s=SYNC_TIMEOUT_S,
                what="the running receiver drops the CLI-removed peer")
     assert TABLE_REFUSAL in fed.rerror("wildcard", sql).lower()
-    assert cli("remove", "--config", config, "cli_peer").returncode != 0
+    res = cli("remove", "--config", config, "cli_peer")
+    assert res.returncode == 1 and "peer 'cli_peer' not found" in res.stderr, res.stderr
     names = {e["name"] for e in json.loads(cli("list", "--config", config, "--json").stdout)}
     assert "cli_peer" not in names and "cli_bad" not in names and "partner" in names
 
@@ -1176,8 +1197,9 @@ def test_default_seal_key_is_generated(fault):
     """Without ``seal_key`` the receiver generates ``<data_dir>/seal.key``;
     the store still holds the secret only sealed."""
     key = fault.receiver.data_dir / "seal.key"
-    assert key.is_file() and key.stat().st_size > 0
+    assert key.is_file()
     raw = key.read_bytes().strip()
+    assert len(base64.b64decode(raw, validate=True)) == 32, "a 256-bit key in base64"
     try:
         SECRETS.add(raw.decode("ascii"))
     except UnicodeDecodeError:
@@ -1208,6 +1230,7 @@ def test_slow_peer_fails_clearly_opens_circuit_and_recovers(fault):
         finally:
             local_conn.close()
         assert isinstance(local, pa.Table), error_text(local)
+        # wall-clock bounds (a shared, noisy machine): "at once" and "within the timeouts"
         assert local_s < FAST_S + 2, f"a local query took {local_s:.1f}s while the peer hung"
         t.join(timeout=REQUEST_TIMEOUT_S + 60)
         assert not t.is_alive(), "the peer query never returned"
@@ -1224,19 +1247,24 @@ def test_slow_peer_fails_clearly_opens_circuit_and_recovers(fault):
             assert isinstance(out, Exception) and _peer_error("flaky") in error_text(out), error_text(out)
         st = peer_status(rcv, "flaky")
         assert st["state"] == "open", st
-        assert st["failures"] >= 1 and st["last_error"], st
+        # consecutive failures open the circuit at the threshold; once open,
+        # requests are refused before they can fail
+        assert st["failures"] == FAILURE_THRESHOLD and st["last_error"], st
         status, _ = ready(rcv)
         assert status == 200, "a down peer must not make /ready fail"
         assert metric(rcv, "sluice_peer_state", peer="flaky", state="open") == 1
         assert metric(rcv, "sluice_peer_state", peer="flaky", state="closed") == 0
 
+        rejected = metric(rcv, "sluice_peer_requests_total", peer="flaky", outcome="rejected")
         out, s = timed(fault.peer_query)
         assert isinstance(out, Exception), "answered through an open circuit"
         msg = error_text(out)
         assert CIRCUIT_OPEN in msg and _peer_error("flaky") in msg, msg
+        # a wall-clock bound: "immediately" on a slow, shared machine
         assert s < FAST_S, f"an open circuit took {s:.1f}s to refuse"
         assert isinstance(fault.local_query(), pa.Table)
-        assert metric(rcv, "sluice_peer_requests_total", peer="flaky", outcome="rejected") >= 1
+        # the query's one request to the peer, refused by the open circuit
+        assert metric(rcv, "sluice_peer_requests_total", peer="flaky", outcome="rejected") - rejected == 1
     finally:
         fault.proxy.forward()
 
@@ -1259,6 +1287,7 @@ def test_stopped_provider_fails_fast_local_keeps_working(fault):
     out, s = timed(fault.peer_query)
     assert isinstance(out, Exception), "answered without a provider"
     assert _peer_error("flaky") in error_text(out), error_text(out)
+    # a wall-clock bound: "fast" on a shared, noisy machine
     assert s < CONNECT_TIMEOUT_S + FAST_S + 4, f"a stopped provider took {s:.1f}s to report"
     local, local_s = timed(fault.local_query)
     assert isinstance(local, pa.Table), error_text(local)

@@ -77,7 +77,8 @@ def test_trap_true_neighbours_are_globex(colls):
     assert list(hits.ids) == list(mf.TRAP_IDS)
     assert {h.entity.get("tenant") for h in hits} == {"globex"}
     assert {h.entity.get("sensitivity") for h in hits} == {0}
-    # Milvus L2 distances are squared.
+    # Milvus L2 distances are squared; a bound: float32 distances of the
+    # trap rows, all within 0.001 of the query vector.
     assert max(hits.distances) <= 0.001 ** 2 * 1.01
     # Filtered inside the search, a non-globex tenant still gets k hits, all far away.
     res = colls["docs"].search(
@@ -85,7 +86,7 @@ def test_trap_true_neighbours_are_globex(colls):
         expr="tenant == 'acme'", output_fields=["tenant"],
     )
     assert len(res[0]) == 5
-    assert min(res[0].distances) > mf.TRAP_MARGIN ** 2
+    assert min(res[0].distances) > mf.TRAP_MARGIN ** 2  # a bound: every acme row is farther than the margin
 
 
 def test_notes_cosine_search(colls):

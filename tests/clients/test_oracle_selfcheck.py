@@ -13,10 +13,13 @@ import pyarrow as pa
 import pytest
 
 import flight_proto
-from compare import diff_results
+import lake_counts
+from compare import ENGINE_TYPE_DIFFERENCES, diff_results, engine_types_match
 from fixtures import TABLE_CLASSES
 from policy_views import build_oracle_db, grant_specificity, mask_expr, mask_hash, register_udfs
-from tokens import ORACLE_TOKENS
+from oracle import Oracle, mentions
+from oracle_queries import EXPECTED_OUTCOMES, QUERIES, probe_queries
+from tokens import ORACLE_TOKENS, PROBES
 
 
 def _sha(v):
@@ -112,16 +115,38 @@ def _reference_table(rows: list[dict], keep, columns: dict) -> pa.Table:
 
 def test_lake_fixture_shape(lake):
     orders = lake.sources["sales.orders"].to_pylist()
-    assert 2000 <= len(orders) <= 5000
+    assert len(orders) == lake_counts.ORDERS_ROWS
     assert {r["region"] for r in orders} == {"eu", "us", "apac", None}
-    assert any(r["amount"] is None for r in orders)
-    assert any(r["amount"] is not None and r["amount"] > 10000 for r in orders)
+    # the edge cases the policies meet: NULL amounts, amounts above the deny
+    # rules' 10000, orders without a customer
+    assert sum(r["amount"] is None for r in orders) == 101
+    assert sum(r["amount"] is not None and r["amount"] > 10000 for r in orders) == 129
     assert {r["sensitivity"] for r in orders} == {0, 1, 2, 3, None}
-    assert any(r["customer_id"] is None for r in orders)
+    assert sum(r["customer_id"] is None for r in orders) == 96
     assert all(len(r["embedding"]) == 8 for r in orders)
     assert len({r["order_id"] for r in orders}) == len(orders)
-    assert lake.sources["sales.customers"].num_rows == 200
-    assert lake.sources["hr.salaries"].num_rows > 0
+    assert lake.sources["sales.customers"].num_rows == lake_counts.CUSTOMERS_ROWS == 200
+    assert lake.sources["hr.salaries"].num_rows == lake_counts.SALARIES_ROWS
+
+
+def test_lake_counts(lake):
+    """The counts tests assert (lake_counts.py), recomputed from the rows."""
+    want = {name: getattr(lake_counts, name) for name in [*lake_counts.DEFINITIONS, "CUSTOMER_NAMES_DISTINCT"]}
+    assert lake_counts.recompute(lake.sources) == want
+
+
+#: Rows of each oracle token's secure views (the reference below must match
+#: them): some rows of every table, and fewer orders than the table holds.
+VIEW_ROWS = {
+    ("rowrule_hash_deny", "lake.sales.orders"): 944,
+    ("rowrule_hash_deny", "lake.sales.customers"): 200,
+    ("clearance_partial", "lake.sales.orders"): 2140,
+    ("clearance_partial", "lake.sales.customers"): 200,
+    ("glob_deny_null", "lake.sales.orders"): 1797,
+    ("glob_deny_null", "lake.sales.customers"): 172,
+    ("multi_allow_redact", "lake.sales.orders"): 926,
+    ("multi_allow_redact", "lake.sales.customers"): 52,
+}
 
 
 @pytest.mark.parametrize("token_key", sorted(REFERENCE))
@@ -133,12 +158,33 @@ def test_secure_views_match_python_reference(lake, token_key):
             ident = fq.split(".", 1)[1]
             want = _reference_table(lake.sources[ident].to_pylist(), keep, columns)
             got = db.con.sql(f"SELECT * FROM {fq}").to_arrow_table()
-            assert got.num_rows > 0, f"{token_key} sees no rows of {fq}: a useless oracle token"
-            assert got.num_rows < lake.sources[ident].num_rows or fq.endswith("customers")
-            diff = diff_results(got, want, ordered=False, check_names=True)
+            assert got.num_rows == VIEW_ROWS[(token_key, fq)], f"{token_key} {fq}: {got.num_rows} rows"
+            # values only: the reference's types are what pyarrow infers from Python values
+            diff = diff_results(got, want, ordered=False, check_names=True, types=None)
             assert diff is None, f"{token_key} {fq}: {diff}"
     finally:
         db.close()
+
+
+def test_expected_outcomes_are_the_secure_views(lake):
+    """oracle_queries.EXPECTED_OUTCOMES, recomputed with DuckDB alone: the
+    queries the secure views answer or refuse, and the probes that name a
+    hidden column (refused) or not (compared)."""
+    oracle = Oracle(ORACLE_TOKENS, lake.sources, TABLE_CLASSES, run_sluice=None)
+    try:
+        got = {}
+        for tok in ORACLE_TOKENS:
+            answered = sum(isinstance(oracle.run_duckdb(tok, q.sql), pa.Table) for q in QUERIES)
+            probes = {"compared": 0, "refused": 0}
+            for table, predicate in PROBES.get(tok, []):
+                hidden = oracle.db(tok).views[table].hidden_columns
+                outcome = "refused" if any(mentions(predicate, c) for c in hidden) else "compared"
+                probes[outcome] += len(probe_queries(table, predicate))
+            got[tok] = {"queries": (answered, len(QUERIES) - answered),
+                        "probes": (probes["compared"], probes["refused"])}
+    finally:
+        oracle.close()
+    assert got == EXPECTED_OUTCOMES
 
 
 def test_every_token_hides_rows_and_columns(lake):
@@ -197,9 +243,35 @@ def test_compare_detects_differences():
     assert diff_results(a.select(["x"]), a, ordered=True, check_names=False) is not None
     ints = pa.table({"n": pa.array([5], pa.int32())})
     bigs = pa.table({"n": pa.array([5], pa.decimal128(38, 0))})
-    assert diff_results(ints, bigs, ordered=True, check_names=True) is None
+    # the values are equal; the types are no allowed engine difference
+    assert diff_results(ints, bigs, ordered=True, check_names=True, types=None) is None
+    assert "column types differ" in diff_results(ints, bigs, ordered=True, check_names=True)
     s = pa.table({"s": ["1"]})
-    assert diff_results(s, pa.table({"s": [1]}), ordered=True, check_names=True) is not None
+    assert diff_results(s, pa.table({"s": [1]}), ordered=True, check_names=True, types=None) is not None
+
+
+def test_compare_checks_types():
+    """Every listed engine difference passes as sluice-vs-DuckDB (also as a
+    list's item type) and fails between two sluice answers; the reverse of
+    a listed pair and an unlisted pair fail; list item names do not count."""
+    for d in ENGINE_TYPE_DIFFERENCES:
+        assert d.reason
+        assert engine_types_match(d.sluice, d.duckdb), d
+        assert engine_types_match(pa.list_(d.sluice), pa.list_(d.duckdb)), d
+        g = pa.table({"c": pa.array([None], d.sluice)})
+        w = pa.table({"c": pa.array([None], d.duckdb)})
+        assert diff_results(g, w, ordered=True, check_names=True) is None, d
+        assert "column types differ" in diff_results(g, w, ordered=True, check_names=True, types="same"), d
+    assert not engine_types_match(pa.string(), pa.string_view())
+    assert not engine_types_match(pa.float64(), pa.decimal128(12, 2))
+    assert not engine_types_match(pa.timestamp("ns"), pa.timestamp("us"))
+    assert not engine_types_match(pa.list_(pa.float64()), pa.list_(pa.float32()))
+    assert not engine_types_match(pa.list_(pa.float32(), 8), pa.list_(pa.float32(), 4))
+    assert engine_types_match(pa.list_(pa.field("element", pa.float32())), pa.list_(pa.field("l", pa.float32())))
+    a = pa.table({"x": pa.array([1], pa.int64()), "y": pa.array(["a"], pa.string())})
+    b = pa.table({"x": pa.array([1], pa.int64()), "y": pa.array(["a"], pa.large_binary())})
+    msg = diff_results(a, b, ordered=True, check_names=True)
+    assert msg is not None and "'y'" in msg and "'x'" not in msg, msg
 
 
 def test_protobuf_encoding():

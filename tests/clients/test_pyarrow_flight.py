@@ -9,6 +9,7 @@ import pyarrow.flight as flight
 import pytest
 
 import flight_proto as fp
+import lake_counts
 from compare import diff_results
 from harness import bearer_options, flight_options
 from tokens import EU_ANALYST, SALES_READER
@@ -40,7 +41,8 @@ def client(server):
 def test_handshake_returns_bearer(client, tokens):
     key, value = client.authenticate_basic_token("u", tokens["eu_analyst"]["secret"], flight_options())
     assert key.lower() == b"authorization"
-    assert value.startswith(b"Bearer ") and len(value) > len(b"Bearer ")
+    # the bearer credential is the token's own secret
+    assert value == b"Bearer " + tokens["eu_analyst"]["secret"].encode()
 
 
 def test_statement_with_handshake_bearer(client, tokens, expect):
@@ -49,7 +51,7 @@ def test_statement_with_handshake_bearer(client, tokens, expect):
     sql = f"SELECT order_id, amount FROM {ORDERS} WHERE amount > 1000"
     got, _, _ = run_statement(client, options, sql)
     want = expect(EU_ANALYST, sql)
-    assert got.num_rows > 0
+    assert got.num_rows == lake_counts.EU_ANALYST_AMOUNT_GT_1000
     assert diff_results(got, want, ordered=False, check_names=True) is None
 
 
@@ -71,12 +73,12 @@ def test_small_result_not_truncated(client, tokens, expect):
     meta = fp.truncation_metadata(md)
     assert meta[TRUNCATED] is False
     assert meta["rows"] == got.num_rows == expect(SALES_READER, sql).num_rows
-    assert 0 < got.num_rows < 1000
+    assert got.num_rows == lake_counts.READER_ID_LT_200  # below the row limit of 1000
 
 
 def test_large_result_truncated_to_row_limit(client, tokens, expect):
     sql = f"SELECT order_id, amount FROM {ORDERS}"
-    assert expect(SALES_READER, sql).num_rows > 1000
+    assert expect(SALES_READER, sql).num_rows == lake_counts.READER_ORDERS  # above the row limit of 1000
     got, md, _ = run_statement(client, bearer_options(tokens["sales_reader"]["secret"]), sql)
     assert got.num_rows == 1000
     meta = fp.truncation_metadata(md)
@@ -110,7 +112,7 @@ def test_aggregate_over_more_rows_than_limit(client, tokens, expect):
     sql = f"SELECT count(*) AS n FROM {ORDERS}"
     got, md, _ = run_statement(client, bearer_options(tokens["sales_reader"]["secret"]), sql)
     assert got.column("n").to_pylist() == expect(SALES_READER, sql).column("n").to_pylist()
-    assert got.column("n").to_pylist()[0] > 1000
+    assert got.column("n").to_pylist() == [lake_counts.READER_ORDERS]  # above the row limit of 1000
     assert fp.truncation_metadata(md)[TRUNCATED] is False
 
 
@@ -124,11 +126,10 @@ def _command_rows(client, options, command: bytes) -> list[dict]:
 
 def test_get_catalogs_and_schemas(client, tokens):
     options = bearer_options(tokens["eu_analyst"]["secret"])
-    catalogs = {r["catalog_name"] for r in _command_rows(client, options, fp.command_get_catalogs())}
-    assert "lake" in catalogs
-    schemas = {(r["catalog_name"], r["db_schema_name"]) for r in _command_rows(client, options, fp.command_get_db_schemas())}
-    assert ("lake", "sales") in schemas
-    assert ("lake", "hr") not in schemas
+    catalogs = [r["catalog_name"] for r in _command_rows(client, options, fp.command_get_catalogs())]
+    assert catalogs == ["lake"]
+    schemas = [(r["catalog_name"], r["db_schema_name"]) for r in _command_rows(client, options, fp.command_get_db_schemas())]
+    assert schemas == [("lake", "sales")]  # not lake.hr
 
 
 def test_get_tables_only_granted(client, tokens):
@@ -141,13 +142,14 @@ def test_get_tables_only_granted(client, tokens):
 
 def test_get_table_types(client, tokens):
     rows = _command_rows(client, bearer_options(tokens["eu_analyst"]["secret"]), fp.command_get_table_types())
-    assert "TABLE" in {r["table_type"].upper() for r in rows}
+    assert [r["table_type"] for r in rows] == ["LOCAL TEMPORARY", "TABLE", "VIEW"]
 
 
 def test_get_xdbc_type_info(client, tokens):
     rows = _command_rows(client, bearer_options(tokens["eu_analyst"]["secret"]), fp.command_get_xdbc_type_info())
-    assert rows, "GetXdbcTypeInfo returned no types"
-    assert all(r["type_name"] for r in rows)
+    assert sorted(r["type_name"] for r in rows) == sorted([
+        "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "REAL", "DOUBLE", "DECIMAL", "VARCHAR",
+        "VARBINARY", "DATE", "TIME", "TIMESTAMP", "INTERVAL"])
 
 
 def test_get_primary_keys_empty(client, tokens):

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import requests
 import sqlalchemy as sa
 from sqlalchemy import exc, inspect
 from sqlalchemy.engine import URL
 
+import lake_counts
 from tokens import EU_ANALYST, ORDERS, SALES_READER
 from trino_harness import TEST_USER, trino_auth
 
@@ -125,7 +127,7 @@ def test_core_select(engines, expect):
     want = expect(EU_ANALYST, f"SELECT order_id, amount FROM {ORDERS} WHERE region = 'eu' AND amount > 2500 "
                               "ORDER BY order_id LIMIT 50")
     assert [tuple(r) for r in rows] == [(r["order_id"], r["amount"]) for r in want.to_pylist()]
-    assert rows
+    assert len(rows) == 50  # the LIMIT (446 rows match)
 
 
 def test_table_autoload(engines):
@@ -144,7 +146,7 @@ def test_text_query_with_bound_parameters(engines):
     with engines("sales_reader").connect() as conn:
         n = conn.execute(sa.text(f"SELECT count(*) FROM {ORDERS} WHERE region = :r AND amount > :a"),
                          {"r": "us", "a": 100.0}).scalar()
-    assert n > 0
+    assert n == lake_counts.READER_US_AMOUNT_GT_100
 
 
 def test_pandas_read_sql(engines, expect):
@@ -155,7 +157,7 @@ def test_pandas_read_sql(engines, expect):
     assert df["order_id"].tolist() == want["order_id"].tolist()
     assert df["region"].tolist() == want["region"].tolist()
     assert df["amount"].tolist() == pytest.approx(want["amount"].tolist(), rel=1e-12, nan_ok=True)
-    assert len(df) > 0
+    assert len(df) == lake_counts.EU_ANALYST_ID_LT_800
 
 
 def test_pandas_read_sql_truncated_to_row_limit(engines):
@@ -176,7 +178,7 @@ def test_url_credentials_basic_and_jwt(server, tokens):
         try:
             assert inspect(engine).get_table_names(schema="sales") == ["orders"]
             with engine.connect() as conn:
-                assert conn.execute(sa.text(f"SELECT count(*) FROM {ORDERS}")).scalar() > 0
+                assert conn.execute(sa.text(f"SELECT count(*) FROM {ORDERS}")).scalar() == lake_counts.EU_ANALYST_ORDERS
         finally:
             engine.dispose()
 
@@ -186,11 +188,14 @@ def test_schema_in_url_gives_unqualified_names(server, tokens):
     try:
         assert sorted(inspect(engine).get_table_names()) == ["customers", "orders"]
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM customers")).scalar() > 0
+            assert conn.execute(sa.text("SELECT count(*) FROM customers")).scalar() == lake_counts.CUSTOMERS_ROWS
     finally:
         engine.dispose()
 
 
-def test_server_version(engines):
+def test_server_version(engines, server):
+    """version() through the dialect: the version /v1/info reports ("sluice-<version>")."""
     with engines("eu_analyst").connect() as conn:
-        assert conn.execute(sa.text("SELECT version()")).scalar()
+        version = conn.execute(sa.text("SELECT version()")).scalar()
+    info = requests.get(f"{server.http_base}/v1/info", timeout=30).json()
+    assert info["nodeVersion"]["version"] == f"sluice-{version}", (version, info)

@@ -1,5 +1,5 @@
 """The Milvus connector, ``vector_search`` and ``POST /v1/search`` through
-real clients (issue 4): ADBC Flight SQL, the ``trino`` DB-API client and
+real clients: ADBC Flight SQL, the ``trino`` DB-API client and
 plain HTTP, against the real Milvus 2.3.5 of the session (``milvus``
 fixture, collections of ``milvus_fixtures.py``) and the Iceberg test lake.
 
@@ -13,10 +13,11 @@ Covered: metadata of the collections on every path (types, the vector
 column absent without ``can_export_vectors``, ungranted tables absent);
 scans equal to the inserted data (paging through 50,000 rows), filter
 pushdown (the Milvus ``expr=`` and projected ``fields=`` in EXPLAIN) with
-results equal to Python; the DESIGN §4 policy on Milvus tables; the leak
-tests of issue 4 item 6 (the trap of hidden nearest neighbours, on the
-native and on the exact path, via Flight, Trino and /v1/search, and on
-Iceberg); ``ORDER BY l2_distance(...)``; ``/v1/search`` status codes; and
+results equal to Python; the DESIGN §4 policy on Milvus tables; leak
+tests (the trap of hidden nearest neighbours, on the native and on the
+exact path, via Flight, Trino and /v1/search, and on Iceberg; vectors never
+returned without ``can_export_vectors``); ``ORDER BY l2_distance(...)``;
+``/v1/search`` status codes; and
 resilience with a TCP proxy in front of Milvus (slow, down, back).
 """
 
@@ -538,7 +539,9 @@ FILTERS = [
      ['title >= "doc 2"', 'title < "doc 3"']),
     ("id > 2500 AND id <= 2600", lambda r: 2500 < r["id"] <= 2600, ["id > 2500", "id <= 2600"]),
     ("id > -9223372036854775807", lambda r: True, ["id > -9223372036854775807"]),
-    ("id > -9223372036854775808", lambda r: True, None),  # i64::MIN: see the report
+    # i64::MIN is not pushed: Milvus cannot parse -9223372036854775808 (it
+    # negates the out-of-range 9223372036854775808)
+    ("id > -9223372036854775808", lambda r: True, None),
     ("category = 'new''s' OR title = 'a\"b\\c'", lambda r: False, None),
     # Not translatable: stays in DataFusion.
     ("length(title) > 12", lambda r: len(r["title"]) > 12, None),
@@ -691,6 +694,8 @@ def test_deny_rules(c):
 def test_row_limit_truncates(c):
     t = c.q("limited", f"SELECT id FROM {DOCS}")
     assert t.num_rows == 100
+    # 100 distinct docs; which 100 an unordered scan returns first is not fixed
+    assert len(set(t.column("id").to_pylist())) == 100
     assert set(t.column("id").to_pylist()) <= {r["id"] for r in docs()}
     t = c.q("limited", f"SELECT id FROM {DOCS} ORDER BY id")
     assert t.column("id").to_pylist() == list(range(1, 101))
@@ -712,7 +717,7 @@ def test_row_limit_on_vector_search(c):
 
 
 # =====================================================================================
-# 4. Leak tests (issue 4, item 6)
+# 4. Leak tests: hidden rows never rank, vectors never come back
 # =====================================================================================
 
 def test_trap_is_the_true_top_for_full_token(c):
@@ -821,10 +826,11 @@ def test_prefilter_applies_before_topk_and_where_after(c):
         assert t.num_rows == 0
         t = c.q(key, f"SELECT id, _distance FROM {vs(DOCS, QV, 10, filt=TITLE_MASKED)}")
         assert_topk(pairs(t), vis, QV, 10)
-        # A pre-filter cannot widen the policy.
-        t = c.q(key, f"SELECT id FROM {vs(DOCS, QV, 10, filt=WIDEN)}")
+        # A pre-filter cannot widen the policy: TRUE on every visible row,
+        # it answers the 10 nearest visible rows.
+        t = c.q(key, f"SELECT id, _distance FROM {vs(DOCS, QV, 10, filt=WIDEN)}")
         assert not TRAP & set(t.column("id").to_pylist())
-        assert set(t.column("id").to_pylist()) <= {r["id"] for r in vis}
+        assert_topk(pairs(t), vis, QV, 10)
 
 
 def test_full_token_prefilter_native(c):
@@ -1272,6 +1278,8 @@ def test_resilience_forwarding_works(healthy, proxy):
                                                     "lake": {"kind": "iceberg", "status": "ready"}}}
     t = res.q("res", f"SELECT id, _distance FROM {vs(DOCS, QV, 3)}")
     assert set(t.column("id").to_pylist()) <= TRAP
+    assert_topk(pairs(t), docs(), QV, 3)
+    # how many connections the gateway's Milvus client opened (and reopened) varies
     assert proxy.accepted > 0
 
 
@@ -1295,7 +1303,7 @@ def test_outage_flight_clear_error(outage, lake, sql):
     th.join(GIVE_UP_S)
     assert not th.is_alive(), "a lake query hangs while Milvus is unavailable"
     assert lake_result.get("n") == _lake_rows(lake), lake_result
-    assert elapsed < GIVE_UP_S, f"failed only after {elapsed:.1f}s"
+    assert elapsed < GIVE_UP_S, f"failed only after {elapsed:.1f}s"  # wall clock: fails in bounded time
     assert UNAVAILABLE in str(exc.value), f"{sql}: {exc.value}"
 
 
@@ -1305,7 +1313,7 @@ def test_outage_lake_keeps_working(outage, lake):
     for _ in range(3):
         t0 = time.monotonic()
         assert _lake_query(res) == _lake_rows(lake)
-        assert time.monotonic() - t0 < GIVE_UP_S
+        assert time.monotonic() - t0 < GIVE_UP_S  # wall clock: answers in bounded time
     hidden_id, q = _res_probe(lake)
     t = res.q("res", f"SELECT order_id FROM {vs(ORDERS, q, 1, metric='l2')}")
     assert t.column("order_id").to_pylist() == [hidden_id]
@@ -1321,7 +1329,7 @@ def test_outage_trino_clear_error(outage, lake):
         t0 = time.monotonic()
         with pytest.raises(te.TrinoQueryError) as exc:
             res.tq("res", sql)
-        assert time.monotonic() - t0 < GIVE_UP_S
+        assert time.monotonic() - t0 < GIVE_UP_S  # wall clock: answers in bounded time
         assert UNAVAILABLE in str(exc.value), f"{sql}: {exc.value}"
     _, rows = res.tq("res", f"SELECT count(*) FROM {ORDERS}")
     assert rows == [[_lake_rows(lake)]]
@@ -1331,10 +1339,11 @@ def test_outage_http_search_503(outage, lake):
     res = outage
     t0 = time.monotonic()
     r = res.search("res", {"table": DOCS, "vector": QV, "k": 3})
-    assert time.monotonic() - t0 < GIVE_UP_S
+    assert time.monotonic() - t0 < GIVE_UP_S  # wall clock: answers in bounded time
     assert r.status_code == 503, (r.status_code, r.text)
     assert "vec" in r.json()["error"]
     metrics = requests.get(f"{res.server.http_base}/metrics", timeout=10).text
+    # at least one: the catalog's background refreshes fail too, as often as they run
     assert re.search(r'^sluice_connector_errors_total\{[^}]*catalog="vec"[^}]*\} [1-9]', metrics, re.M), \
         [line for line in metrics.splitlines() if "connector" in line]
     hidden_id, q = _res_probe(lake)

@@ -5,7 +5,8 @@ each covers a different mix of policy features. Their ``row_limit`` is above
 the data size so the oracle never sees truncation. ``PROBES`` lists, per
 oracle token, predicates that are TRUE on some hidden row and on no visible
 row (the division probe of DESIGN §4.5); ``test_oracle`` checks both halves
-of that claim against the data before using them.
+of that claim against the data before using them (``PROBE_ROWS``: how many
+rows of the unrestricted lake each predicate holds on).
 """
 
 from __future__ import annotations
@@ -175,6 +176,25 @@ PROBES: dict[str, list[tuple[str, str]]] = {
         (CUSTOMERS, "tier <> 'gold'"),
         (CUSTOMERS, "tier IS NULL"),
     ],
+}
+
+
+#: (table, predicate) of PROBES -> rows of the unrestricted lake it holds
+#: on (the other half of each probe's precondition: no visible row).
+PROBE_ROWS: dict[tuple[str, str], int] = {
+    (ORDERS, "region <> 'eu'"): 1719,
+    (ORDERS, "region IS NULL"): 352,
+    (ORDERS, "amount > 10000"): 129,
+    (ORDERS, "amount IS NULL"): 101,
+    (ORDERS, "sensitivity = 3"): 302,
+    (ORDERS, "sensitivity >= 2"): 917,
+    (ORDERS, "sensitivity IS NULL"): 167,
+    (ORDERS, "customer_id % 7 = 0"): 451,
+    (ORDERS, "customer_id IS NULL"): 96,
+    (ORDERS, "sensitivity > 1"): 917,
+    (CUSTOMERS, "customer_id % 7 = 0"): 28,
+    (CUSTOMERS, "tier <> 'gold'"): 103,
+    (CUSTOMERS, "tier IS NULL"): 45,
 }
 
 

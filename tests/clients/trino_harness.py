@@ -479,36 +479,63 @@ def diff_trino_vs_arrow(
 
 # --- expected Trino types of the lake's columns (independent of sluice) -------------
 
+_UNIT_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+
+
 def trino_type_of(t: pa.DataType) -> str:
-    """The Trino type name of an Arrow type, as the contract states it."""
+    """The Trino type name of an Arrow type, as the contract (README, "Types")
+    states it."""
+    if pa.types.is_dictionary(t):
+        return trino_type_of(t.value_type)
     if pa.types.is_int8(t):
         return "tinyint"
-    if pa.types.is_int16(t):
+    if pa.types.is_int16(t) or pa.types.is_uint8(t):
         return "smallint"
-    if pa.types.is_int32(t):
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
         return "integer"
-    if pa.types.is_int64(t):
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
         return "bigint"
-    if pa.types.is_float32(t):
+    if pa.types.is_uint64(t):
+        return "decimal(20,0)"
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
         return "real"
     if pa.types.is_float64(t):
         return "double"
     if pa.types.is_boolean(t):
         return "boolean"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return "varchar"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+            or pa.types.is_fixed_size_binary(t)):
         return "varbinary"
     if pa.types.is_decimal(t):
         return f"decimal({t.precision},{t.scale})"
     if pa.types.is_date(t):
         return "date"
+    if pa.types.is_time(t):
+        return f"time({_UNIT_DIGITS[t.unit]})"
     if pa.types.is_timestamp(t):
-        p = {"s": 0, "ms": 3, "us": 6, "ns": 9}[t.unit]
-        return f"timestamp({p})" + (" with time zone" if t.tz else "")
+        return f"timestamp({_UNIT_DIGITS[t.unit]})" + (" with time zone" if t.tz else "")
     if _is_list(t):
         return f"array({trino_type_of(t.value_type)})"
+    if pa.types.is_map(t):
+        return f"map({trino_type_of(t.key_type)}, {trino_type_of(t.item_type)})"
+    if pa.types.is_struct(t):
+        return "row(" + ", ".join(f"{f.name} {trino_type_of(f.type)}" for f in t) + ")"
+    if pa.types.is_null(t):
+        return "unknown"
     raise ValueError(f"no Trino type for {t}")
+
+
+def diff_trino_types(types: list[str], want: pa.Schema) -> str | None:
+    """None if every Trino column type (``cursor.description`` type codes)
+    is the contract's Trino type of the Flight answer's Arrow type."""
+    bad = [
+        f"column {i} {f.name!r}: trino {got} vs flight {f.type} (= {trino_type_of(f.type)})"
+        for i, (got, f) in enumerate(zip(types, want))
+        if got != trino_type_of(f.type)
+    ]
+    return "column types differ:\n  " + "\n  ".join(bad) if bad else None
 
 
 #: java.sql.Types codes of system.jdbc.columns.data_type.
@@ -528,6 +555,14 @@ def _self_check() -> None:
     """Pure-Python checks of the helpers above (no server needed)."""
     assert trino_type_of(pa.timestamp("us")) == "timestamp(6)"
     assert trino_type_of(pa.list_(pa.float32())) == "array(real)"
+    assert trino_type_of(pa.uint64()) == "decimal(20,0)" and trino_type_of(pa.string_view()) == "varchar"
+    assert trino_type_of(pa.struct([("a", pa.int64()), ("b", pa.string())])) == "row(a bigint, b varchar)"
+    assert trino_type_of(pa.map_(pa.string(), pa.int64())) == "map(varchar, bigint)"
+    assert trino_type_of(pa.timestamp("ns", "UTC")) == "timestamp(9) with time zone"
+    assert trino_type_of(pa.time64("ns")) == "time(9)"
+    schema = pa.schema([("a", pa.int64()), ("s", pa.large_string())])
+    assert diff_trino_types(["bigint", "varchar"], schema) is None
+    assert "'s'" in diff_trino_types(["bigint", "varbinary"], schema)
     assert jdbc_type_of("timestamp(6)") == 93 and jdbc_type_of("decimal(12,2)") == 3
     mt = pa.map_(pa.string(), pa.int64())
     assert norm_value({"b": 2, "a": 1}, mt) == norm_value([("a", 1), ("b", 2)], mt) == (("a", 1), ("b", 2))

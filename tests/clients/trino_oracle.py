@@ -5,9 +5,11 @@
 ``trino`` DB-API client, and classifies the pair:
 
 * ``compared``  both answered, with equal results (same column count,
-                names where the query fixes them, rows equal in order when
-                the query has a total ORDER BY, otherwise as multisets;
-                values normalised by ``trino_harness.norm_value``);
+                names where the query fixes them, each Trino column type
+                the contract's Trino type of Flight's Arrow type, rows
+                equal in order when the query has a total ORDER BY,
+                otherwise as multisets; values normalised by
+                ``trino_harness.norm_value``);
 * ``refused``   both refused, and Trino with the matching error kind:
                 Flight's "not found or not allowed" (a column) ->
                 COLUMN_NOT_FOUND, Flight's "not found" (a table) ->
@@ -26,7 +28,7 @@ from typing import Callable
 import pyarrow as pa
 
 from oracle import COLUMN_REFUSAL, TABLE_REFUSAL, mentions
-from trino_harness import diff_trino_vs_arrow
+from trino_harness import diff_trino_types, diff_trino_vs_arrow
 
 FlightRunner = Callable[[str, str], pa.Table]           # (token key, sql) -> table
 TrinoRunner = Callable[[str, str], tuple[list, list]]    # (token key, sql) -> (description, rows)
@@ -96,6 +98,8 @@ class TrinoVsFlight:
                 )
             desc, rows = got
             diff = diff_trino_vs_arrow([d.name for d in desc or []], rows, want, ordered=ordered, check_names=names)
+            if diff is None:
+                diff = diff_trino_types([d.type_code for d in desc or []], want.schema)
             if diff is not None:
                 raise TrinoMismatch(f"results differ:\n  {sql}\n{diff}")
             return "compared"
