@@ -9,7 +9,7 @@ use sluice_planner::{Governor, TokenScope};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::token::{CreatedToken, TokenRecord, TokenSpec};
+use sluice_planner::token::{CreatedToken, TokenRecord, TokenSpec};
 
 /// Validates `spec` (document checks, then tables, columns, rules and masks
 /// against the catalogs through [`Governor::validate`]) and stores it.
@@ -37,6 +37,9 @@ pub async fn create_token(
 /// Every problem with `spec`, as [`Error::InvalidToken`].
 pub async fn validate(governor: &Governor, spec: &TokenSpec, default_row_limit: u64) -> Result<()> {
     let mut problems = spec.check(Utc::now());
+    if let Err(p) = crate::exports::normalise_destinations(&spec.export_destinations) {
+        problems.extend(p);
+    }
     if let Err(more) = governor
         .validate(&spec.scope("(new token)", default_row_limit))
         .await

@@ -21,9 +21,9 @@ use chrono::Utc;
 use sluice_planner::{AuthFailure, AuthFailureKind, Authenticator, TokenScope};
 use subtle::ConstantTimeEq as _;
 
-use crate::limits::RateLimits;
 use crate::store::Store;
-use crate::token::{TokenRecord, hash_secret, looks_like_secret};
+use sluice_planner::limits::RateLimits;
+use sluice_planner::token::{TokenRecord, hash_secret, looks_like_secret};
 
 /// Authenticates bearer secrets against the [`Store`].
 #[derive(Debug, Clone)]

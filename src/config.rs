@@ -25,16 +25,19 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use sluice_connectors::CatalogConfig;
-use sluice_connectors::location::{absolute, is_sqlite_url, normalize_sqlite_url, sqlite_url};
+use sluice_connectors::location::{
+    absolute, is_sqlite_url, normalize_sqlite_url, redact_url, sqlite_url,
+};
 use sluice_trino::TrinoConfig;
 
 use crate::audit::AuditConfig;
 use crate::error::{Error, Result};
 use crate::exports::ExportsConfig;
 use crate::federation::FederationConfig;
-use crate::limits::LimitsConfig;
 use crate::logging::LogConfig;
+use crate::store::Store;
 use crate::telemetry::TracingConfig;
+use sluice_planner::limits::LimitsConfig;
 
 /// Prefix of environment overrides: `SLUICE__SERVER__HTTP_ADDR=…` sets
 /// `[server] http_addr`. Keys are lower-cased.
@@ -211,6 +214,15 @@ impl Config {
         figment.extract().map_err(|e| Error::Config(e.to_string()))
     }
 
+    /// Opens the store this configuration names (creating the data
+    /// directory) and applies the migrations.
+    pub async fn open_store(&self) -> Result<Store> {
+        std::fs::create_dir_all(&self.server.data_dir).map_err(Error::io(&self.server.data_dir))?;
+        let store = Store::connect(self.store.url()).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
     /// Validates, fills the default store URL and makes every local path
     /// absolute against `base`.
     pub fn resolve(mut self, base: &Path) -> Result<Self> {
@@ -272,19 +284,6 @@ impl Config {
         } else {
             Err(Error::Config(problems.join("; ")))
         }
-    }
-}
-
-/// A URL with its password (if any) replaced by `***`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            // Cannot fail: the URL has a host (it has a password).
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) => "[unparseable url]".to_string(),
     }
 }
 

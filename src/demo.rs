@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::serve;
 use crate::store::Store;
-use crate::token::{CreatedToken, TokenSpec};
+use sluice_planner::token::{CreatedToken, TokenSpec};
 
 /// `sluice demo`.
 #[derive(Debug, Clone, Args)]
@@ -104,7 +104,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     std::fs::write(&config_path, text).map_err(Error::io(&config_path))?;
     let config = Config::load(&config_path)?;
 
-    let store = Store::open(&config).await?;
+    let store = config.open_store().await?;
     store.ticket_key().await?;
     let governor = crate::serve::load_governor(&config).await?;
     let tokens_path = dir.join("tokens.json");

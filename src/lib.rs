@@ -12,10 +12,9 @@
 //!   shutdown;
 //! - [`cli`], [`export_cli`], [`demo`], [`certs`]: the command line;
 //! - [`store`]: the token store (SQLite embedded default, Postgres in production);
-//! - [`token`]: the token document accepted by the admin API and the CLI;
 //! - [`admin`]: token administration shared by the CLI and the HTTP API;
-//! - [`auth`]: the [`sluice_planner::Authenticator`] backed by the store;
-//!   [`limits`]: its rate limits;
+//! - [`auth`]: the [`sluice_planner::Authenticator`] backed by the store
+//!   (with the planner's rate limits);
 //! - [`http`]: the admin and data HTTP API (`/v1/tokens`, `/v1/search`,
 //!   `/v1/exports`, `/health`, `/ready`, `/metrics`);
 //! - [`exports`]: export jobs (queue, runners, janitor);
@@ -38,13 +37,11 @@ pub mod export_cli;
 pub mod exports;
 pub mod federation;
 pub mod http;
-pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod seal;
 pub mod serve;
 pub mod store;
 pub mod telemetry;
-pub mod token;
 
 pub use error::{Error, Result};

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::StoreAuthenticator;
-use crate::config::{Config, redact_url};
+use sluice_connectors::location::redact_url;
+
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::{self, AppState};
 use crate::store::Store;
@@ -135,7 +137,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
                 Arc::new(crate::audit::table::AuditTable::new(store.clone())),
             ),
     );
-    let limits = crate::limits::RateLimits::new(
+    let limits = sluice_planner::limits::RateLimits::new(
         config.limits.rate_limit_per_minute,
         config.limits.auth_failures_per_minute,
     );
@@ -387,7 +389,7 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
-    use crate::token::TokenSpec;
+    use sluice_planner::token::TokenSpec;
 
     async fn http_get(addr: SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -21,6 +21,7 @@ use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Deserialize;
+use sluice_connectors::location::redact_url;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -47,7 +48,7 @@ impl fmt::Debug for TracingConfig {
             .field("enabled", &self.enabled)
             .field(
                 "otlp_endpoint",
-                &self.otlp_endpoint.as_deref().map(crate::config::redact_url),
+                &self.otlp_endpoint.as_deref().map(redact_url),
             )
             .field("service_name", &self.service_name)
             .finish()

@@ -1,15 +1,16 @@
-//! The policy over a real Iceberg table (written by iceberg-rust's demo
-//! writer; the Python suite covers tables written by pyiceberg): results
-//! equal the same query with the policy spelled out by hand, and the
-//! policy's predicates reach the Iceberg scan for pruning (DESIGN §4.5).
+//! The policy over a real Iceberg table (the demo warehouse, written by
+//! iceberg-rust; the Python suite covers tables written by pyiceberg):
+//! results equal the same query with the policy spelled out by hand, the
+//! policy's predicates reach the Iceberg scan for pruning (DESIGN §4.5),
+//! and the connector's field ids never reach a client.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use sluice_connectors::{build_demo_warehouse, demo_catalog_config, load_iceberg_catalog};
-use sluice_planner::{CatalogEntry, Governor, TableClass, TokenScope};
+use sluice_connectors::{demo_catalog_config, load_iceberg_catalog};
+use sluice_planner::TokenScope;
+use sluice_test_support::iceberg::demo_governor;
 
 async fn count(batches: Vec<arrow::record_batch::RecordBatch>) -> String {
     arrow::util::pretty::pretty_format_batches(&batches)
@@ -18,28 +19,10 @@ async fn count(batches: Vec<arrow::record_batch::RecordBatch>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn policy_over_iceberg() {
+async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
     let dir = tempfile::tempdir().unwrap();
-    build_demo_warehouse(dir.path(), 2000).await.unwrap();
+    let governor = demo_governor(dir.path(), 2000, b"iceberg-test-key").await;
     let cfg = demo_catalog_config(dir.path()).unwrap();
-
-    let mut classes = HashMap::new();
-    classes.insert(
-        "sales.orders".to_string(),
-        TableClass {
-            sensitivity_column: Some("sensitivity".into()),
-            attachment_columns: vec!["attachment".into()],
-            vector_columns: None,
-        },
-    );
-    let mut governor = Governor::new().with_mask_key(b"iceberg-test-key");
-    governor.add_catalog(
-        "lake",
-        CatalogEntry {
-            provider: load_iceberg_catalog(&cfg).await.unwrap(),
-            tables: classes,
-        },
-    );
     let token = |admin: bool| -> Arc<TokenScope> {
         Arc::new(
             serde_json::from_value(serde_json::json!({
@@ -135,4 +118,42 @@ async fn policy_over_iceberg() {
     assert!(text.contains("SecureViewExec"), "{text}");
     assert!(!text.contains("IcebergTableScan"), "{text}");
     assert!(!text.contains("sensitivity"), "{text}");
+}
+
+/// Gaps in the connector's field ids (`PARQUET:field_id`) would reveal the
+/// number and position of hidden columns: neither the announced schema nor
+/// the streamed batches carry them.
+#[tokio::test(flavor = "multi_thread")]
+async fn iceberg_field_ids_do_not_reveal_hidden_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let governor = demo_governor(dir.path(), 50, b"iceberg-test-key").await;
+    let scope: Arc<TokenScope> = Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "token_id": "t", "name": "eu", "attributes": {"region": "eu"}, "max_sensitivity": 2,
+            "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region", "amount"]}]
+        }))
+        .unwrap(),
+    );
+    let plan = governor
+        .plan(&scope, "SELECT * FROM lake.sales.orders")
+        .await
+        .unwrap();
+    let announced: Vec<String> = plan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}{:?}", f.name(), f.metadata()))
+        .collect();
+    assert_eq!(announced, ["order_id{}", "region{}", "amount{}"]);
+    let batches: Vec<_> = plan.execute().await.unwrap().try_collect().await.unwrap();
+    assert!(!batches.is_empty(), "the eu rows of 50 orders");
+    for batch in &batches {
+        let fields: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{}{:?}", f.name(), f.metadata()))
+            .collect();
+        assert_eq!(fields, ["order_id{}", "region{}", "amount{}"]);
+    }
 }

@@ -1,7 +1,8 @@
 //! Locations as operators write them: SQLite URLs in every spelling
-//! (sqlx, SQLAlchemy, pyiceberg), warehouse locations, and paths relative
-//! to the directory the configuration is resolved against. Used by the SQL
-//! catalogs here and by the gateway's own store.
+//! (sqlx, SQLAlchemy, pyiceberg), warehouse locations, paths relative to
+//! the directory the configuration is resolved against, and URLs with
+//! their password redacted for logs. Used by the SQL catalogs here and by
+//! the gateway's own store and configuration.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -82,6 +83,19 @@ pub fn absolute(base: &Path, path: &Path) -> PathBuf {
         .components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect()
+}
+
+/// A URL with its password (if any) replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Cannot fail: the URL has a host (it has a password).
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "[unparseable url]".to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! [`Governor::plan_with`] (with its [`SqlDialect`]).
 //!
 //! Modules:
-//! - [`policy`]: the token / grant / mask model (serde form = API contract);
+//! - [`policy`]: the token scope / grant / mask model (serde form = API
+//!   contract); [`token`]: the token document an admin sends, the record
+//!   the store keeps, and token secrets;
 //! - [`guard`]: the read-only SQL guard;
 //! - [`rules`]: parsing and binding of row rules (`token.<attr>`), and the
 //!   shared rule compiler;
@@ -20,7 +22,7 @@
 //! - [`error`]: errors with kinds, and the one classifier of DataFusion
 //!   errors;
 //! - [`auth`]: the authenticator interface and the one credential parser
-//!   every frontend uses;
+//!   every frontend uses; [`limits`]: the request rate limits it applies;
 //! - [`audit`]: what a request did (audit facts) and what policy did to a
 //!   result (receipts);
 //! - [`connector`]: what the planner asks of connectors beyond DataFusion;
@@ -40,12 +42,14 @@ pub mod dialect;
 pub mod error;
 pub mod governor;
 pub mod guard;
+pub mod limits;
 pub mod masks;
 pub mod policy;
 pub mod rules;
 pub mod scoped_catalog;
 pub mod secret;
 pub mod secure_view;
+pub mod token;
 pub mod units;
 pub mod vector_search;
 pub mod vectors;

@@ -33,3 +33,22 @@ mod submit;
 pub use config::{ExportsConfig, MIN_EXPORT_MEMORY, MIN_FILE_BYTES};
 pub use service::Exports;
 pub use submit::{ExportRequest, JobView, Refusal};
+
+use sluice_connectors::export::DestinationUrl;
+
+/// Parses and normalises a token's export destination prefixes.
+pub fn normalise_destinations(list: &[String]) -> Result<Vec<String>, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        match DestinationUrl::parse(d) {
+            Ok(u) => out.push(u.to_string()),
+            Err(e) => problems.push(format!("export_destinations[{i}]: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}

@@ -281,7 +281,10 @@ impl Exports {
 
     /// The token of `job` as it is now: active, and still allowed to
     /// export to the job's destination.
-    async fn token_allows(&self, job: &ExportJob) -> Result<crate::token::TokenRecord, Refused> {
+    async fn token_allows(
+        &self,
+        job: &ExportJob,
+    ) -> Result<sluice_planner::token::TokenRecord, Refused> {
         let record = match self.store.get_token(&job.token_id).await {
             Ok(Some(r)) if r.is_active(Utc::now()) => r,
             Ok(_) => {

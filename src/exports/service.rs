@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sluice_connectors::export::{
-    self, DestinationUrl, ExportError, ExportStore, Progress, S3Options, Scheme,
-};
+use sluice_connectors::export::{self, DestinationUrl, ExportError, ExportStore, Progress, Scheme};
 use sluice_planner::{GovernedPlan, Governor};
 use tokio::sync::{Notify, watch};
 
@@ -100,21 +98,7 @@ impl Exports {
                 if let Some(s) = cache.get(&bucket) {
                     return Ok(s.clone());
                 }
-                let s3 = &self.config.s3;
-                let store = ExportStore::s3(
-                    &bucket,
-                    &S3Options {
-                        endpoint: s3.endpoint.clone(),
-                        region: s3.region.clone(),
-                        access_key_id: s3.access_key_id.clone(),
-                        secret_access_key: s3
-                            .secret_access_key
-                            .as_ref()
-                            .map(|s| s.expose().to_string()),
-                        path_style: s3.path_style,
-                        retry_timeout: self.config.retry_timeout,
-                    },
-                )?;
+                let store = ExportStore::s3(&bucket, &self.config.s3, self.config.retry_timeout)?;
                 cache.insert(bucket, store.clone());
                 Ok(store)
             }

@@ -136,7 +136,7 @@ pub async fn accept(
             p.version
         )));
     }
-    if !crate::token::looks_like_secret(&p.token) {
+    if !sluice_planner::token::looks_like_secret(&p.token) {
         return Err(invalid("profile.token is not a sluice token secret".into()));
     }
     if p.token_id.trim().is_empty() {
@@ -240,7 +240,9 @@ pub(crate) mod tests {
             token_id: "t1".into(),
             name: "partner".into(),
             endpoint: "grpc://127.0.0.1:1".into(),
-            token: crate::token::generate_secret().expose().to_string(),
+            token: sluice_planner::token::generate_secret()
+                .expose()
+                .to_string(),
             expires_at: None,
             ca_cert: None,
             ca_fingerprint: None,

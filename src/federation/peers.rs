@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sluice_connectors::remote::{OnRevoked, Peer, PeerCatalog, PeerConfig, PeerState, PeerStatus};
-use sluice_planner::{CatalogEntry, Governor};
+use sluice_planner::{CatalogEntry, Governor, Secret};
 use tokio::sync::watch;
 
 use super::config::FederationConfig;
@@ -90,13 +90,14 @@ impl Peers {
         let key = &self.inner.key;
         let binding = row_binding(row);
         let secret = String::from_utf8(key.open(&row.sealed_token, &binding, SEAL_TOKEN)?)
+            .map(Secret::new)
             .map_err(|_| Error::Refused(format!("peer {}: sealed token is not text", row.id)))?;
         let client_identity = match (&row.client_cert, &row.sealed_client_key) {
             (Some(cert), Some(sealed)) => {
                 let k = String::from_utf8(key.open(sealed, &binding, SEAL_CLIENT_KEY)?).map_err(
                     |_| Error::Refused(format!("peer {}: sealed key is not text", row.id)),
                 )?;
-                Some((cert.clone(), k))
+                Some((cert.clone(), Secret::new(k)))
             }
             _ => None,
         };

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TlsConfig;
 use crate::error::{Error, Result};
-use crate::token::TokenRecord;
+use sluice_planner::token::TokenRecord;
 
 /// Version of the profile format.
 pub const PROFILE_VERSION: u32 = 1;

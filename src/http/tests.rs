@@ -20,7 +20,7 @@ use tower::ServiceExt as _;
 use super::{AppState, router};
 use crate::auth::StoreAuthenticator;
 use crate::store::Store;
-use crate::token::TokenSpec;
+use sluice_planner::token::TokenSpec;
 
 struct Harness {
     app: axum::Router,
@@ -286,7 +286,7 @@ async fn every_401() {
         (Method::DELETE, format!("/v1/tokens/{id}")),
         (Method::GET, format!("/v1/tokens/{id}/introspect")),
     ];
-    let unknown = crate::token::generate_secret();
+    let unknown = sluice_planner::token::generate_secret();
     for (method, path) in &routes {
         // Missing, malformed, unknown.
         assert_unauthenticated(h.call(method.clone(), path, None, Some(ANALYST)).await);

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use super::{ApiError, AppState, Caller};
 use crate::admin::{self, Introspection};
 use crate::store::federation::DownloadRefusal;
-use crate::token::{CreatedShare, TokenRecord, TokenSpec};
+use sluice_planner::token::{CreatedShare, TokenRecord, TokenSpec};
 
 /// `POST /v1/tokens`: create a token (admin).
 pub(super) async fn create(

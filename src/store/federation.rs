@@ -7,7 +7,7 @@ use super::{Backend, Store};
 use crate::error::Result;
 use sluice_planner::Secret;
 
-use crate::token::{TokenRecord, generate_secret, hash_secret};
+use sluice_planner::token::{TokenRecord, generate_secret, hash_secret};
 
 use super::rows::to_millis;
 

@@ -17,11 +17,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use sluice_connectors::location::split_sqlite_url;
+use sluice_connectors::location::{redact_url, split_sqlite_url};
 
-use crate::config::redact_url;
 use crate::error::{Error, Result};
-use crate::token::{CreatedToken, TokenRecord, TokenSpec, generate_secret, hash_secret};
+use sluice_planner::token::{CreatedToken, TokenRecord, TokenSpec, generate_secret, hash_secret};
 
 use rows::{TokenRow, to_millis};
 
@@ -65,16 +64,6 @@ const TOKEN_COLUMNS: &str = "id, name, token_type, created_by, created_at, expir
      allow_attachments, can_export_vectors, rate_limit, admin, export_destinations";
 
 impl Store {
-    /// Opens the store `config` names (creating the data directory) and
-    /// applies the migrations.
-    pub async fn open(config: &crate::config::Config) -> Result<Self> {
-        std::fs::create_dir_all(&config.server.data_dir)
-            .map_err(Error::io(&config.server.data_dir))?;
-        let store = Store::connect(config.store.url()).await?;
-        store.migrate().await?;
-        Ok(store)
-    }
-
     /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and
     /// its parent directory are created if missing.
     pub async fn connect(url: &str) -> Result<Self> {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::token::{TokenRecord, TokenSpec};
+use sluice_planner::token::{TokenRecord, TokenSpec};
 
 /// One `tokens` row, without the secret hash.
 #[derive(Debug, sqlx::FromRow)]
@@ -97,7 +97,7 @@ impl TokenRow {
             admin: spec.admin,
             export_destinations: to_json(
                 "export_destinations",
-                &crate::token::normalise_destinations(&spec.export_destinations)
+                &crate::exports::normalise_destinations(&spec.export_destinations)
                     .map_err(Error::InvalidToken)?,
             )?,
         })

@@ -64,6 +64,20 @@ pub fn governor_of(name: &str, catalog: Arc<dyn CatalogProvider>) -> Governor {
     g
 }
 
+/// How `sales.orders` is classified in the test catalog and in the demo
+/// warehouse: `sensitivity` holds each row's sensitivity, `attachment` is
+/// an attachment column (vectors are found by type).
+pub fn sales_classes() -> HashMap<String, TableClass> {
+    HashMap::from([(
+        "sales.orders".to_string(),
+        TableClass {
+            sensitivity_column: Some("sensitivity".into()),
+            attachment_columns: vec!["attachment".into()],
+            vector_columns: None,
+        },
+    )])
+}
+
 /// The test catalog without any policy.
 pub fn raw_catalog() -> Arc<dyn CatalogProvider> {
     memory_catalog([
@@ -82,21 +96,12 @@ pub fn raw_catalog() -> Arc<dyn CatalogProvider> {
 /// sensitivity column and an attachment column, and the `hash` mask is
 /// keyed with [`MASK_KEY`].
 pub fn governor() -> Governor {
-    let mut classes = HashMap::new();
-    classes.insert(
-        "sales.orders".to_string(),
-        TableClass {
-            sensitivity_column: Some("sensitivity".into()),
-            attachment_columns: vec!["attachment".into()],
-            vector_columns: None,
-        },
-    );
     let mut g = Governor::new().with_mask_key(MASK_KEY);
     g.add_catalog(
         "lake",
         CatalogEntry {
             provider: raw_catalog(),
-            tables: classes,
+            tables: sales_classes(),
         },
     );
     g

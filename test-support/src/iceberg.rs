@@ -2,11 +2,12 @@
 //! a governor, as `sluice demo` serves it: `lake.sales.orders` with its
 //! sensitivity and attachment columns classified.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use sluice_connectors::{build_demo_warehouse, demo_catalog_config, load_iceberg_catalog};
-use sluice_planner::{CatalogEntry, Governor, TableClass};
+use sluice_planner::{CatalogEntry, Governor};
+
+use crate::catalog::sales_classes;
 
 /// Writes the demo warehouse with `rows` orders into `dir` and returns a
 /// governor serving it as `lake`, with the `hash` mask keyed by `mask_key`.
@@ -19,15 +20,6 @@ pub async fn demo_governor(dir: &Path, rows: u64, mask_key: &[u8]) -> Governor {
         .await
         .expect("the demo warehouse is written");
     let config = demo_catalog_config(dir).expect("the demo catalog config");
-    let mut classes = HashMap::new();
-    classes.insert(
-        "sales.orders".to_string(),
-        TableClass {
-            sensitivity_column: Some("sensitivity".into()),
-            attachment_columns: vec!["attachment".into()],
-            vector_columns: None,
-        },
-    );
     let mut governor = Governor::new().with_mask_key(mask_key);
     governor.add_catalog(
         "lake",
@@ -35,7 +27,7 @@ pub async fn demo_governor(dir: &Path, rows: u64, mask_key: &[u8]) -> Governor {
             provider: load_iceberg_catalog(&config)
                 .await
                 .expect("the demo catalog loads"),
-            tables: classes,
+            tables: sales_classes(),
         },
     );
     governor

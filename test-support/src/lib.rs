@@ -9,6 +9,7 @@
 //! - [`auth`]: an authenticator over a fixed table of secrets;
 //! - [`iceberg`]: the demo warehouse (real Iceberg tables) behind a
 //!   governor;
+//! - [`sales`]: the small catalog and two tokens of the Flight SQL tests;
 //! - [`batches`]: reading results back in assertions;
 //! - [`slt`]: the `.slt` runner.
 
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod batches;
 pub mod catalog;
 pub mod iceberg;
+pub mod sales;
 pub mod slt;
 pub mod tokens;
 

@@ -119,18 +119,9 @@ impl SchemaProvider for InfoSchema {
             "tables" => {
                 let tables = catalog_tables(cat, self.inner.as_ref());
                 batch(vec![
-                    text(
-                        "table_catalog",
-                        tables.iter().map(|t| Some(t.0.clone())).collect(),
-                    ),
-                    text(
-                        "table_schema",
-                        tables.iter().map(|t| Some(t.1.clone())).collect(),
-                    ),
-                    text(
-                        "table_name",
-                        tables.iter().map(|t| Some(t.2.clone())).collect(),
-                    ),
+                    text_of("table_catalog", &tables, |t| t.0.clone()),
+                    text_of("table_schema", &tables, |t| t.1.clone()),
+                    text_of("table_name", &tables, |t| t.2.clone()),
                     text(
                         "table_type",
                         vec![Some("BASE TABLE".to_string()); tables.len()],
@@ -146,26 +137,11 @@ impl SchemaProvider for InfoSchema {
             "columns" => {
                 let cols = catalog_columns(cat, self.inner.as_ref()).await?;
                 batch(vec![
-                    text(
-                        "table_catalog",
-                        cols.iter().map(|c| Some(c.catalog.clone())).collect(),
-                    ),
-                    text(
-                        "table_schema",
-                        cols.iter().map(|c| Some(c.schema.clone())).collect(),
-                    ),
-                    text(
-                        "table_name",
-                        cols.iter().map(|c| Some(c.table.clone())).collect(),
-                    ),
-                    text(
-                        "column_name",
-                        cols.iter().map(|c| Some(c.name.clone())).collect(),
-                    ),
-                    int(
-                        "ordinal_position",
-                        cols.iter().map(|c| Some(c.position)).collect(),
-                    ),
+                    text_of("table_catalog", &cols, |c| c.catalog.clone()),
+                    text_of("table_schema", &cols, |c| c.schema.clone()),
+                    text_of("table_name", &cols, |c| c.table.clone()),
+                    text_of("column_name", &cols, |c| c.name.clone()),
+                    int_of("ordinal_position", &cols, |c| c.position),
                     text("column_default", vec![None; cols.len()]),
                     text(
                         "is_nullable",
@@ -173,10 +149,7 @@ impl SchemaProvider for InfoSchema {
                             .map(|c| Some(c.is_nullable().to_string()))
                             .collect(),
                     ),
-                    text(
-                        "data_type",
-                        cols.iter().map(|c| Some(c.ty.name())).collect(),
-                    ),
+                    text_of("data_type", &cols, |c| c.ty.name()),
                     text("comment", vec![None; cols.len()]),
                     text("extra_info", vec![None; cols.len()]),
                 ])?
@@ -297,10 +270,7 @@ impl SchemaProvider for JdbcSchema {
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
         let all = self.all();
         let batch = match name {
-            "catalogs" => batch(vec![text(
-                "table_cat",
-                all.iter().map(|c| Some(c.0.clone())).collect(),
-            )])?,
+            "catalogs" => batch(vec![text_of("table_cat", &all, |c| c.0.clone())])?,
             "table_types" => batch(vec![text("table_type", vec![Some("TABLE".to_string())])])?,
             "schemas" => {
                 let mut rows = Vec::new();
@@ -310,14 +280,8 @@ impl SchemaProvider for JdbcSchema {
                     }
                 }
                 batch(vec![
-                    text(
-                        "table_schem",
-                        rows.iter().map(|r| Some(r.0.clone())).collect(),
-                    ),
-                    text(
-                        "table_catalog",
-                        rows.iter().map(|r| Some(r.1.clone())).collect(),
-                    ),
+                    text_of("table_schem", &rows, |r| r.0.clone()),
+                    text_of("table_catalog", &rows, |r| r.1.clone()),
                 ])?
             }
             "tables" => {
@@ -327,18 +291,9 @@ impl SchemaProvider for JdbcSchema {
                 }
                 let n = rows.len();
                 batch(vec![
-                    text(
-                        "table_cat",
-                        rows.iter().map(|t| Some(t.0.clone())).collect(),
-                    ),
-                    text(
-                        "table_schem",
-                        rows.iter().map(|t| Some(t.1.clone())).collect(),
-                    ),
-                    text(
-                        "table_name",
-                        rows.iter().map(|t| Some(t.2.clone())).collect(),
-                    ),
+                    text_of("table_cat", &rows, |t| t.0.clone()),
+                    text_of("table_schem", &rows, |t| t.1.clone()),
+                    text_of("table_name", &rows, |t| t.2.clone()),
                     text("table_type", vec![Some("TABLE".to_string()); n]),
                     text("remarks", vec![None; n]),
                     text("type_cat", vec![None; n]),
@@ -359,32 +314,17 @@ impl SchemaProvider for JdbcSchema {
                 let sizes: Vec<(Option<i64>, Option<i64>)> =
                     cols.iter().map(|c| c.ty.jdbc_size()).collect();
                 batch(vec![
-                    text(
-                        "table_cat",
-                        cols.iter().map(|c| Some(c.catalog.clone())).collect(),
-                    ),
-                    text(
-                        "table_schem",
-                        cols.iter().map(|c| Some(c.schema.clone())).collect(),
-                    ),
-                    text(
-                        "table_name",
-                        cols.iter().map(|c| Some(c.table.clone())).collect(),
-                    ),
-                    text(
-                        "column_name",
-                        cols.iter().map(|c| Some(c.name.clone())).collect(),
-                    ),
+                    text_of("table_cat", &cols, |c| c.catalog.clone()),
+                    text_of("table_schem", &cols, |c| c.schema.clone()),
+                    text_of("table_name", &cols, |c| c.table.clone()),
+                    text_of("column_name", &cols, |c| c.name.clone()),
                     int(
                         "data_type",
                         cols.iter()
                             .map(|c| Some(i64::from(c.ty.jdbc_type())))
                             .collect(),
                     ),
-                    text(
-                        "type_name",
-                        cols.iter().map(|c| Some(c.ty.name())).collect(),
-                    ),
+                    text_of("type_name", &cols, |c| c.ty.name()),
                     int("column_size", sizes.iter().map(|s| s.0).collect()),
                     int("buffer_length", vec![None; n]),
                     int("decimal_digits", sizes.iter().map(|s| s.1).collect()),
@@ -411,10 +351,7 @@ impl SchemaProvider for JdbcSchema {
                     int("sql_data_type", vec![None; n]),
                     int("sql_datetime_sub", vec![None; n]),
                     int("char_octet_length", vec![None; n]),
-                    int(
-                        "ordinal_position",
-                        cols.iter().map(|c| Some(c.position)).collect(),
-                    ),
+                    int_of("ordinal_position", &cols, |c| c.position),
                     text(
                         "is_nullable",
                         cols.iter()
@@ -461,14 +398,8 @@ impl SchemaProvider for MetadataSchema {
         let all = self.jdbc.all();
         let batch = match name {
             "catalogs" => batch(vec![
-                text(
-                    "catalog_name",
-                    all.iter().map(|c| Some(c.0.clone())).collect(),
-                ),
-                text(
-                    "connector_id",
-                    all.iter().map(|c| Some(c.0.clone())).collect(),
-                ),
+                text_of("catalog_name", &all, |c| c.0.clone()),
+                text_of("connector_id", &all, |c| c.0.clone()),
                 text(
                     "connector_name",
                     all.iter()
@@ -491,18 +422,9 @@ impl SchemaProvider for MetadataSchema {
                     rows.extend(catalog_tables(cat, provider.as_ref()));
                 }
                 batch(vec![
-                    text(
-                        "catalog_name",
-                        rows.iter().map(|t| Some(t.0.clone())).collect(),
-                    ),
-                    text(
-                        "schema_name",
-                        rows.iter().map(|t| Some(t.1.clone())).collect(),
-                    ),
-                    text(
-                        "table_name",
-                        rows.iter().map(|t| Some(t.2.clone())).collect(),
-                    ),
+                    text_of("catalog_name", &rows, |t| t.0.clone()),
+                    text_of("schema_name", &rows, |t| t.1.clone()),
+                    text_of("table_name", &rows, |t| t.2.clone()),
                     text("comment", vec![None; rows.len()]),
                 ])?
             }
@@ -580,6 +502,16 @@ fn text(name: &str, values: Vec<Option<String>>) -> Col {
         Field::new(name, DataType::Utf8, true),
         Arc::new(StringArray::from(values)),
     )
+}
+
+/// A text column with one value per row of `rows`.
+fn text_of<T>(name: &str, rows: &[T], value: impl Fn(&T) -> String) -> Col {
+    text(name, rows.iter().map(|r| Some(value(r))).collect())
+}
+
+/// An integer column with one value per row of `rows`.
+fn int_of<T>(name: &str, rows: &[T], value: impl Fn(&T) -> i64) -> Col {
+    int(name, rows.iter().map(|r| Some(value(r))).collect())
 }
 
 fn int(name: &str, values: Vec<Option<i64>>) -> Col {

@@ -192,13 +192,27 @@ fn slug_matches(q: &Query, slug: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(slug.as_bytes(), q.slug.as_bytes()).into()
 }
 
-/// Paging or cancelling a live query (known id and slug) is not charged
-/// to the token's rate; anything else under these routes is.
-fn continuation(state: &TrinoState, id: &str, slug: &str) -> Charge {
-    match state.queries.get(id) {
-        Some(q) if slug_matches(&q, slug) => Charge::Continuation,
-        _ => Charge::Request,
+/// The caller of a request about query `id`. Paging or cancelling a live
+/// query (known id and slug) is not charged to the token's rate, and only
+/// for the token that owns the query; anything else under these routes is.
+async fn caller(
+    state: &TrinoState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+    id: &str,
+    slug: &str,
+) -> Result<Arc<TokenScope>, Response> {
+    let live = state
+        .queries
+        .get(id)
+        .is_some_and(|q| slug_matches(&q, slug));
+    if live {
+        let scope = authenticate(state, headers, client, Charge::Continuation).await?;
+        if owned_query(state, &scope, id, Some(slug)).is_some() {
+            return Ok(scope);
+        }
     }
+    authenticate(state, headers, client, Charge::Request).await
 }
 
 pub(crate) async fn get_page(
@@ -207,18 +221,10 @@ pub(crate) async fn get_page(
     Path((id, slug, token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let charge = continuation(&state, &id, &slug);
-    let mut scope = match authenticate(&state, &headers, client, charge).await {
+    let scope = match caller(&state, &headers, client, &id, &slug).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    // Uncharged only for the token that owns the query.
-    if charge == Charge::Continuation && owned_query(&state, &scope, &id, Some(&slug)).is_none() {
-        scope = match authenticate(&state, &headers, client, Charge::Request).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-    }
     // Unknown, expired and other tokens' queries answer alike.
     let Some(query) = owned_query(&state, &scope, &id, Some(&slug)) else {
         return gone("query not found or expired");
@@ -233,18 +239,10 @@ pub(crate) async fn delete_page(
     Path((id, slug, _token)): Path<(String, String, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    let charge = continuation(&state, &id, &slug);
-    let mut scope = match authenticate(&state, &headers, client, charge).await {
+    let scope = match caller(&state, &headers, client, &id, &slug).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    // Uncharged only for the token that owns the query.
-    if charge == Charge::Continuation && owned_query(&state, &scope, &id, Some(&slug)).is_none() {
-        scope = match authenticate(&state, &headers, client, Charge::Request).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-    }
     // Idempotent, and the same answer for queries that are unknown,
     // finished or another token's (which are left alone): clients DELETE
     // their last nextUri again when a cursor is closed.

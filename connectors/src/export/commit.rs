@@ -1,44 +1,31 @@
 //! Making an export visible, or cleaning up after it: the files staged by
 //! the writer, the commit (complete the S3 uploads or rename the local
-//! files, then write the manifest), the journal of what a job left on the
-//! object store, and the cleanup that aborts and deletes it.
+//! files, then write the manifest), and the cleanup that aborts and
+//! deletes what the journal says a job left on the object store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 
+use super::destination::{MANIFEST_NAME, STAGING_DIR};
 use super::error::{ExportError, storage};
-use super::pipeline::ExportFile;
+use super::journal::{ANY_UPLOAD, Leftover, UploadJournal};
 use super::store::{ExportStore, open_uploads};
-use super::{MANIFEST_NAME, STAGING_DIR};
 
-/// `upload_id` of a leftover that stands for every upload open at its key:
-/// recorded before `CreateMultipartUpload`, whose answer may be lost even
-/// when S3 created the upload.
-pub const ANY_UPLOAD: &str = "?";
-
-/// An object a job may leave behind: an open S3 multipart upload
-/// (`upload_id`) or a written object.
+/// One file of a finished export.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leftover {
-    /// The object path inside the store.
-    pub path: String,
-    /// The multipart upload id (S3).
-    pub upload_id: Option<String>,
-}
-
-/// Durable record of what a job has put on the object store, written
-/// *before* each upload or object exists, so a failed job can be cleaned up.
-#[async_trait]
-pub trait UploadJournal: Send + Sync {
-    /// Records `leftover`; the export stops if this fails.
-    async fn record(&self, leftover: &Leftover) -> Result<(), String>;
+pub struct ExportFile {
+    /// Name relative to the destination (`part-00000.parquet`).
+    pub name: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
 }
 
 /// A finished but uncommitted file.

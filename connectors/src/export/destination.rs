@@ -1,6 +1,6 @@
 //! Where an export may go: destination URLs (`file:///…`, `s3://…`),
-//! parsed so that none can leave its prefix, and the Parquet compressions
-//! an export may ask for.
+//! parsed so that none can leave its prefix, the names sluice reserves in
+//! a destination, and the Parquet compressions an export may ask for.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +8,10 @@ use std::str::FromStr;
 use object_store::path::Path;
 use parquet::basic::{GzipLevel, ZstdLevel};
 
-use super::STAGING_DIR;
+/// Directory under the local export root holding unfinished files.
+pub const STAGING_DIR: &str = ".sluice-staging";
+/// Name of the manifest, written last.
+pub const MANIFEST_NAME: &str = "_manifest.json";
 
 /// Parquet compression of an export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

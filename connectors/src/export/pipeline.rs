@@ -1,7 +1,8 @@
-//! The write pipeline, three stages at once: the query feeds batches to an
-//! encoder thread, which writes Parquet and hands it on in fixed-size
-//! parts, which the uploader sends one at a time (an S3 multipart upload
-//! to the final key, or a file in the local staging directory).
+//! The write pipeline's stages after the query: the encoder thread, which
+//! writes Parquet and hands it on in fixed-size parts, and the uploader,
+//! which sends them one at a time (an S3 multipart upload to the final
+//! key, or a file in the local staging directory); the writer's settings
+//! and live counters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +17,10 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::mpsc;
 
-use super::commit::{ANY_UPLOAD, Leftover, Pending, UploadJournal};
+use super::commit::{ExportFile, Pending};
 use super::destination::ExportCompression;
 use super::error::{ExportError, storage};
+use super::journal::{ANY_UPLOAD, Leftover, UploadJournal};
 use super::store::ExportStore;
 
 /// Smallest part of a multipart upload (S3's minimum, except the last part).
@@ -64,17 +66,6 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Files finished.
     pub files: AtomicU64,
-}
-
-/// One file of a finished export.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportFile {
-    /// Name relative to the destination (`part-00000.parquet`).
-    pub name: String,
-    /// Rows in the file.
-    pub rows: u64,
-    /// Size in bytes.
-    pub bytes: u64,
 }
 
 /// An open upload.

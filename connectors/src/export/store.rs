@@ -3,7 +3,6 @@
 //! the S3 call `object_store` lacks (listing the multipart uploads open at
 //! a key).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,41 +12,9 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, RetryConfig};
 
-use super::MANIFEST_NAME;
+use super::destination::MANIFEST_NAME;
 use super::error::{ExportError, storage};
-
-/// How to reach S3 (`[exports.s3]`).
-#[derive(Clone, Default)]
-pub struct S3Options {
-    /// Custom endpoint; `http://` endpoints allow plain HTTP.
-    pub endpoint: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Access key id (else the environment's credentials).
-    pub access_key_id: Option<String>,
-    /// Secret access key.
-    pub secret_access_key: Option<String>,
-    /// Path-style requests (`endpoint/bucket/key`).
-    pub path_style: bool,
-    /// How long a failing request is retried before the export fails.
-    pub retry_timeout: Duration,
-}
-
-impl fmt::Debug for S3Options {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("S3Options")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "[redacted]"),
-            )
-            .field("path_style", &self.path_style)
-            .field("retry_timeout", &self.retry_timeout)
-            .finish()
-    }
-}
+use crate::s3::S3Config;
 
 /// The object store of one destination.
 #[derive(Debug, Clone)]
@@ -103,13 +70,13 @@ impl ExportStore {
     }
 
     /// One S3 bucket.
-    pub fn s3(bucket: &str, o: &S3Options) -> Result<Self, ExportError> {
+    pub fn s3(bucket: &str, o: &S3Config, retry_timeout: Duration) -> Result<Self, ExportError> {
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_virtual_hosted_style_request(!o.path_style)
             .with_retry(RetryConfig {
                 max_retries: 10,
-                retry_timeout: o.retry_timeout,
+                retry_timeout,
                 ..RetryConfig::default()
             })
             .with_client_options(
@@ -127,7 +94,7 @@ impl ExportStore {
             b = b.with_access_key_id(k);
         }
         if let Some(s) = &o.secret_access_key {
-            b = b.with_secret_access_key(s);
+            b = b.with_secret_access_key(s.expose());
         }
         let region = o
             .region

@@ -1,7 +1,6 @@
-//! The catalog of one Milvus database: the state its tables share (the
-//! configuration, the client, the collection list, the status `/ready`
-//! reports), the collection list read at start and refreshed in the
-//! background, and the DataFusion catalog and schema over it.
+//! The catalog of one Milvus database: loading it, the collection list
+//! read at start and refreshed in the background, the status `/ready`
+//! reports, and the DataFusion catalog and schema over the collections.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -13,13 +12,16 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::Result as DFResult;
 use datafusion::error::DataFusionError;
 use milvus::v2::prelude::{
-    ClientV2, DescribeCollectionRequest, DescribeIndexRequest, ListCollectionsRequest,
+    DescribeCollectionRequest, DescribeIndexRequest, ListCollectionsRequest,
 };
 use sluice_planner::connector::NativeVectorSearch;
 
-use super::config::MilvusConfig;
-use super::table::{MilvusTable, MilvusTableHandle};
+use super::client::{MILVUS_MAX_LIMIT, Shared};
+use super::config::{MilvusConfig, consistency_level};
+use super::provider::MilvusTableHandle;
+use super::table::{Collections, MilvusTable};
 use super::types::metric_of;
+use crate::error::{Error, Result};
 
 /// Whether the catalog is reachable, as `/ready` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,35 +34,62 @@ pub struct CatalogStatus {
     pub tables: usize,
 }
 
-/// What the catalog, its schema and its tables share.
-pub(super) struct Shared {
-    pub(super) cfg: MilvusConfig,
-    pub(super) client: tokio::sync::Mutex<Option<ClientV2>>,
-    pub(super) tables: RwLock<BTreeMap<String, Arc<MilvusTable>>>,
-    pub(super) status: RwLock<CatalogStatus>,
+/// What the catalog and its schema share: the connection, the collections
+/// and the status.
+struct CatalogState {
+    shared: Arc<Shared>,
+    tables: Arc<Collections>,
+    status: RwLock<CatalogStatus>,
 }
 
 /// A Milvus database as a DataFusion catalog.
 #[derive(Clone)]
 pub struct MilvusCatalog {
-    pub(super) shared: Arc<Shared>,
+    state: Arc<CatalogState>,
 }
 
 impl fmt::Debug for MilvusCatalog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MilvusCatalog")
-            .field("config", &self.shared.cfg)
+            .field("config", &self.state.shared.cfg)
             .finish()
     }
 }
 
-impl Shared {
+/// Connects to Milvus and serves its collections. The gateway starts even
+/// when Milvus is down: the catalog is then empty, reports not ready and
+/// keeps retrying every `refresh_interval`.
+pub async fn load_milvus_catalog(cfg: MilvusConfig) -> Result<MilvusCatalog> {
+    if cfg.page_size == 0 || cfg.page_size > MILVUS_MAX_LIMIT {
+        return Err(Error::Config {
+            catalog: cfg.name.clone(),
+            message: format!("page_size must be between 1 and {MILVUS_MAX_LIMIT}"),
+        });
+    }
+    if let Some(c) = &cfg.consistency
+        && consistency_level(c).is_none()
+    {
+        return Err(Error::Config {
+            catalog: cfg.name.clone(),
+            message: format!(
+                "consistency must be strong, session, bounded or eventually, not {c:?}"
+            ),
+        });
+    }
+    let state = Arc::new(CatalogState::new(cfg));
+    if let Err(e) = state.refresh_recording().await {
+        tracing::warn!(catalog = %state.shared.cfg.name, error = %e, "milvus catalog not available at start; retrying in the background");
+    }
+    state.spawn_refresh();
+    Ok(MilvusCatalog { state })
+}
+
+impl CatalogState {
     /// The state of a catalog not connected yet.
-    pub(super) fn new(cfg: MilvusConfig) -> Self {
+    fn new(cfg: MilvusConfig) -> Self {
         Self {
-            cfg,
-            client: tokio::sync::Mutex::new(None),
-            tables: RwLock::new(BTreeMap::new()),
+            shared: Arc::new(Shared::new(cfg)),
+            tables: Arc::new(RwLock::new(BTreeMap::new())),
             status: RwLock::new(CatalogStatus {
                 ready: false,
                 error: Some("not connected yet".to_string()),
@@ -71,8 +100,9 @@ impl Shared {
 
     /// Re-reads the collection list and schemas.
     async fn refresh(self: &Arc<Self>) -> DFResult<()> {
-        let db = self.cfg.database.clone();
+        let db = self.shared.cfg.database.clone();
         let names = self
+            .shared
             .call("listing collections", |c| {
                 let db = db.clone();
                 async move {
@@ -95,6 +125,7 @@ impl Shared {
                 .build()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let desc = self
+                .shared
                 .call("describing a collection", |c| async move {
                     c.describe_collection(request).await
                 })
@@ -110,6 +141,7 @@ impl Shared {
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 // No index: no native search on that field (exact search only).
                 if let Ok(index) = self
+                    .shared
                     .call("describing an index", |c| async move {
                         c.describe_index(request).await
                     })
@@ -122,12 +154,18 @@ impl Shared {
                     metrics.insert(vector.clone(), metric);
                 }
             }
-            match MilvusTable::from_description(Arc::downgrade(self), &name, desc, metrics) {
+            match MilvusTable::from_description(
+                Arc::downgrade(&self.shared),
+                Arc::downgrade(&self.tables),
+                &name,
+                desc,
+                metrics,
+            ) {
                 Some(t) => {
                     tables.insert(name, Arc::new(t));
                 }
                 None => tracing::warn!(
-                    catalog = %self.cfg.name, collection = %name,
+                    catalog = %self.shared.cfg.name, collection = %name,
                     "collection not exposed: no primary key sluice can page by"
                 ),
             }
@@ -142,7 +180,7 @@ impl Shared {
         Ok(())
     }
 
-    pub(super) async fn refresh_recording(self: &Arc<Self>) -> DFResult<()> {
+    async fn refresh_recording(self: &Arc<Self>) -> DFResult<()> {
         let result = self.refresh().await;
         if let Err(e) = &result {
             let mut status = self.status.write().expect("milvus status lock");
@@ -154,20 +192,20 @@ impl Shared {
 
     /// Re-reads the collection list every `refresh_interval` while the
     /// catalog lives, logging when it becomes available or unavailable.
-    pub(super) fn spawn_refresh(self: &Arc<Self>) {
+    fn spawn_refresh(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        let every = self.cfg.refresh_interval;
+        let every = self.shared.cfg.refresh_interval;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                let Some(shared) = weak.upgrade() else { break };
-                let was_ready = shared.status.read().expect("milvus status lock").ready;
-                match shared.refresh_recording().await {
+                let Some(state) = weak.upgrade() else { break };
+                let was_ready = state.status.read().expect("milvus status lock").ready;
+                match state.refresh_recording().await {
                     Ok(()) if !was_ready => {
-                        tracing::info!(catalog = %shared.cfg.name, "milvus catalog available")
+                        tracing::info!(catalog = %state.shared.cfg.name, "milvus catalog available")
                     }
                     Err(e) if was_ready => {
-                        tracing::warn!(catalog = %shared.cfg.name, error = %e, "milvus catalog unavailable")
+                        tracing::warn!(catalog = %state.shared.cfg.name, error = %e, "milvus catalog unavailable")
                     }
                     _ => {}
                 }
@@ -179,7 +217,7 @@ impl Shared {
 impl MilvusCatalog {
     /// Reachability as of the last refresh.
     pub fn status(&self) -> CatalogStatus {
-        self.shared
+        self.state
             .status
             .read()
             .expect("milvus status lock")
@@ -188,7 +226,7 @@ impl MilvusCatalog {
 
     /// Re-reads the collection list now.
     pub async fn refresh(&self) -> DFResult<()> {
-        self.shared.refresh_recording().await
+        self.state.refresh_recording().await
     }
 
     /// The native vector search of `table` if it is a Milvus table (the
@@ -207,25 +245,25 @@ impl CatalogProvider for MilvusCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        vec![self.shared.cfg.database.clone()]
+        vec![self.state.shared.cfg.database.clone()]
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == self.shared.cfg.database).then(|| {
+        (name == self.state.shared.cfg.database).then(|| {
             Arc::new(MilvusSchema {
-                shared: Arc::clone(&self.shared),
+                state: Arc::clone(&self.state),
             }) as Arc<dyn SchemaProvider>
         })
     }
 }
 
 struct MilvusSchema {
-    shared: Arc<Shared>,
+    state: Arc<CatalogState>,
 }
 
 impl fmt::Debug for MilvusSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MilvusSchema({})", self.shared.cfg.name)
+        write!(f, "MilvusSchema({})", self.state.shared.cfg.name)
     }
 }
 
@@ -236,7 +274,7 @@ impl SchemaProvider for MilvusSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.shared
+        self.state
             .tables
             .read()
             .expect("milvus tables lock")
@@ -247,7 +285,7 @@ impl SchemaProvider for MilvusSchema {
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
         let found = self
-            .shared
+            .state
             .tables
             .read()
             .expect("milvus tables lock")
@@ -257,7 +295,7 @@ impl SchemaProvider for MilvusSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.shared
+        self.state
             .tables
             .read()
             .expect("milvus tables lock")

@@ -1,7 +1,8 @@
-//! The connection to Milvus and every call made over it: one client per
-//! catalog (reconnected after a transport failure), each call under the
-//! catalog's deadline, failures turned into errors that never quote the
-//! server's text.
+//! The connection to Milvus and every call made over it: the
+//! configuration and client one catalog and its tables share (the client
+//! reconnected after a transport failure), each call under the catalog's
+//! deadline, failures turned into errors that never quote the server's
+//! text.
 
 use std::fmt;
 
@@ -10,9 +11,18 @@ use datafusion::error::DataFusionError;
 use milvus::v2::prelude::{ClientV2, ConnectConfig, ConsistencyLevel};
 use sluice_planner::connector::ConnectorUnavailable;
 
-use super::catalog::Shared;
 use super::config::{MilvusConfig, consistency_level};
 use crate::error::Error;
+
+/// Largest page / top-k Milvus accepts.
+pub(super) const MILVUS_MAX_LIMIT: usize = 16_384;
+
+/// What a catalog and its tables share: the configuration and the
+/// connection.
+pub(super) struct Shared {
+    pub(super) cfg: MilvusConfig,
+    pub(super) client: tokio::sync::Mutex<Option<ClientV2>>,
+}
 
 /// An answer larger than the SDK accepts (4 MiB): ask for fewer rows.
 #[derive(Debug)]
@@ -40,6 +50,14 @@ fn unavailable(cfg: &MilvusConfig, reason: impl Into<String>) -> DataFusionError
 }
 
 impl Shared {
+    /// The connection of a catalog, not made yet.
+    pub(super) fn new(cfg: MilvusConfig) -> Self {
+        Self {
+            cfg,
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
     pub(super) fn consistency(&self) -> Option<ConsistencyLevel> {
         self.cfg.consistency.as_deref().and_then(consistency_level)
     }

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use sluice_planner::connector::INTERNAL_DISTANCE_COLUMN as DISTANCE_COLUMN;
 use sluice_planner::vectors::Metric;
 
-use super::MILVUS_MAX_LIMIT;
+use super::client::MILVUS_MAX_LIMIT;
 use super::pager::Pager;
 use super::search::SearchCall;
 use super::table::MilvusTable;

@@ -242,6 +242,7 @@ mod tests {
     fn table() -> MilvusTable {
         MilvusTable {
             shared: Weak::new(),
+            collections: Weak::new(),
             catalog: "vec".into(),
             collection: "docs".into(),
             schema: Arc::new(Schema::new(vec![

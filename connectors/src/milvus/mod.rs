@@ -18,13 +18,15 @@
 //! gives [`ConnectorUnavailable`] (a clear error naming the catalog) and
 //! never blocks other catalogs; [`MilvusCatalog::status`] feeds `/ready`.
 //!
-//! Files: `config` (the `[catalogs.<name>]` section), `catalog` (the state
-//! the tables share, the collection list and its background refresh, the
-//! catalog and schema providers), `client` (the connection, every call
-//! under its deadline), `table` (a collection as a `TableProvider`), `expr`
-//! (filters as Milvus expressions), `types` (Milvus data in Arrow), `exec`
-//! (the plan leaf), `pager` (the keyset pager over `query`), `search`
-//! (native vector search).
+//! Files, each using only the ones listed before it: `config` (the
+//! `[catalogs.<name>]` section), `types` (Milvus data in Arrow), `client`
+//! (the configuration and connection a catalog and its tables share, every
+//! call under its deadline), `table` (a collection's description), `expr`
+//! (filters as Milvus expressions), `pager` (the keyset pager over
+//! `query`), `search` (one native vector search call), `exec` (the plan
+//! leaf), `provider` (a collection as a `TableProvider` and its
+//! `NativeVectorSearch`), `catalog` (loading the catalog, the collection
+//! list and its background refresh, the catalog and schema providers).
 //!
 //! [`NativeVectorSearch`]: sluice_planner::connector::NativeVectorSearch
 //! [`ConnectorUnavailable`]: sluice_planner::connector::ConnectorUnavailable
@@ -35,49 +37,13 @@ mod config;
 mod exec;
 mod expr;
 mod pager;
+mod provider;
 mod search;
 mod table;
 mod types;
 
-use std::sync::Arc;
-
-pub use catalog::{CatalogStatus, MilvusCatalog};
+pub use catalog::{CatalogStatus, MilvusCatalog, load_milvus_catalog};
 pub use config::MilvusConfig;
 pub use exec::MilvusExec;
-pub use table::{MilvusTable, MilvusTableHandle};
-
-use catalog::Shared;
-use config::consistency_level;
-
-use crate::error::{Error, Result};
-
-/// Largest page / top-k Milvus accepts.
-const MILVUS_MAX_LIMIT: usize = 16_384;
-
-/// Connects to Milvus and serves its collections. The gateway starts even
-/// when Milvus is down: the catalog is then empty, reports not ready and
-/// keeps retrying every `refresh_interval`.
-pub async fn load_milvus_catalog(cfg: MilvusConfig) -> Result<MilvusCatalog> {
-    if cfg.page_size == 0 || cfg.page_size > MILVUS_MAX_LIMIT {
-        return Err(Error::Config {
-            catalog: cfg.name.clone(),
-            message: format!("page_size must be between 1 and {MILVUS_MAX_LIMIT}"),
-        });
-    }
-    if let Some(c) = &cfg.consistency
-        && consistency_level(c).is_none()
-    {
-        return Err(Error::Config {
-            catalog: cfg.name.clone(),
-            message: format!(
-                "consistency must be strong, session, bounded or eventually, not {c:?}"
-            ),
-        });
-    }
-    let shared = Arc::new(Shared::new(cfg));
-    if let Err(e) = shared.refresh_recording().await {
-        tracing::warn!(catalog = %shared.cfg.name, error = %e, "milvus catalog not available at start; retrying in the background");
-    }
-    shared.spawn_refresh();
-    Ok(MilvusCatalog { shared })
-}
+pub use provider::MilvusTableHandle;
+pub use table::MilvusTable;

@@ -12,8 +12,7 @@ use datafusion::common::{Result as DFResult, ScalarValue};
 use datafusion::error::DataFusionError;
 use milvus::v2::prelude::QueryRequest;
 
-use super::catalog::Shared;
-use super::client::is_too_large;
+use super::client::{Shared, is_too_large};
 use super::table::MilvusTable;
 use super::types::to_arrow;
 

@@ -1,105 +1,20 @@
-//! Native vector search: Milvus' ANN `search` behind the planner's
-//! [`NativeVectorSearch`], and the call that runs it and turns its hits
-//! (scores as distances) into a batch.
+//! One native vector search: Milvus' ANN `search` over a vector field with
+//! the projection and the translated filters, run when the plan executes,
+//! and its hits (scores as distances) turned into a batch.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::Session;
+use arrow::datatypes::SchemaRef;
 use datafusion::common::Result as DFResult;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 use milvus::v2::prelude::{SearchRequest, SearchVectors};
-use sluice_planner::connector::{INTERNAL_DISTANCE_COLUMN as DISTANCE_COLUMN, NativeVectorSearch};
+use sluice_planner::connector::INTERNAL_DISTANCE_COLUMN as DISTANCE_COLUMN;
 use sluice_planner::vectors::Metric;
 
-use super::MILVUS_MAX_LIMIT;
-use super::catalog::Shared;
-use super::exec::{MilvusExec, Request};
+use super::client::Shared;
 use super::table::MilvusTable;
 use super::types::{ids_array, milvus_metric, to_arrow};
-
-#[async_trait]
-impl NativeVectorSearch for MilvusTable {
-    fn index_metric(&self, column: &str) -> Option<Metric> {
-        self.metrics.get(column).copied()
-    }
-
-    fn filter_is_exact(&self, filter: &Expr) -> bool {
-        self.translate(filter).is_some()
-    }
-
-    fn max_results(&self, projection: &[usize]) -> usize {
-        let names: Vec<String> = projection
-            .iter()
-            .map(|i| self.schema.field(*i).name().clone())
-            .collect();
-        self.rows_per_message(&names).min(MILVUS_MAX_LIMIT)
-    }
-
-    async fn search(
-        &self,
-        _state: &dyn Session,
-        projection: &[usize],
-        filters: &[Expr],
-        column: &str,
-        vector: &[f32],
-        k: usize,
-        metric: Metric,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let mut expr = Vec::with_capacity(filters.len());
-        for f in filters {
-            match self.translate(f) {
-                Some(t) => expr.push(format!("({t})")),
-                None => {
-                    return Err(DataFusionError::Internal(
-                        "a native search filter has no Milvus expression".to_string(),
-                    ));
-                }
-            }
-        }
-        let mut fields: Vec<Field> = projection
-            .iter()
-            .map(|i| self.schema.field(*i).clone())
-            .collect();
-        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
-        if k > self.rows_per_message(&names) {
-            return Err(DataFusionError::Plan(format!(
-                "vector_search: {k} results of {} do not fit in one Milvus answer (4 MiB); \
-                 lower k or select fewer columns",
-                self.collection
-            )));
-        }
-        fields.push(Field::new(DISTANCE_COLUMN, DataType::Float64, true));
-        let shared = self.shared()?;
-        let me = shared
-            .tables
-            .read()
-            .expect("milvus tables lock")
-            .get(&self.collection)
-            .cloned()
-            .ok_or_else(|| {
-                DataFusionError::Execution(format!(
-                    "collection {} disappeared from catalog {}",
-                    self.collection, self.catalog
-                ))
-            })?;
-        Ok(Arc::new(MilvusExec::new(
-            me,
-            Arc::new(Schema::new(fields)),
-            Request::Search {
-                filter: (!expr.is_empty()).then(|| expr.join(" and ")),
-                column: column.to_string(),
-                vector: vector.to_vec(),
-                k,
-                metric,
-            },
-        )))
-    }
-}
 
 /// One top-k search, run when the plan executes.
 pub(super) struct SearchCall {

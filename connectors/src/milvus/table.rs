@@ -1,30 +1,31 @@
-//! One Milvus collection: its Arrow schema (from the collection's
-//! description), and the `TableProvider` that scans it with a query
-//! carrying the projection, the translated filters and the limit.
+//! One Milvus collection as sluice describes it: its Arrow schema (from
+//! the collection's description), its primary key, the metric of each
+//! indexed vector field and the size estimate that bounds an answer; and
+//! the list of a catalog's collections it belongs to.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DFResult;
-use datafusion::datasource::TableType;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
 use milvus::v2::prelude::DataType as MilvusType;
 use sluice_planner::vectors::Metric;
 
-use super::catalog::Shared;
-use super::exec::{MilvusExec, Request};
+use super::client::Shared;
 use super::types::arrow_type;
+
+/// The collections of one catalog by name, as last read (each refresh
+/// replaces the map).
+pub(super) type Collections = RwLock<BTreeMap<String, Arc<MilvusTable>>>;
 
 /// One collection.
 pub struct MilvusTable {
     pub(super) shared: Weak<Shared>,
+    /// The collections of the catalog (a native search plans against the
+    /// collection as the catalog knows it now).
+    pub(super) collections: Weak<Collections>,
     pub(super) catalog: String,
     pub(super) collection: String,
     pub(super) schema: SchemaRef,
@@ -42,13 +43,10 @@ impl fmt::Debug for MilvusTable {
     }
 }
 
-/// The `TableProvider` of a [`MilvusTable`].
-#[derive(Debug)]
-pub struct MilvusTableHandle(pub(super) Arc<MilvusTable>);
-
 impl MilvusTable {
     pub(super) fn from_description(
         shared: Weak<Shared>,
+        collections: Weak<Collections>,
         name: &str,
         desc: &milvus::v2::prelude::CollectionDesc,
         metrics: BTreeMap<String, Metric>,
@@ -94,6 +92,7 @@ impl MilvusTable {
         let (primary_key, pk_is_int) = primary?;
         Some(Self {
             shared,
+            collections,
             catalog,
             collection: name.to_string(),
             schema: Arc::new(Schema::new(fields)),
@@ -117,63 +116,14 @@ impl MilvusTable {
     }
 
     pub(super) fn shared(&self) -> DFResult<Arc<Shared>> {
-        self.shared.upgrade().ok_or_else(|| {
-            DataFusionError::Execution(format!("catalog {} was unloaded", self.catalog))
-        })
-    }
-}
-
-#[async_trait]
-impl TableProvider for MilvusTableHandle {
-    fn as_any(&self) -> &dyn Any {
-        self
+        self.shared.upgrade().ok_or_else(|| self.unloaded())
     }
 
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.0.schema)
+    pub(super) fn collections(&self) -> DFResult<Arc<Collections>> {
+        self.collections.upgrade().ok_or_else(|| self.unloaded())
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        // Inexact: DataFusion (or the secure view) re-applies every filter.
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if self.0.translate(f).is_some() {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let table = &self.0;
-        let indices: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..table.schema.fields().len()).collect(),
-        };
-        let schema = Arc::new(table.schema.project(&indices)?);
-        Ok(Arc::new(MilvusExec::new(
-            Arc::clone(table),
-            schema,
-            Request::Query {
-                filter: table.filter_expression(filters),
-                limit,
-            },
-        )))
+    fn unloaded(&self) -> DataFusionError {
+        DataFusionError::Execution(format!("catalog {} was unloaded", self.catalog))
     }
 }

@@ -12,8 +12,8 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::{Result as DfResult, not_impl_err};
 use datafusion::datasource::TableProvider;
 
-use super::breaker::{Failure, PeerState};
 use super::peer::Peer;
+use super::state::{Failure, PeerState};
 use super::table::RemoteTable;
 
 /// A peer mounted as a catalog.

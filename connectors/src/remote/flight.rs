@@ -16,8 +16,8 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::transport::Channel;
 
-use super::breaker::Failure;
 use super::peer::Peer;
+use super::state::Failure;
 
 /// Largest gRPC message accepted from a provider.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -32,7 +32,7 @@ impl Peer {
 
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, Failure> {
         let mut req = tonic::Request::new(message);
-        let value = format!("Bearer {}", self.config.secret)
+        let value = format!("Bearer {}", self.config.secret.expose())
             .parse()
             .map_err(|_| Failure::Protocol("the share token is not a valid header".into()))?;
         req.metadata_mut().insert("authorization", value);

@@ -18,19 +18,23 @@
 //! `cooldown`, then one probe decides). A provider that refuses the share
 //! token (`UNAUTHENTICATED`: revoked or expired) marks the peer revoked.
 //!
-//! Files: `peer` (a peer, its configuration and channel, discovery of the
-//! provider's tables), `flight` (the Flight SQL requests and their
-//! streamed answers), `breaker` (the circuit breaker, how failures are
-//! classified, the errors users see), `catalog` (the peer as a catalog),
-//! `table` (a remote table: filters as SQL, the scan).
+//! Files, each using only the ones listed before it: `state` (the circuit
+//! states, what the breaker keeps, why a request failed), `peer` (a peer,
+//! its configuration and channel, discovery of the provider's tables),
+//! `breaker` (the circuit breaker's transitions, how failures are
+//! classified, the errors users see), `flight` (the Flight SQL requests
+//! and their streamed answers), `table` (a remote table: filters as SQL,
+//! the scan), `catalog` (the peer as a catalog).
 
 mod breaker;
 mod catalog;
 mod flight;
 mod peer;
+mod state;
 mod table;
 
-pub use breaker::{PeerRefused, PeerState, PeerStatus};
+pub use breaker::PeerRefused;
 pub use catalog::PeerCatalog;
 pub use peer::{OnRevoked, Peer, PeerConfig, channel_uri};
+pub use state::{PeerState, PeerStatus};
 pub use table::{RemoteScanExec, RemoteTable};

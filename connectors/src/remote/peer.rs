@@ -13,9 +13,10 @@ use arrow_flight::sql::{CommandGetTables, ProstMessageExt};
 use datafusion::common::Result as DfResult;
 use futures::StreamExt;
 use prost::Message;
+use sluice_planner::Secret;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::breaker::{Breaker, Failure, PeerState};
+use super::state::{Breaker, Failure, PeerState};
 
 /// How to reach and treat one peer.
 #[derive(Clone)]
@@ -25,13 +26,13 @@ pub struct PeerConfig {
     /// The provider's Flight SQL endpoint (`grpc+tls://host:port`,
     /// `grpc://host:port`, `https://…`, `http://…`).
     pub endpoint: String,
-    /// The share token's secret (never logged: `Debug` redacts it).
-    pub secret: String,
+    /// The share token's secret.
+    pub secret: Secret,
     /// PEM of the CA that signed the provider's certificate (from the
     /// profile); `None`: the web PKI roots.
     pub ca_pem: Option<String>,
     /// PEM certificate chain and key presented to the provider (mTLS).
-    pub client_identity: Option<(String, String)>,
+    pub client_identity: Option<(String, Secret)>,
     /// The provider's catalog mirrored.
     pub remote_catalog: String,
     /// Longest wait for a TCP + TLS connection.
@@ -120,7 +121,7 @@ impl Peer {
                 None => tls_config.with_webpki_roots(),
             };
             if let Some((cert, key)) = &config.client_identity {
-                tls_config = tls_config.identity(Identity::from_pem(cert, key));
+                tls_config = tls_config.identity(Identity::from_pem(cert, key.expose()));
             }
             endpoint = endpoint
                 .tls_config(tls_config)
@@ -278,7 +279,7 @@ pub(super) mod tests {
             PeerConfig {
                 name: "partner".into(),
                 endpoint: "grpc://127.0.0.1:1".into(),
-                secret: "slc_x".into(),
+                secret: Secret::new("slc_x"),
                 ca_pem: None,
                 client_identity: None,
                 remote_catalog: "lake".into(),

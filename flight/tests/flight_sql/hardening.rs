@@ -63,18 +63,8 @@ async fn no_credentials_no_data() {
             .expect_err("refused");
         assert_eq!(s.code(), Code::Unauthenticated, "{s:?}");
     }
-    let action = Action {
-        r#type: "CreatePreparedStatement".into(),
-        body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
-            query: "SELECT 1".into(),
-            transaction_id: None,
-        }
-        .as_any()
-        .encode_to_vec()
-        .into(),
-    };
     let s = raw
-        .do_action(Request::new(action))
+        .do_action(Request::new(create_prepared_action("SELECT 1")))
         .await
         .map(|_| ())
         .expect_err("refused");
@@ -101,25 +91,7 @@ async fn tickets_and_handles_cannot_stand_in_for_each_other() {
         .unwrap();
     // Re-create to read the raw handle via the action API.
     let mut raw = FlightServiceClient::new(channel.clone());
-    let action = Action {
-        r#type: "CreatePreparedStatement".into(),
-        body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
-            query: "SELECT id FROM lake.sales.orders".into(),
-            transaction_id: None,
-        }
-        .as_any()
-        .encode_to_vec()
-        .into(),
-    };
-    let mut res = raw
-        .do_action(bearer(BOB, action))
-        .await
-        .unwrap()
-        .into_inner();
-    let body = res.next().await.unwrap().unwrap().body;
-    let any = arrow_flight::sql::Any::decode(body).unwrap();
-    let created: arrow_flight::sql::ActionCreatePreparedStatementResult =
-        any.unpack().unwrap().unwrap();
+    let created = create_prepared_raw(&mut raw, BOB, "SELECT id FROM lake.sales.orders").await;
     let handle = created.prepared_statement_handle.clone();
     // handle as statement ticket
     let t = Ticket::new(
@@ -189,31 +161,15 @@ async fn hidden_objects_are_absent_from_metadata_and_errors() {
     let dbg = format!("{b:?}");
     assert!(!dbg.contains("hidden"), "{dbg}");
     assert!(!dbg.contains("secret"), "{dbg}");
-    let e1 = c
-        .execute("SELECT secret FROM lake.sales.orders".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
-    let e2 = c
-        .execute("SELECT secreT2 FROM lake.sales.orders".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e1 = error_of(&mut c, "SELECT secret FROM lake.sales.orders").await;
+    let e2 = error_of(&mut c, "SELECT secreT2 FROM lake.sales.orders").await;
     assert_eq!(
         e1.replace("secret", "X"),
         e2.replace("secret2", "X"),
         "{e1} / {e2}"
     );
-    let e1 = c
-        .execute("SELECT * FROM lake.sales.hidden".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
-    let e2 = c
-        .execute("SELECT * FROM lake.sales.hiddeN2".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e1 = error_of(&mut c, "SELECT * FROM lake.sales.hidden").await;
+    let e2 = error_of(&mut c, "SELECT * FROM lake.sales.hiddeN2").await;
     assert_eq!(
         e1.replace("hidden", "X"),
         e2.replace("hidden2", "X"),
@@ -249,25 +205,12 @@ async fn explain_verbose_reveals_nothing_below_the_barrier() {
 async fn rebinding_does_not_extend_a_handles_lifetime() {
     let channel = start().await;
     let mut raw = FlightServiceClient::new(channel.clone());
-    let action = Action {
-        r#type: "CreatePreparedStatement".into(),
-        body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
-            query: "SELECT id FROM lake.sales.orders WHERE id > $1".into(),
-            transaction_id: None,
-        }
-        .as_any()
-        .encode_to_vec()
-        .into(),
-    };
-    let mut res = raw
-        .do_action(bearer(BOB, action))
-        .await
-        .unwrap()
-        .into_inner();
-    let body = res.next().await.unwrap().unwrap().body;
-    let any = arrow_flight::sql::Any::decode(body).unwrap();
-    let created: arrow_flight::sql::ActionCreatePreparedStatementResult =
-        any.unpack().unwrap().unwrap();
+    let created = create_prepared_raw(
+        &mut raw,
+        BOB,
+        "SELECT id FROM lake.sales.orders WHERE id > $1",
+    )
+    .await;
     let h0 = created.prepared_statement_handle.clone();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut c = client(&channel, BOB).await;

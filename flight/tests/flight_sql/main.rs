@@ -7,11 +7,10 @@
 mod hardening;
 mod protocol;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::array::{Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -28,82 +27,16 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
 use sluice_flight::{FlightConfig, flight_service};
-use sluice_planner::{Columns, Governor, Grant, TokenScope, TokenType};
-use sluice_test_support::StaticAuthenticator;
-use sluice_test_support::catalog::{governor_of, mem_table, memory_catalog};
+use sluice_test_support::sales::{self, ALICE, BOB};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request};
 
-const ALICE: &str = "alice-secret-0123456789";
-const BOB: &str = "bob-secret-0123456789";
-
-fn scope(id: &str, columns: Columns, row_limit: u64) -> Arc<TokenScope> {
-    Arc::new(TokenScope {
-        token_id: id.into(),
-        name: id.into(),
-        token_type: TokenType::Public,
-        admin: false,
-        attributes: Default::default(),
-        max_sensitivity: 0,
-        row_limit,
-        allow_attachments: false,
-        can_export_vectors: false,
-        grants: vec![Grant {
-            table: "lake.sales.orders".into(),
-            columns,
-            masks: Default::default(),
-            allow_rules: vec![],
-            deny_rules: vec![],
-        }],
-    })
-}
-
-fn governor() -> Governor {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("region", DataType::Utf8, true),
-        Field::new("amount", DataType::Float64, true),
-        Field::new("secret", DataType::Utf8, true),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
-            Arc::new(StringArray::from(vec!["eu", "us", "eu", "apac", "us"])),
-            Arc::new(Float64Array::from(vec![10.0, 20.0, 30.0, 40.0, 50.0])),
-            Arc::new(StringArray::from(vec!["s1", "s2", "s3", "s4", "s5"])),
-        ],
-    )
-    .unwrap();
-    governor_of(
-        "lake",
-        memory_catalog([(
-            "sales",
-            vec![
-                ("orders", mem_table(batch.clone())),
-                ("hidden", mem_table(batch)),
-            ],
-        )]),
-    )
-}
-
 async fn start() -> Channel {
-    let auth = StaticAuthenticator::new(HashMap::from([
-        (
-            ALICE.to_owned(),
-            scope(
-                "alice",
-                Columns::List(vec!["id".into(), "region".into(), "amount".into()]),
-                3,
-            ),
-        ),
-        (BOB.to_owned(), scope("bob", Columns::All, 100)),
-    ]));
     let svc = flight_service(
-        Arc::new(governor()),
-        Arc::new(auth),
+        Arc::new(sales::governor()),
+        Arc::new(sales::authenticator()),
         FlightConfig {
             ticket_key: vec![7u8; 32],
             ticket_ttl: Duration::from_secs(60),
@@ -191,4 +124,43 @@ fn bearer<T>(secret: &str, msg: T) -> Request<T> {
 fn claims(blob: &[u8]) -> serde_json::Value {
     assert!(blob.starts_with(b"slc1"));
     serde_json::from_slice(&blob[4..blob.len() - 32]).unwrap()
+}
+
+/// The `CreatePreparedStatement` action for `sql`.
+fn create_prepared_action(sql: &str) -> Action {
+    Action {
+        r#type: "CreatePreparedStatement".into(),
+        body: arrow_flight::sql::ActionCreatePreparedStatementRequest {
+            query: sql.into(),
+            transaction_id: None,
+        }
+        .as_any()
+        .encode_to_vec()
+        .into(),
+    }
+}
+
+/// CreatePreparedStatement through the raw action API, as `secret`: the
+/// handle exactly as sent.
+async fn create_prepared_raw(
+    raw: &mut FlightServiceClient<Channel>,
+    secret: &str,
+    sql: &str,
+) -> arrow_flight::sql::ActionCreatePreparedStatementResult {
+    let mut res = raw
+        .do_action(bearer(secret, create_prepared_action(sql)))
+        .await
+        .unwrap()
+        .into_inner();
+    let body = res.next().await.unwrap().unwrap().body;
+    arrow_flight::sql::Any::decode(body)
+        .unwrap()
+        .unpack()
+        .unwrap()
+        .unwrap()
+}
+
+/// The message of the error the client gets for `sql`.
+async fn error_of(c: &mut FlightSqlServiceClient<Channel>, sql: &str) -> String {
+    c.execute(sql.into(), None).await.unwrap_err().to_string()
 }

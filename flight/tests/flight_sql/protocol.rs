@@ -39,11 +39,7 @@ async fn every_auth_failure_is_the_same() {
     let channel = start().await;
     // Unknown token.
     let mut c = client(&channel, "nope").await;
-    let e = c
-        .execute("SELECT 1".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = error_of(&mut c, "SELECT 1").await;
     assert!(e.contains("authentication failed"), "{e}");
     // Wrong handshake password.
     let mut c = FlightSqlServiceClient::new(channel.clone());
@@ -152,16 +148,8 @@ async fn tickets_are_bound_to_the_token() {
 async fn policy_errors_do_not_distinguish_missing_from_hidden() {
     let channel = start().await;
     let mut c = client(&channel, ALICE).await;
-    let hidden_col = c
-        .execute("SELECT secret FROM lake.sales.orders".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
-    let missing_col = c
-        .execute("SELECT nope FROM lake.sales.orders".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let hidden_col = error_of(&mut c, "SELECT secret FROM lake.sales.orders").await;
+    let missing_col = error_of(&mut c, "SELECT nope FROM lake.sales.orders").await;
     assert!(
         hidden_col.contains("not found or not allowed"),
         "{hidden_col}"
@@ -170,16 +158,8 @@ async fn policy_errors_do_not_distinguish_missing_from_hidden() {
         hidden_col.replace("secret", "X"),
         missing_col.replace("nope", "X")
     );
-    let hidden_table = c
-        .execute("SELECT * FROM lake.sales.hidden".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
-    let missing_table = c
-        .execute("SELECT * FROM lake.sales.nope".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let hidden_table = error_of(&mut c, "SELECT * FROM lake.sales.hidden").await;
+    let missing_table = error_of(&mut c, "SELECT * FROM lake.sales.nope").await;
     assert_eq!(
         hidden_table.replace("hidden", "X"),
         missing_table.replace("nope", "X")
@@ -200,11 +180,7 @@ async fn writes_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("read-only"), "{e}");
-    let e = c
-        .execute("DROP TABLE lake.sales.orders".into(), None)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = error_of(&mut c, "DROP TABLE lake.sales.orders").await;
     assert!(!e.contains("Internal"), "{e}");
     let e = c.begin_transaction().await.unwrap_err().to_string();
     assert!(e.contains("read-only"), "{e}");

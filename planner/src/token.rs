@@ -9,13 +9,14 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::policy::{Grant, TokenScope, TokenType};
+use crate::secret::Secret;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use rand::TryRngCore as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use sluice_planner::{Grant, Secret, TokenScope, TokenType};
 
 /// Prefix of every token secret.
 pub const SECRET_PREFIX: &str = "slc_";
@@ -166,26 +167,11 @@ pub struct TokenSpec {
     #[serde(default)]
     pub grants: Vec<Grant>,
     /// Destination prefixes (`s3://bucket/prefix`, `file:///path` under
-    /// the export root) the token may export to; none by default.
+    /// the export root) the token may export to; none by default. Checked
+    /// and normalised by the export jobs (`DestinationUrl`), which own the
+    /// syntax of destinations.
     #[serde(default)]
     pub export_destinations: Vec<String>,
-}
-
-/// Parses and normalises a token's export destination prefixes.
-pub fn normalise_destinations(list: &[String]) -> Result<Vec<String>, Vec<String>> {
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for (i, d) in list.iter().enumerate() {
-        match sluice_connectors::export::DestinationUrl::parse(d) {
-            Ok(u) => out.push(u.to_string()),
-            Err(e) => problems.push(format!("export_destinations[{i}]: {e}")),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
 }
 
 impl TokenSpec {
@@ -310,9 +296,6 @@ impl TokenSpec {
             if g.table.trim().is_empty() {
                 problems.push(format!("grants[{i}].table must not be empty"));
             }
-        }
-        if let Err(p) = normalise_destinations(&self.export_destinations) {
-            problems.extend(p);
         }
         problems
     }
