@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sluice_planner::TableClass;
 
 use crate::error::{Error, Result};
+use crate::location::redact_url;
 use crate::s3::S3Config;
 
 /// Which kind of Iceberg catalog.
@@ -54,8 +55,8 @@ impl fmt::Debug for Props {
 }
 
 /// `[catalogs.<name>]` with `kind = "iceberg"`: how to reach one Iceberg
-/// catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// catalog. `Debug` hides the password of `uri` (a Postgres catalog's).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IcebergCatalogConfig {
     /// `sql` (default) or `rest`.
@@ -81,6 +82,20 @@ pub struct IcebergCatalogConfig {
     /// Classification per `namespace.table`.
     #[serde(default)]
     pub tables: BTreeMap<String, TableClass>,
+}
+
+impl fmt::Debug for IcebergCatalogConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IcebergCatalogConfig")
+            .field("catalog", &self.catalog)
+            .field("catalog_name", &self.catalog_name)
+            .field("uri", &redact_url(&self.uri))
+            .field("warehouse", &self.warehouse.as_deref().map(redact_url))
+            .field("props", &self.props)
+            .field("s3", &self.s3)
+            .field("tables", &self.tables)
+            .finish()
+    }
 }
 
 impl IcebergCatalogConfig {
@@ -211,5 +226,20 @@ mod tests {
         );
         assert_eq!(normalize_sqlite_uri("sqlite:/tmp/x.db"), "sqlite:/tmp/x.db");
         assert_eq!(normalize_sqlite_uri("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn debug_hides_the_password_of_the_catalog_uri() {
+        let config: IcebergCatalogConfig = serde_json::from_value(serde_json::json!({
+            "uri": "postgres://iceberg:hunter2@db:5432/catalog",
+            "warehouse": "s3://lake/wh"
+        }))
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("postgres://iceberg:***@db:5432/catalog"),
+            "{debug}"
+        );
     }
 }

@@ -189,8 +189,15 @@ impl Error {
 
     /// The message to show a client: a refusal's own, DataFusion's root
     /// cause without its backtrace, or the message of a refusal or typed
-    /// connector error that travelled through DataFusion.
+    /// connector error that travelled through DataFusion. A connector
+    /// failure outside any secure view and an internal error say only that
+    /// they happened ([`CONNECTOR_FAILED`], [`INTERNAL`]): their detail may
+    /// carry paths, credentials or data and belongs in the server log,
+    /// which the `Display` text is for.
     pub fn message(&self) -> String {
+        if let Some(opaque) = self.opaque_message() {
+            return opaque.to_string();
+        }
         match self {
             Error::Refused(r) => r.message.clone(),
             Error::DataFusion(d) => match d.find_root() {
@@ -207,12 +214,31 @@ impl Error {
     /// planning: `, `Execution error: `, …), for protocols whose error
     /// shape carries the category itself (Trino).
     pub fn bare_message(&self) -> String {
+        if let Some(opaque) = self.opaque_message() {
+            return opaque.to_string();
+        }
         match self {
             Error::Refused(r) => r.message.clone(),
             Error::DataFusion(d) => classify::bare_message(d),
         }
     }
+
+    /// The whole client message of a kind whose detail stays in the log.
+    fn opaque_message(&self) -> Option<&'static str> {
+        match self.kind() {
+            ErrorKind::ConnectorFailed => Some(CONNECTOR_FAILED),
+            ErrorKind::Internal => Some(INTERNAL),
+            _ => None,
+        }
+    }
 }
+
+/// What a client is told of a connector failure outside any secure view.
+pub const CONNECTOR_FAILED: &str =
+    "a catalog failed while reading; the details are in the server log";
+
+/// What a client is told of an internal error.
+pub const INTERNAL: &str = "internal error; the details are in the server log";
 
 /// Result alias of the planner.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -560,8 +560,11 @@ impl TableProvider for SecureViewProvider {
         let mut hints: Vec<Expr> = view.pruning.clone();
         hints.extend(filters.iter().filter_map(|f| self.pushable_user_filter(f)));
         let source_projection = view.source_columns(&wanted, &hints, &[])?;
-        let scan =
-            scan_source_limited(&self.inner, state, &source_projection, &hints, limit).await?;
+        // A connector failing while it builds its scan (listing files,
+        // asking a backend) answers like one failing while it reads.
+        let scan = scan_source_limited(&self.inner, state, &source_projection, &hints, limit)
+            .await
+            .map_err(|e| opaque_failure(&view.table, &e))?;
         view.enforce(state, scan, &wanted, Vec::new())
     }
 }
@@ -743,7 +746,10 @@ impl fmt::Display for PolicyFailure {
 
 impl std::error::Error for PolicyFailure {}
 
-fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
+/// A failure below a secure view as the client sees it: the view's own
+/// opaque failure naming the table, except for what says nothing about
+/// data (memory limits, unreachable backends, vector lengths).
+pub(crate) fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
     // A secure view further down already answered opaquely.
     if let DataFusionError::External(inner) = e.find_root()
         && let Some(p) = inner.downcast_ref::<PolicyFailure>()

@@ -59,7 +59,7 @@ use datafusion::sql::sqlparser::ast::{
 use crate::connector::{
     DISTANCE_COLUMN, INTERNAL_DISTANCE_COLUMN, NativeSearchLookup, NativeVectorSearch,
 };
-use crate::secure_view::{SecureView, SecureViewProvider, scan_source};
+use crate::secure_view::{SecureView, SecureViewProvider, opaque_failure, scan_source};
 use crate::vectors::{DistanceUdf, Metric};
 
 /// The SQL name of the table function.
@@ -572,7 +572,8 @@ impl TableProvider for VectorSearchTable {
                         self.k,
                         self.metric,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| opaque_failure(&view.table, &e))?;
                 view.enforce(
                     state,
                     found,
@@ -583,7 +584,9 @@ impl TableProvider for VectorSearchTable {
             None => {
                 let hints = view.pruning.clone();
                 let source = view.source_columns(&wanted, &hints, &[self.source_index])?;
-                let scan = scan_source(&self.resolved.inner, state, &source, &hints).await?;
+                let scan = scan_source(&self.resolved.inner, state, &source, &hints)
+                    .await
+                    .map_err(|e| opaque_failure(&view.table, &e))?;
                 let query =
                     ScalarValue::List(Arc::new(
                         ListArray::from_iter_primitive::<Float32Type, _, _>(vec![Some(

@@ -312,7 +312,9 @@ impl Exports {
     /// details (endpoints, upload ids, server messages) go to the log only.
     fn failure(job_id: &str, e: ExportError) -> Stop {
         match e {
-            ExportError::Query(q) => Stop::Failed(sluice_planner::Error::DataFusion(q).message()),
+            ExportError::Query(q) => {
+                Self::query_failed(job_id, sluice_planner::Error::DataFusion(q))
+            }
             ExportError::Storage(detail) => {
                 tracing::warn!(job_id, error = %detail, "export object store failure");
                 Stop::Failed(format!(
@@ -329,6 +331,19 @@ impl Exports {
         }
     }
 
+    /// A planning or query failure as the job's owner sees it: the
+    /// planner's client message (opaque for connector and internal
+    /// failures, whose detail goes to the log).
+    fn query_failed(job_id: &str, e: sluice_planner::Error) -> Stop {
+        if matches!(
+            e.kind(),
+            sluice_planner::ErrorKind::ConnectorFailed | sluice_planner::ErrorKind::Internal
+        ) {
+            tracing::warn!(job_id, error = %e, "export query failure");
+        }
+        Stop::Failed(e.message())
+    }
+
     /// Plans and writes (everything but the commit); cancellable.
     async fn prepare(&self, job: &ExportJob, progress: &Arc<Progress>) -> Result<Prepared, Stop> {
         let record = self.token_allows(job).await.map_err(Refused::stop)?;
@@ -339,7 +354,7 @@ impl Exports {
             .governor
             .plan(&scope, &job.statement)
             .await
-            .map_err(|e| Stop::Failed(e.message()))?;
+            .map_err(|e| Self::query_failed(&job.id, e))?;
         if let Some(peer) = self.peer_read(&plan) {
             return Err(Stop::Failed(format!(
                 "exports cannot read federation peers ({peer})"
@@ -353,7 +368,7 @@ impl Exports {
         let stream = plan
             .execute()
             .await
-            .map_err(|e| Stop::Failed(e.message()))?;
+            .map_err(|e| Self::query_failed(&job.id, e))?;
         let truncated = stream.truncation_flag();
         let fail = |e| Self::failure(&job.id, e);
         let target = self.store_for(&dest).map_err(fail)?;

@@ -103,6 +103,10 @@ pub(super) fn statement(req: &SearchRequest) -> Result<String, ApiError> {
 /// other mistakes in the request 400, an unreachable catalog 503, failures
 /// while running 500.
 pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
+    if matches!(e.kind(), ErrorKind::ConnectorFailed | ErrorKind::Internal) {
+        // The client is told only that it happened; the detail is here.
+        tracing::error!(error = %e, "search query failed");
+    }
     let message = e.message();
     match e.kind() {
         ErrorKind::NotFound(Object::Catalog | Object::Schema | Object::Table) => {

@@ -173,18 +173,11 @@ pub fn from_datafusion(e: DataFusionError) -> TrinoError {
 }
 
 /// Connector and internal failures: the detail (paths, partition values,
-/// internals) goes to the log, the client gets the error's name.
+/// internals) goes to the log, the client gets the error's name and the
+/// planner's opaque message.
 fn opaque(code: (&'static str, i64, ErrorType), e: &PlanError) -> TrinoError {
     tracing::error!(error = %e, name = code.0, "Trino query failed");
-    TrinoError::new(
-        code,
-        match code.2 {
-            ErrorType::External => {
-                "a catalog failed while reading; the details are in the server log"
-            }
-            _ => "internal error; the details are in the server log",
-        },
-    )
+    TrinoError::new(code, e.bare_message())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! here.
 
 mod hardening;
+mod ingress_probes;
 mod protocol;
 
 use std::sync::Arc;

@@ -30,7 +30,11 @@ pub fn classify(e: &DataFusionError) -> ErrorKind {
         },
         DataFusionError::SQL(parser, _) => ErrorKind::Syntax(parser_location(parser)),
         DataFusionError::Plan(m) => from_message(m).unwrap_or(ErrorKind::InvalidStatement),
-        DataFusionError::Execution(m) => from_message(m).unwrap_or(ErrorKind::ExecutionFailed),
+        // While running, only division by zero is told apart by wording:
+        // other execution messages keep the kind the frontends have always
+        // answered with.
+        DataFusionError::Execution(m) if is_division_by_zero(m) => ErrorKind::DivisionByZero,
+        DataFusionError::Execution(_) => ErrorKind::ExecutionFailed,
         DataFusionError::SchemaError(inner, _) => match inner.as_ref() {
             SchemaError::AmbiguousReference { .. } => ErrorKind::Ambiguous,
             _ => ErrorKind::NotFound(Object::Column),
@@ -102,11 +106,18 @@ pub(super) fn bare_message(e: &DataFusionError) -> String {
     }
 }
 
-/// The kind of a `Plan` or `Execution` error, from DataFusion's wording.
+/// DataFusion's wording of division by zero (`Plan` while simplifying
+/// constants, `Execution` while running).
+fn is_division_by_zero(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("divide by zero") || m.contains("division by zero")
+}
+
+/// The kind of a `Plan` error, from DataFusion's wording.
 fn from_message(message: &str) -> Option<ErrorKind> {
     let m = message.to_ascii_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-    Some(if any(&["divide by zero", "division by zero"]) {
+    Some(if is_division_by_zero(&m) {
         ErrorKind::DivisionByZero
     } else if m.starts_with("table '") && m.ends_with("not found") {
         ErrorKind::NotFound(Object::Table)
