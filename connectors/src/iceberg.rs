@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sluice_planner::TableClass;
 
 use crate::error::{Error, Result};
-use crate::location::redact_url;
+use crate::location::{is_sensitive_key, redact_url, redact_value};
 use crate::s3::S3Config;
 
 /// Which kind of Iceberg catalog.
@@ -33,21 +33,19 @@ pub enum IcebergCatalogKind {
 }
 
 /// Catalog properties passed through to iceberg-rust. `Debug` redacts
-/// values whose key looks like a credential.
+/// values whose key looks like a credential, and URLs' credentials.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Props(pub BTreeMap<String, String>);
 
 impl fmt::Debug for Props {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const SENSITIVE: [&str; 6] = ["secret", "password", "token", "credential", "key", "auth"];
         let mut m = f.debug_map();
         for (k, v) in &self.0 {
-            let lk = k.to_ascii_lowercase();
-            if SENSITIVE.iter().any(|s| lk.contains(s)) {
+            if is_sensitive_key(k) {
                 m.entry(k, &"[redacted]");
             } else {
-                m.entry(k, v);
+                m.entry(k, &redact_value(v));
             }
         }
         m.finish()
@@ -241,5 +239,25 @@ mod tests {
             debug.contains("postgres://iceberg:***@db:5432/catalog"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn debug_hides_credentials_in_properties_by_key_and_in_urls() {
+        let props = Props(
+            [
+                ("s3.secret-access-key", "sk-1"),
+                ("s3.endpoint", "http://minio:m1n10pw@minio:9000"),
+                ("s3.region", "us-east-1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let debug = format!("{props:?}");
+        assert!(
+            !debug.contains("sk-1") && !debug.contains("m1n10pw"),
+            "{debug}"
+        );
+        assert!(debug.contains("us-east-1"), "{debug}");
     }
 }

@@ -85,16 +85,57 @@ pub fn absolute(base: &Path, path: &Path) -> PathBuf {
         .collect()
 }
 
-/// A URL with its password (if any) replaced by `***`, for logs and errors.
+/// Words that mark a key (a URL's query parameter, a catalog property) as
+/// naming a credential.
+const SENSITIVE_KEY_WORDS: [&str; 6] = ["secret", "password", "token", "credential", "key", "auth"];
+
+/// Whether the value of `key` is a credential, by its name.
+pub fn is_sensitive_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SENSITIVE_KEY_WORDS.iter().any(|w| key.contains(w))
+}
+
+/// A URL with its password and the values of query parameters that name
+/// credentials (`?password=`, `?token=`) replaced by `***`, for logs and
+/// errors. An unchanged URL keeps its spelling.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            // Cannot fail: the URL has a host (it has a password).
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) => "[unparseable url]".to_string(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return "[unparseable url]".to_string();
+    };
+    let mut changed = false;
+    if u.password().is_some() {
+        // Cannot fail: the URL has a host (it has a password).
+        let _ = u.set_password(Some("***"));
+        changed = true;
+    }
+    if u.query_pairs().any(|(k, _)| is_sensitive_key(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_sensitive_key(&k) {
+                    "***".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        u.to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+/// A configuration value for logs: redacted like a URL when it is one,
+/// as it is otherwise.
+pub fn redact_value(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(_) => redact_url(value),
+        Err(_) => value.to_string(),
     }
 }
 
@@ -116,5 +157,29 @@ mod tests {
         assert_eq!(normalize_warehouse("./wh", b), "file:///cwd/wh");
         assert_eq!(normalize_warehouse("file:///abs/wh", b), "file:///abs/wh");
         assert_eq!(normalize_warehouse("s3://bucket/wh", b), "s3://bucket/wh");
+    }
+
+    #[test]
+    fn redact_url_hides_passwords_in_the_user_info_and_the_query_string() {
+        assert_eq!(
+            redact_url("postgres://u:p4ss@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        let r = redact_url("postgres://u@db/cat?sslmode=require&password=hunter2");
+        assert!(
+            !r.contains("hunter2") && r.contains("sslmode=require"),
+            "{r}"
+        );
+        let r = redact_url("https://rest.example/catalog?Token=abc123&x=1");
+        assert!(!r.contains("abc123") && r.contains("x=1"), "{r}");
+        // Unchanged URLs keep their spelling.
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("sqlite:rel.db?mode=rwc"),
+            "sqlite:rel.db?mode=rwc"
+        );
+        assert_eq!(redact_url("not a url"), "[unparseable url]");
+        assert_eq!(redact_value("us-east-1"), "us-east-1");
+        assert!(!redact_value("http://a:b@h").contains(":b@"));
     }
 }

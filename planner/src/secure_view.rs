@@ -760,6 +760,17 @@ pub(crate) fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionErro
     if let DataFusionError::ResourcesExhausted(m) = e.find_root() {
         return DataFusionError::ResourcesExhausted(m.clone());
     }
+    if let DataFusionError::External(inner) = e.find_root() {
+        // sluice's own refusals are worded for the client.
+        if let Some(r) = inner.downcast_ref::<crate::error::Refusal>() {
+            return r.clone().into_datafusion();
+        }
+        // Nor do two vector lengths (vector_search's distance, on visible
+        // rows): the user's mistake, not a connector's failure.
+        if let Some(m) = inner.downcast_ref::<crate::vectors::DimensionMismatch>() {
+            return m.clone().into();
+        }
+    }
     let catalog = table.split('.').next().unwrap_or_default().to_string();
     // Neither does an unreachable backend; the user needs to know it.
     if let Some(down) = crate::connector::ConnectorUnavailable::find(e) {
@@ -769,12 +780,6 @@ pub(crate) fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionErro
     }
     metrics::counter!("sluice_connector_errors_total", "catalog" => catalog, "kind" => "failed")
         .increment(1);
-    // Nor two vector lengths (vector_search's distance, on visible rows).
-    if let DataFusionError::External(inner) = e.find_root()
-        && let Some(m) = inner.downcast_ref::<crate::vectors::DimensionMismatch>()
-    {
-        return m.clone().into();
-    }
     tracing::warn!(table = %table, error = %e, "secure view input failed");
     DataFusionError::External(Box::new(PolicyFailure {
         table: table.to_string(),

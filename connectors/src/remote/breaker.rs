@@ -152,7 +152,13 @@ impl Peer {
             Failure::Down { kind, detail } => {
                 self.failed(kind);
                 tracing::warn!(peer = %name, kind, error = %detail, "peer request failed");
-                format!("peer '{name}' is unavailable: {detail}")
+                // Transport errors name the provider's hosts, addresses and
+                // TLS details: they stay in the log.
+                let shown = match kind {
+                    CONNECT => "the connection failed (details in the gateway log)",
+                    _ => detail.as_str(),
+                };
+                format!("peer '{name}' is unavailable: {shown}")
             }
             Failure::Refused(status) => {
                 self.succeeded();
@@ -181,7 +187,7 @@ impl Peer {
                 Failure::Revoked
             }
             Code::Unavailable | Code::Unknown | Code::Cancelled => Failure::Down {
-                kind: "connect",
+                kind: CONNECT,
                 detail: describe_transport(&status),
             },
             Code::DeadlineExceeded => Failure::Down {
@@ -207,6 +213,10 @@ impl Peer {
     }
 }
 
+/// The kind of a failure to reach the provider at all.
+const CONNECT: &str = "connect";
+
+/// What went wrong on the transport, for the log.
 fn describe_transport(status: &tonic::Status) -> String {
     use std::error::Error as _;
     let mut text = status.message().to_string();
@@ -272,5 +282,22 @@ mod tests {
         peer.mark_revoked();
         let e = peer.refresh().await.unwrap_err().to_string();
         assert!(e.contains("peer access revoked"), "{e}");
+    }
+
+    /// A peer that cannot be reached answers with what happened, never
+    /// with the transport's detail (its address, resolver or TLS text).
+    #[tokio::test]
+    async fn peer_transport_detail_stays_in_the_log() {
+        let peer = unreachable_peer();
+        let e = peer.refresh().await.unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "peer 'partner' is unavailable: the connection failed (details in the gateway log)"
+            ),
+            "{e}"
+        );
+        for detail in ["127.0.0.1", "refused", "tcp", "transport"] {
+            assert!(!e.to_ascii_lowercase().contains(detail), "{e}");
+        }
     }
 }

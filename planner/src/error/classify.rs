@@ -43,7 +43,15 @@ pub fn classify(e: &DataFusionError) -> ErrorKind {
             ArrowError::DivideByZero => ErrorKind::DivisionByZero,
             ArrowError::CastError(_) | ArrowError::ParseError(_) => ErrorKind::InvalidCast,
             ArrowError::ArithmeticOverflow(_) => ErrorKind::NumericOverflow,
-            ArrowError::ExternalError(_) | ArrowError::IoError(..) => ErrorKind::ConnectorFailed,
+            // Errors of storage and file formats quote files and backends.
+            ArrowError::ExternalError(_)
+            | ArrowError::IoError(..)
+            | ArrowError::ParquetError(_)
+            | ArrowError::IpcError(_)
+            | ArrowError::CsvError(_)
+            | ArrowError::JsonError(_)
+            | ArrowError::AvroError(_)
+            | ArrowError::CDataInterface(_) => ErrorKind::ConnectorFailed,
             _ => ErrorKind::ExecutionFailed,
         },
         DataFusionError::NotImplemented(_) => ErrorKind::Unsupported,
@@ -216,6 +224,24 @@ mod tests {
         .context("scanning");
         assert_eq!(classify(&down), ErrorKind::Unavailable);
         assert_eq!(bare_message(&down), "catalog vec is unavailable: timeout");
+    }
+
+    #[test]
+    fn arrow_storage_and_format_errors_are_connector_failures() {
+        for a in [
+            ArrowError::ParquetError("s3://bucket/part-0.parquet: eof".into()),
+            ArrowError::IpcError("x".into()),
+            ArrowError::CsvError("x".into()),
+            ArrowError::JsonError("x".into()),
+            ArrowError::AvroError("x".into()),
+            ArrowError::CDataInterface("x".into()),
+        ] {
+            let e = DataFusionError::ArrowError(Box::new(a), None);
+            assert_eq!(classify(&e), ErrorKind::ConnectorFailed, "{e}");
+            let e = crate::Error::DataFusion(e);
+            assert!(!e.message().contains("s3://"), "{}", e.message());
+            assert!(!e.bare_message().contains("s3://"));
+        }
     }
 
     #[test]
