@@ -13,8 +13,11 @@ use std::fmt;
 use datafusion::error::DataFusionError;
 
 mod classify;
+mod opaque;
 
 pub use classify::classify;
+pub use opaque::PolicyFailure;
+pub(crate) use opaque::opaque_failure;
 
 /// What a name that is missing or not allowed names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

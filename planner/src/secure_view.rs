@@ -24,8 +24,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::error::DataFusionError;
-
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
@@ -46,6 +44,7 @@ use datafusion::prelude::{col, lit};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
+use crate::error::opaque_failure;
 use crate::masks::{MaskKey, mask_expr, masked_type};
 use crate::policy::{Grant, Mask, TableClass, TokenScope};
 use crate::rules::RuleCompiler;
@@ -723,67 +722,6 @@ impl ExecutionPlan for SecureViewExec {
             batches,
         )))
     }
-}
-
-/// What a secure view answers when its row policy, a mask or its
-/// connector scan fails: the table, nothing else (the details, which may
-/// quote values of hidden rows or columns, go to the log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyFailure {
-    /// The table (`catalog.namespace.table`).
-    pub table: String,
-}
-
-impl fmt::Display for PolicyFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "reading the table under the token's policy failed ({}); the details are in the server log",
-            self.table
-        )
-    }
-}
-
-impl std::error::Error for PolicyFailure {}
-
-/// A failure below a secure view as the client sees it: the view's own
-/// opaque failure naming the table, except for what says nothing about
-/// data (memory limits, unreachable backends, vector lengths).
-pub(crate) fn opaque_failure(table: &str, e: &DataFusionError) -> DataFusionError {
-    // A secure view further down already answered opaquely.
-    if let DataFusionError::External(inner) = e.find_root()
-        && let Some(p) = inner.downcast_ref::<PolicyFailure>()
-    {
-        return DataFusionError::External(Box::new(p.clone()));
-    }
-    // Memory limits say nothing about data.
-    if let DataFusionError::ResourcesExhausted(m) = e.find_root() {
-        return DataFusionError::ResourcesExhausted(m.clone());
-    }
-    if let DataFusionError::External(inner) = e.find_root() {
-        // sluice's own refusals are worded for the client.
-        if let Some(r) = inner.downcast_ref::<crate::error::Refusal>() {
-            return r.clone().into_datafusion();
-        }
-        // Nor do two vector lengths (vector_search's distance, on visible
-        // rows): the user's mistake, not a connector's failure.
-        if let Some(m) = inner.downcast_ref::<crate::vectors::DimensionMismatch>() {
-            return m.clone().into();
-        }
-    }
-    let catalog = table.split('.').next().unwrap_or_default().to_string();
-    // Neither does an unreachable backend; the user needs to know it.
-    if let Some(down) = crate::connector::ConnectorUnavailable::find(e) {
-        metrics::counter!("sluice_connector_errors_total", "catalog" => catalog, "kind" => "unavailable")
-            .increment(1);
-        return down.clone().into_datafusion();
-    }
-    metrics::counter!("sluice_connector_errors_total", "catalog" => catalog, "kind" => "failed")
-        .increment(1);
-    tracing::warn!(table = %table, error = %e, "secure view input failed");
-    DataFusionError::External(Box::new(PolicyFailure {
-        table: table.to_string(),
-    }))
 }
 
 #[cfg(test)]

@@ -59,7 +59,8 @@ use datafusion::sql::sqlparser::ast::{
 use crate::connector::{
     DISTANCE_COLUMN, INTERNAL_DISTANCE_COLUMN, NativeSearchLookup, NativeVectorSearch,
 };
-use crate::secure_view::{SecureView, SecureViewProvider, opaque_failure, scan_source};
+use crate::error::opaque_failure;
+use crate::secure_view::{SecureView, SecureViewProvider, scan_source};
 use crate::vectors::{DistanceUdf, Metric};
 
 /// The SQL name of the table function.

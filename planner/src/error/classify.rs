@@ -16,9 +16,8 @@ use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 
-use super::{ErrorKind, Object, Refusal};
+use super::{ErrorKind, Object, PolicyFailure, Refusal};
 use crate::connector::ConnectorUnavailable;
-use crate::secure_view::PolicyFailure;
 use crate::vectors::DimensionMismatch;
 
 /// The kind of a DataFusion error (of its root cause).
