@@ -6,7 +6,6 @@
 //! `system.runtime`) and the audit facts a plan records.
 
 use std::any::Any;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
@@ -29,9 +28,10 @@ use sluice_planner::audit::{self, AuditHandle};
 use sluice_planner::auth::{Charge, Schemes, authenticate, secret_from_authorization};
 use sluice_planner::connector::CatalogGate;
 use sluice_planner::{
-    AuthFailure, AuthFailureKind, Authenticator, CatalogEntry, Error, ErrorKind, Governor,
-    SessionOptions, SqlDialect, TokenScope,
+    AuthFailure, AuthFailureKind, CatalogEntry, Error, ErrorKind, Governor, SessionOptions,
+    SqlDialect, TokenScope,
 };
+use sluice_test_support::StaticAuthenticator;
 
 // ---------------------------------------------------------------------------
 // Credentials
@@ -40,79 +40,30 @@ use sluice_planner::{
 const GOOD: &str = "good-secret";
 const SHARE: &str = "share-secret";
 
-/// Secrets to scopes; records every secret it is asked about and whether
-/// the call was charged to the token's rate.
-#[derive(Debug)]
-struct Recording {
-    tokens: Vec<(&'static str, Arc<TokenScope>)>,
-    seen: Mutex<Vec<(String, bool)>>,
-}
-
-impl Recording {
-    fn new() -> Self {
-        Self {
-            tokens: vec![
-                (
-                    GOOD,
-                    sluice_test_support::scope(serde_json::json!({
-                        "token_id": "t-good", "name": "good", "grants": []
-                    })),
-                ),
-                (
-                    SHARE,
-                    sluice_test_support::scope(serde_json::json!({
-                        "token_id": "t-share", "name": "partner-gw", "token_type": "share",
-                        "grants": []
-                    })),
-                ),
-            ],
-            seen: Mutex::new(vec![]),
-        }
-    }
-
-    fn seen(&self) -> Vec<(String, bool)> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn check(&self, secret: &str, charged: bool) -> Result<Arc<TokenScope>, AuthFailure> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push((secret.to_string(), charged));
-        if secret.is_empty() {
-            return Err(AuthFailure::new(AuthFailureKind::Malformed));
-        }
-        self.tokens
-            .iter()
-            .find(|(s, _)| *s == secret)
-            .map(|(_, t)| Arc::clone(t))
-            .ok_or(AuthFailure::new(AuthFailureKind::Unknown))
-    }
-}
-
-#[async_trait]
-impl Authenticator for Recording {
-    async fn authenticate(
-        &self,
-        secret: &str,
-        _client: Option<IpAddr>,
-    ) -> Result<Arc<TokenScope>, AuthFailure> {
-        self.check(secret, true)
-    }
-
-    async fn authenticate_continuation(
-        &self,
-        secret: &str,
-        _client: Option<IpAddr>,
-    ) -> Result<Arc<TokenScope>, AuthFailure> {
-        self.check(secret, false)
-    }
+/// `GOOD` (a public token) and `SHARE` (a partner's share token); the
+/// authenticator records every secret it is asked about.
+fn recording() -> StaticAuthenticator {
+    StaticAuthenticator::new([
+        (
+            GOOD,
+            sluice_test_support::scope(serde_json::json!({
+                "token_id": "t-good", "name": "good", "grants": []
+            })),
+        ),
+        (
+            SHARE,
+            sluice_test_support::scope(serde_json::json!({
+                "token_id": "t-share", "name": "partner-gw", "token_type": "share",
+                "grants": []
+            })),
+        ),
+    ])
 }
 
 /// `authenticate` under a fresh audit handle: its result and the facts it
 /// noted.
 async fn run(
-    auth: &Recording,
+    auth: &StaticAuthenticator,
     header: Option<&str>,
     schemes: Schemes,
     charge: Charge,
@@ -142,7 +93,7 @@ async fn basic_credentials_are_refused_where_only_bearer_is_accepted() {
         format!("basic {}", STANDARD_NO_PAD.encode(format!("user:{GOOD}"))),
         format!("  BASIC   {}  ", STANDARD.encode(format!(":{GOOD}"))),
     ] {
-        let auth = Recording::new();
+        let auth = recording();
         let (result, facts) = run(
             &auth,
             Some(&header),
@@ -155,9 +106,9 @@ async fn basic_credentials_are_refused_where_only_bearer_is_accepted() {
         assert_eq!(failure.to_string(), "authentication failed", "{header}");
         assert!(failure.retry_after.is_none());
         assert!(
-            auth.seen().iter().all(|(s, _)| s != GOOD),
+            auth.calls().iter().all(|(s, _)| s != GOOD),
             "{header}: the authenticator saw the secret: {:?}",
-            auth.seen()
+            auth.calls()
         );
         assert!(facts.token_id.is_none(), "{header}: {facts:?}");
         assert!(
@@ -179,7 +130,7 @@ async fn basic_credentials_carry_the_secret_as_password_where_accepted() {
         format!("Basic {}", STANDARD_NO_PAD.encode(format!("x:{GOOD}"))),
         format!("Bearer {GOOD}"),
     ] {
-        let auth = Recording::new();
+        let auth = recording();
         let (result, facts) = run(
             &auth,
             Some(&header),
@@ -193,7 +144,7 @@ async fn basic_credentials_carry_the_secret_as_password_where_accepted() {
         assert!(facts.peer.is_none(), "a public token is no partner");
     }
     // The user part is never taken as the secret.
-    let auth = Recording::new();
+    let auth = recording();
     let (result, _) = run(
         &auth,
         Some(&basic(&format!("{GOOD}:wrong"))),
@@ -211,7 +162,7 @@ async fn basic_credentials_carry_the_secret_as_password_where_accepted() {
 #[tokio::test]
 async fn malformed_credentials_fail_through_the_authenticator_like_unknown_ones() {
     let unknown = {
-        let auth = Recording::new();
+        let auth = recording();
         run(
             &auth,
             Some("Bearer nope"),
@@ -240,7 +191,7 @@ async fn malformed_credentials_fail_through_the_authenticator_like_unknown_ones(
         )),
     ];
     for header in cases {
-        let auth = Recording::new();
+        let auth = recording();
         let (result, facts) = run(
             &auth,
             header.as_deref(),
@@ -252,7 +203,7 @@ async fn malformed_credentials_fail_through_the_authenticator_like_unknown_ones(
         let failure = result.expect_err(&format!("{header:?}"));
         assert_eq!(failure.to_string(), unknown, "{header:?}");
         assert_eq!(
-            auth.seen(),
+            auth.calls(),
             vec![(String::new(), true)],
             "{header:?}: exactly one authenticator call with an empty secret"
         );
@@ -285,7 +236,7 @@ fn every_credential_failure_reads_the_same() {
 /// and the token is not noted in the audit facts (nor as a partner).
 #[tokio::test]
 async fn a_refused_admission_notes_no_token_in_the_audit_facts() {
-    let auth = Recording::new();
+    let auth = recording();
     let (result, facts) = run(
         &auth,
         Some(&format!("Bearer {SHARE}")),
@@ -308,7 +259,7 @@ async fn a_refused_admission_notes_no_token_in_the_audit_facts() {
 /// An admitted share token is noted with the partner's name.
 #[tokio::test]
 async fn an_admitted_share_token_is_noted_with_its_partner() {
-    let auth = Recording::new();
+    let auth = recording();
     let (result, facts) = run(
         &auth,
         Some(&format!("Bearer {SHARE}")),
@@ -325,7 +276,7 @@ async fn an_admitted_share_token_is_noted_with_its_partner() {
 /// Only a continuation goes uncharged; every request is charged once.
 #[tokio::test]
 async fn only_a_continuation_goes_uncharged() {
-    let auth = Recording::new();
+    let auth = recording();
     let header = format!("Bearer {GOOD}");
     run(
         &auth,
@@ -348,7 +299,7 @@ async fn only_a_continuation_goes_uncharged() {
     .0
     .unwrap();
     assert_eq!(
-        auth.seen(),
+        auth.calls(),
         vec![(GOOD.to_string(), true), (GOOD.to_string(), false)]
     );
 }
@@ -444,16 +395,7 @@ fn failing_governor() -> Governor {
     .unwrap();
     s.register_table(
         "accounts".into(),
-        mem(
-            Arc::new(Schema::new(vec![
-                Field::new("id", DataType::Int64, false),
-                Field::new("tenant", DataType::Utf8, true),
-            ])),
-            vec![
-                Arc::new(Int64Array::from(vec![1, 2, 3])),
-                Arc::new(StringArray::from(vec!["1", "2", "top-secret-tenant"])),
-            ],
-        ),
+        sluice_test_support::accounts_with_a_text_tenant(),
     )
     .unwrap();
     let catalog = MemoryCatalogProvider::new();

@@ -28,6 +28,30 @@ pub fn mem_table(batch: RecordBatch) -> Arc<dyn TableProvider> {
     Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("a memory table"))
 }
 
+/// `accounts (id BIGINT NOT NULL, tenant TEXT)` with tenants `1`, `2`
+/// and `top-secret-tenant`: a row rule `CAST(tenant AS BIGINT) = 1` fails
+/// on the third row, which the token never sees.
+///
+/// # Panics
+///
+/// Never.
+pub fn accounts_with_a_text_tenant() -> Arc<dyn TableProvider> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("tenant", DataType::Utf8, true),
+    ]));
+    mem_table(
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["1", "2", "top-secret-tenant"])),
+            ],
+        )
+        .expect("a valid batch"),
+    )
+}
+
 /// A catalog of schemas of tables: `[("sales", vec![("orders", table)])]`.
 ///
 /// # Panics

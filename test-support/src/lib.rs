@@ -24,5 +24,5 @@ pub mod slt;
 pub mod tokens;
 
 pub use auth::StaticAuthenticator;
-pub use catalog::{MASK_KEY, governor, mem_table, raw_catalog};
+pub use catalog::{MASK_KEY, accounts_with_a_text_tenant, governor, mem_table, raw_catalog};
 pub use tokens::{scope, token};

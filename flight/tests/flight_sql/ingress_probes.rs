@@ -7,43 +7,12 @@
 use std::sync::Arc;
 
 use arrow_flight::sql::CommandStatementQuery;
-use sluice_planner::{Authenticator, Governor};
 use sluice_test_support::StaticAuthenticator;
 
 use super::*;
 
 const SHARE: &str = "share-secret-0123456789";
 const EU: &str = "eu-secret-0123456789";
-
-async fn start_with(
-    governor: Governor,
-    auth: Arc<dyn Authenticator>,
-    share_needs_client_cert: bool,
-) -> Channel {
-    let svc = flight_service(
-        Arc::new(governor),
-        auth,
-        FlightConfig {
-            ticket_key: vec![9u8; 32],
-            ticket_ttl: Duration::from_secs(60),
-            server_name: "sluice-probe".into(),
-            server_version: "0.0.1".into(),
-            share_needs_client_cert,
-        },
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
 
 /// Alice and Bob of the sales catalog, plus a share token and a
 /// row-filtered token over the test catalog.
@@ -97,7 +66,7 @@ fn basic(password: &str) -> String {
 /// a valid secret sent as Basic is refused like an unknown one.
 #[tokio::test]
 async fn basic_auth_is_refused_outside_the_handshake() {
-    let channel = start_with(sales::governor(), tokens(), false).await;
+    let channel = serve(sales::governor(), tokens(), false).await;
     let mut raw = FlightServiceClient::new(channel.clone());
     let unknown = raw
         .get_flight_info(with_auth(
@@ -173,7 +142,7 @@ async fn basic_auth_is_refused_outside_the_handshake() {
 /// exactly the answer of an unknown secret; public tokens are unaffected.
 #[tokio::test]
 async fn a_share_token_without_a_client_certificate_is_refused_like_a_bad_secret() {
-    let channel = start_with(sluice_test_support::governor(), tokens(), true).await;
+    let channel = serve(sluice_test_support::governor(), tokens(), true).await;
     let mut raw = FlightServiceClient::new(channel.clone());
     let sql = "SELECT order_id FROM lake.sales.orders";
     let unknown = raw
@@ -219,7 +188,7 @@ async fn a_share_token_without_a_client_certificate_is_refused_like_a_bad_secret
         .await
         .unwrap();
     // Without the requirement the share token is served.
-    let open = start_with(sluice_test_support::governor(), tokens(), false).await;
+    let open = serve(sluice_test_support::governor(), tokens(), false).await;
     FlightServiceClient::new(open)
         .get_flight_info(with_auth(&format!("Bearer {SHARE}"), statement(sql)))
         .await
@@ -244,7 +213,7 @@ async fn run_status(channel: &Channel, secret: &str, sql: &str) -> Option<tonic:
 /// hidden rows answers without any value.
 #[tokio::test]
 async fn execution_failures_quote_only_what_the_token_sees() {
-    let channel = start_with(sluice_test_support::governor(), tokens(), false).await;
+    let channel = serve(sluice_test_support::governor(), tokens(), false).await;
     for sql in [
         "SELECT order_id FROM lake.sales.orders WHERE CAST(region AS BIGINT) > 0",
         "SELECT CAST(region AS BIGINT) FROM lake.sales.orders",
@@ -297,7 +266,7 @@ async fn a_rule_failing_on_a_hidden_row_is_internal_on_flight() {
                         "allow_rules": ["CAST(tenant AS BIGINT) = 1"]}]
         })),
     )]));
-    let channel = start_with(governor, auth, false).await;
+    let channel = serve(governor, auth, false).await;
     for sql in [
         "SELECT id FROM lake.s.accounts",
         "SELECT count(*) FROM lake.s.accounts",

@@ -28,22 +28,33 @@ use base64::engine::general_purpose::STANDARD_NO_PAD;
 use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
 use sluice_flight::{FlightConfig, flight_service};
+use sluice_planner::{Authenticator, Governor};
 use sluice_test_support::sales::{self, ALICE, BOB};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request};
 
+/// The service over the sales fixture (Alice and Bob).
 async fn start() -> Channel {
+    serve(sales::governor(), Arc::new(sales::authenticator()), false).await
+}
+
+/// The service over `governor` with `auth`, on a loopback port.
+async fn serve(
+    governor: Governor,
+    auth: Arc<dyn Authenticator>,
+    share_needs_client_cert: bool,
+) -> Channel {
     let svc = flight_service(
-        Arc::new(sales::governor()),
-        Arc::new(sales::authenticator()),
+        Arc::new(governor),
+        auth,
         FlightConfig {
             ticket_key: vec![7u8; 32],
             ticket_ttl: Duration::from_secs(60),
             server_name: "sluice-test".into(),
             server_version: "0.0.1".into(),
-            share_needs_client_cert: false,
+            share_needs_client_cert,
         },
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

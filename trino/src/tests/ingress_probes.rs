@@ -4,12 +4,11 @@
 //! what a poll records in the audit facts, and the Trino-shaped metadata
 //! over the token's scoped catalogs (`system.runtime` for admins only).
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use async_trait::async_trait;
 use axum::Router;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, StatusCode};
@@ -18,7 +17,8 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use datafusion::catalog::MemTable;
 use serde_json::Value;
 use sluice_planner::audit::{self, AuditHandle};
-use sluice_planner::{AuthFailure, AuthFailureKind, Authenticator, CatalogEntry, TokenScope};
+use sluice_planner::{Authenticator, CatalogEntry};
+use sluice_test_support::StaticAuthenticator;
 
 use super::{Answer, call, path_of, post, quick};
 use crate::{TrinoConfig, TrinoState, router};
@@ -27,63 +27,9 @@ const EU: &str = "eu-secret";
 const ADMIN: &str = "admin-secret";
 const AUDITOR: &str = "auditor-secret";
 
-/// The test tokens by secret; counts, per token id, the calls charged to
-/// its rate and the uncharged continuations.
-#[derive(Debug, Default)]
-struct Charging {
-    calls: Mutex<Vec<(String, bool)>>,
-}
-
-impl Charging {
-    fn scope(secret: &str) -> Option<Arc<TokenScope>> {
-        let name = match secret {
-            EU => "eu",
-            ADMIN => "admin",
-            AUDITOR => "auditor",
-            _ => return None,
-        };
-        Some(sluice_test_support::token(name))
-    }
-
-    fn check(&self, secret: &str, charged: bool) -> Result<Arc<TokenScope>, AuthFailure> {
-        let scope = Self::scope(secret).ok_or(AuthFailure::new(AuthFailureKind::Unknown))?;
-        self.calls
-            .lock()
-            .unwrap()
-            .push((scope.token_id.clone(), charged));
-        Ok(scope)
-    }
-
-    /// (charged, uncharged) calls of token `id` so far.
-    fn count(&self, id: &str) -> (usize, usize) {
-        let calls = self.calls.lock().unwrap();
-        let of = |c: bool| calls.iter().filter(|(t, x)| t == id && *x == c).count();
-        (of(true), of(false))
-    }
-}
-
-#[async_trait]
-impl Authenticator for Charging {
-    async fn authenticate(
-        &self,
-        secret: &str,
-        _client: Option<IpAddr>,
-    ) -> Result<Arc<TokenScope>, AuthFailure> {
-        self.check(secret, true)
-    }
-
-    async fn authenticate_continuation(
-        &self,
-        secret: &str,
-        _client: Option<IpAddr>,
-    ) -> Result<Arc<TokenScope>, AuthFailure> {
-        self.check(secret, false)
-    }
-}
-
 struct Fixture {
     app: Router,
-    auth: Arc<Charging>,
+    auth: Arc<StaticAuthenticator>,
 }
 
 /// The test catalog `lake`, an ungranted catalog `secretcat`, the
@@ -106,7 +52,10 @@ fn fixture() -> Fixture {
             tables: Default::default(),
         },
     );
-    let auth = Arc::new(Charging::default());
+    let auth = Arc::new(StaticAuthenticator::new(
+        [(EU, "eu"), (ADMIN, "admin"), (AUDITOR, "auditor")]
+            .map(|(secret, name)| (secret, sluice_test_support::token(name))),
+    ));
     let state = TrinoState::new(
         Arc::new(governor),
         Arc::clone(&auth) as Arc<dyn Authenticator>,
@@ -204,22 +153,18 @@ async fn only_the_owner_pages_a_live_query_uncharged() {
     .await;
     let doc = first.json();
     let next = path_of(doc["nextUri"].as_str().unwrap()).to_string();
-    assert_eq!(f.auth.count("t-eu"), (1, 0));
+    assert_eq!(f.auth.count(EU), (1, 0));
 
     let page = call(&f.app, Method::GET, &next, Some(&bearer(EU)), &[], "").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert_eq!(
-        f.auth.count("t-eu"),
-        (1, 1),
-        "the owner's poll is uncharged"
-    );
+    assert_eq!(f.auth.count(EU), (1, 1), "the owner's poll is uncharged");
 
-    for (secret, id) in [(ADMIN, "t-admin"), (AUDITOR, "t-auditor")] {
-        let before = f.auth.count(id).0;
+    for secret in [ADMIN, AUDITOR] {
+        let before = f.auth.count(secret).0;
         let a = call(&f.app, Method::GET, &next, Some(&bearer(secret)), &[], "").await;
         assert_eq!(a.status, StatusCode::GONE, "{secret}");
-        assert_eq!(f.auth.count(id).0, before + 1, "{secret}: charged once");
-        let before = f.auth.count(id).0;
+        assert_eq!(f.auth.count(secret).0, before + 1, "{secret}: charged once");
+        let before = f.auth.count(secret).0;
         let d = call(
             &f.app,
             Method::DELETE,
@@ -230,16 +175,20 @@ async fn only_the_owner_pages_a_live_query_uncharged() {
         )
         .await;
         assert_eq!(d.status, StatusCode::NO_CONTENT);
-        assert_eq!(f.auth.count(id).0, before + 1, "{secret}: DELETE charged");
+        assert_eq!(
+            f.auth.count(secret).0,
+            before + 1,
+            "{secret}: DELETE charged"
+        );
     }
 
     // A wrong slug: not the live query, so charged.
     let parts: Vec<&str> = next.rsplitn(3, '/').collect();
     let wrong = format!("{}/{}/1", parts[2], "0".repeat(32));
-    let before = f.auth.count("t-eu");
+    let before = f.auth.count(EU);
     let a = call(&f.app, Method::GET, &wrong, Some(&bearer(EU)), &[], "").await;
     assert_eq!(a.status, StatusCode::GONE);
-    assert_eq!(f.auth.count("t-eu"), (before.0 + 1, before.1));
+    assert_eq!(f.auth.count(EU), (before.0 + 1, before.1));
 
     // The foreign DELETEs left the query alone: the owner reads it to the end.
     let mut next = page.json()["nextUri"]
@@ -255,7 +204,7 @@ async fn only_the_owner_pages_a_live_query_uncharged() {
         next = d["nextUri"].as_str().map(|u| path_of(u).to_string());
     }
     assert!(pages >= 3);
-    let (charged, _) = f.auth.count("t-eu");
+    let (charged, _) = f.auth.count(EU);
     assert_eq!(charged, before.0 + 1, "the owner's polls stayed uncharged");
 }
 

@@ -119,16 +119,7 @@ pub(super) fn fixture(config: TrinoConfig) -> Fixture {
     sales
         .register_table(
             "accounts".into(),
-            mem(
-                Arc::new(Schema::new(vec![
-                    Field::new("id", DataType::Int64, false),
-                    Field::new("tenant", DataType::Utf8, true),
-                ])),
-                vec![
-                    Arc::new(Int64Array::from(vec![1, 2, 3])),
-                    Arc::new(StringArray::from(vec!["1", "2", "top-secret-tenant"])),
-                ],
-            ),
+            sluice_test_support::accounts_with_a_text_tenant(),
         )
         .unwrap();
     let started = Arc::new(AtomicUsize::new(0));
