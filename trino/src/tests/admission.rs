@@ -22,7 +22,7 @@ async fn finish_many(
             match doc["nextUri"].as_str() {
                 Some(next) => {
                     last_path = path_of(next).to_string();
-                    a = call(app, Method::GET, &last_path, Some(auth), &[], "").await;
+                    a = get(app, auth, &last_path).await;
                 }
                 None => {
                     out.push((doc["id"].as_str().unwrap().to_string(), last_path, doc));
@@ -150,7 +150,7 @@ async fn cached_last_pages_count_for_admission() {
     // Keep them alive with retries of the last page, well past the grace.
     for _ in 0..6 {
         for (_, path, _) in &runs {
-            let a = call(&f.app, Method::GET, path, Some(EU), &[], "").await;
+            let a = get(&f.app, EU, path).await;
             // Retired queries (bounded per token, grace from their end)
             // answer 410.
             assert!(
@@ -247,9 +247,7 @@ async fn slow_readers_of_complete_results_keep_their_rows() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut last = Value::Null;
     while let Some(p) = next {
-        let doc = call(&f.app, Method::GET, &p, Some(EU), &[], "")
-            .await
-            .json();
+        let doc = get(&f.app, EU, &p).await.json();
         next = doc["nextUri"].as_str().map(|u| path_of(u).to_string());
         last = doc;
     }

@@ -20,7 +20,7 @@ use sluice_planner::audit::{self, AuditHandle};
 use sluice_planner::{Authenticator, CatalogEntry};
 use sluice_test_support::StaticAuthenticator;
 
-use super::{Answer, call, path_of, post, quick};
+use super::{Answer, call, get, path_of, post, quick};
 use crate::{TrinoConfig, TrinoState, router};
 
 const EU: &str = "eu-secret";
@@ -133,7 +133,7 @@ async fn every_trino_credential_failure_is_the_same_401() {
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
     for path in ["/v1/query", "/v1/query/x", "/v1/statement/executing/a/b/0"] {
-        let a = call(&f.app, Method::GET, path, Some("Bearer nope"), &[], "").await;
+        let a = get(&f.app, "Bearer nope", path).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(a.body, answers[0], "{path}");
     }
@@ -155,13 +155,13 @@ async fn only_the_owner_pages_a_live_query_uncharged() {
     let next = path_of(doc["nextUri"].as_str().unwrap()).to_string();
     assert_eq!(f.auth.count(EU), (1, 0));
 
-    let page = call(&f.app, Method::GET, &next, Some(&bearer(EU)), &[], "").await;
+    let page = get(&f.app, &bearer(EU), &next).await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(f.auth.count(EU), (1, 1), "the owner's poll is uncharged");
 
     for secret in [ADMIN, AUDITOR] {
         let before = f.auth.count(secret).0;
-        let a = call(&f.app, Method::GET, &next, Some(&bearer(secret)), &[], "").await;
+        let a = get(&f.app, &bearer(secret), &next).await;
         assert_eq!(a.status, StatusCode::GONE, "{secret}");
         assert_eq!(f.auth.count(secret).0, before + 1, "{secret}: charged once");
         let before = f.auth.count(secret).0;
@@ -186,7 +186,7 @@ async fn only_the_owner_pages_a_live_query_uncharged() {
     let parts: Vec<&str> = next.rsplitn(3, '/').collect();
     let wrong = format!("{}/{}/1", parts[2], "0".repeat(32));
     let before = f.auth.count(EU);
-    let a = call(&f.app, Method::GET, &wrong, Some(&bearer(EU)), &[], "").await;
+    let a = get(&f.app, &bearer(EU), &wrong).await;
     assert_eq!(a.status, StatusCode::GONE);
     assert_eq!(f.auth.count(EU), (before.0 + 1, before.1));
 
@@ -196,7 +196,7 @@ async fn only_the_owner_pages_a_live_query_uncharged() {
         .map(|u| path_of(u).to_string());
     let mut pages = 1;
     while let Some(n) = next {
-        let a = call(&f.app, Method::GET, &n, Some(&bearer(EU)), &[], "").await;
+        let a = get(&f.app, &bearer(EU), &n).await;
         assert_eq!(a.status, StatusCode::OK);
         let d = a.json();
         assert!(d.get("error").is_none(), "{d}");
@@ -219,11 +219,7 @@ async fn a_foreign_poll_records_nothing_of_the_owners_query() {
     let next = path_of(doc["nextUri"].as_str().unwrap()).to_string();
 
     let foreign = AuditHandle::new();
-    let a = audit::with_handle(
-        foreign.clone(),
-        call(&f.app, Method::GET, &next, Some(&bearer(AUDITOR)), &[], ""),
-    )
-    .await;
+    let a = audit::with_handle(foreign.clone(), get(&f.app, &bearer(AUDITOR), &next)).await;
     assert_eq!(a.status, StatusCode::GONE);
     let facts = foreign.snapshot();
     assert_eq!(facts.token_id.as_deref(), Some("t-auditor"));
@@ -232,11 +228,7 @@ async fn a_foreign_poll_records_nothing_of_the_owners_query() {
     assert!(facts.tables.is_empty(), "{facts:?}");
 
     let own = AuditHandle::new();
-    let a = audit::with_handle(
-        own.clone(),
-        call(&f.app, Method::GET, &next, Some(&bearer(EU)), &[], ""),
-    )
-    .await;
+    let a = audit::with_handle(own.clone(), get(&f.app, &bearer(EU), &next)).await;
     assert_eq!(a.status, StatusCode::OK);
     let facts = own.snapshot();
     assert_eq!(facts.token_id.as_deref(), Some("t-eu"));
@@ -342,7 +334,7 @@ async fn query_listing_and_info_are_the_owners_or_an_admins() {
     let list = |auth: String| {
         let app = f.app.clone();
         async move {
-            let a: Answer = call(&app, Method::GET, "/v1/query", Some(&auth), &[], "").await;
+            let a: Answer = get(&app, &auth, "/v1/query").await;
             assert_eq!(a.status, StatusCode::OK);
             String::from_utf8_lossy(&a.body).to_string()
         }
@@ -353,11 +345,7 @@ async fn query_listing_and_info_are_the_owners_or_an_admins() {
     let info = |auth: String| {
         let app = f.app.clone();
         let path = format!("/v1/query/{id}");
-        async move {
-            call(&app, Method::GET, &path, Some(&auth), &[], "")
-                .await
-                .status
-        }
+        async move { get(&app, &auth, &path).await.status }
     };
     assert_eq!(info(bearer(EU)).await, StatusCode::OK);
     assert_eq!(info(bearer(ADMIN)).await, StatusCode::OK);

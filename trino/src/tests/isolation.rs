@@ -52,12 +52,7 @@ async fn queries_belong_to_their_token_and_stop_at_revocation() {
     // Polls by other tokens answer like an unknown query (410); their
     // DELETEs answer 204 like every DELETE and leave the query alone.
     for auth in [ADMIN, OTHER, TENANT] {
-        assert_eq!(
-            call(&f.app, Method::GET, next, Some(auth), &[], "")
-                .await
-                .status,
-            StatusCode::GONE
-        );
+        assert_eq!(get(&f.app, auth, next).await.status, StatusCode::GONE);
         assert_eq!(
             call(&f.app, Method::DELETE, next, Some(auth), &[], "")
                 .await
@@ -65,25 +60,15 @@ async fn queries_belong_to_their_token_and_stop_at_revocation() {
             StatusCode::NO_CONTENT
         );
     }
-    assert_eq!(
-        call(&f.app, Method::GET, next, Some(EU), &[], "")
-            .await
-            .status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&f.app, EU, next).await.status, StatusCode::OK);
     // A wrong slug is a different query.
     let parts: Vec<&str> = next.rsplitn(3, '/').collect();
     let wrong = format!("{}/{}/1", parts[2], "0".repeat(32));
-    assert_eq!(
-        call(&f.app, Method::GET, &wrong, Some(EU), &[], "")
-            .await
-            .status,
-        StatusCode::GONE
-    );
-    let list = call(&f.app, Method::GET, "/v1/query", Some(OTHER), &[], "").await;
+    assert_eq!(get(&f.app, EU, &wrong).await.status, StatusCode::GONE);
+    let list = get(&f.app, OTHER, "/v1/query").await;
     assert!(!String::from_utf8_lossy(&list.body).contains(&id));
     f.tokens.revoke("eu-secret");
-    let a = call(&f.app, Method::GET, next, Some(EU), &[], "").await;
+    let a = get(&f.app, EU, next).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     assert_eq!(a.headers["www-authenticate"], "Basic realm=\"Trino\"");
     assert!(f.started.load(Ordering::SeqCst) >= 1);
@@ -212,46 +197,23 @@ async fn foreign_queries_look_unknown() {
         let next = path_of(doc["nextUri"].as_str().unwrap());
         let unknown = next.replace(id, "20260101_000000_00001_zzzzz");
         for auth in [OTHER, TENANT] {
-            let g1 = call(&f.app, Method::GET, next, Some(auth), &[], "").await;
-            let g2 = call(&f.app, Method::GET, &unknown, Some(auth), &[], "").await;
+            let g1 = get(&f.app, auth, next).await;
+            let g2 = get(&f.app, auth, &unknown).await;
             assert_eq!((g1.status, &g1.body), (g2.status, &g2.body));
             let d1 = call(&f.app, Method::DELETE, next, Some(auth), &[], "").await;
             let d2 = call(&f.app, Method::DELETE, &unknown, Some(auth), &[], "").await;
             assert_eq!((d1.status, &d1.body), (d2.status, &d2.body));
-            let i1 = call(
-                &f.app,
-                Method::GET,
-                &format!("/v1/query/{id}"),
-                Some(auth),
-                &[],
-                "",
-            )
-            .await;
-            let i2 = call(
-                &f.app,
-                Method::GET,
-                "/v1/query/20260101_000000_00001_zzzzz",
-                Some(auth),
-                &[],
-                "",
-            )
-            .await;
+            let i1 = get(&f.app, auth, &format!("/v1/query/{id}")).await;
+            let i2 = get(&f.app, auth, "/v1/query/20260101_000000_00001_zzzzz").await;
             assert_eq!((i1.status, &i1.body), (i2.status, &i2.body));
         }
         let q = f.queries.get(id).expect("still registered");
         assert_ne!(q.failure().map(|e| e.name), Some("USER_CANCELED"));
     }
     // The owner still reads its query and its error.
-    let doc = call(
-        &f.app,
-        Method::GET,
-        path_of(bad["nextUri"].as_str().unwrap()),
-        Some(EU),
-        &[],
-        "",
-    )
-    .await
-    .json();
+    let doc = get(&f.app, EU, path_of(bad["nextUri"].as_str().unwrap()))
+        .await
+        .json();
     assert_eq!(doc["error"]["errorName"], "TABLE_NOT_FOUND");
     assert!(!doc.to_string().contains("999999"));
 }

@@ -90,6 +90,11 @@ pub(super) async fn post(app: &Router, auth: &str, sql: &str) -> Answer {
     call(app, Method::POST, "/v1/statement", Some(auth), &[], sql).await
 }
 
+/// GETs `uri` (a `nextUri` path) without extra headers.
+pub(super) async fn get(app: &Router, auth: &str, uri: &str) -> Answer {
+    call(app, Method::GET, uri, Some(auth), &[], "").await
+}
+
 pub(super) fn path_of(uri: &str) -> &str {
     uri.strip_prefix("http://gw.test:8080")
         .expect("absolute URL from Host")

@@ -26,7 +26,7 @@ pub(super) use serde_json::Value;
 pub(super) use sluice_planner::{Authenticator, CatalogEntry, Governor};
 pub(super) use sluice_test_support::StaticAuthenticator;
 
-pub(super) use super::{Answer, call, path_of, post, quick, scope};
+pub(super) use super::{Answer, call, get, path_of, post, quick, scope};
 pub(super) use crate::query::Queries;
 pub(super) use crate::{TrinoConfig, TrinoState, router};
 

@@ -25,7 +25,7 @@ use sluice_planner::auth::Schemes;
 use sluice_planner::{AuthFailureKind, CatalogEntry, Governor};
 use sluice_test_support::StaticAuthenticator;
 
-use super::{call, path_of, post, quick, run, scope, wait_for};
+use super::{call, get, path_of, post, quick, run, scope, wait_for};
 use crate::query::Queries;
 use crate::session::Session;
 use crate::{ROW_LIMIT_WARNING, TRUNCATED_HEADER, TrinoConfig, TrinoState, router};
@@ -236,42 +236,16 @@ async fn pages_are_bounded_and_retries_idempotent() {
     )
     .await;
     let next = first.json()["nextUri"].as_str().unwrap().to_string();
-    let a = call(
-        &f.app,
-        Method::GET,
-        path_of(&next),
-        Some(BEARER_ADMIN),
-        &[],
-        "",
-    )
-    .await;
-    let b = call(
-        &f.app,
-        Method::GET,
-        path_of(&next),
-        Some(BEARER_ADMIN),
-        &[],
-        "",
-    )
-    .await;
+    let a = get(&f.app, BEARER_ADMIN, path_of(&next)).await;
+    let b = get(&f.app, BEARER_ADMIN, path_of(&next)).await;
     assert_eq!(a.body, b.body);
     let skip = next.trim_end_matches(char::is_numeric).to_string() + "9";
-    let c = call(
-        &f.app,
-        Method::GET,
-        path_of(&skip),
-        Some(BEARER_ADMIN),
-        &[],
-        "",
-    )
-    .await;
+    let c = get(&f.app, BEARER_ADMIN, path_of(&skip)).await;
     assert_eq!(c.status, StatusCode::GONE);
     // Another token cannot see, poll or cancel the query.
     let other = "Bearer other-secret";
     assert_eq!(
-        call(&f.app, Method::GET, path_of(&next), Some(other), &[], "")
-            .await
-            .status,
+        get(&f.app, other, path_of(&next)).await.status,
         StatusCode::GONE
     );
     // DELETE is idempotent and uniform: 204, and another token's query
@@ -282,44 +256,16 @@ async fn pages_are_bounded_and_retries_idempotent() {
             .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        call(
-            &f.app,
-            Method::GET,
-            path_of(&next),
-            Some(BEARER_ADMIN),
-            &[],
-            ""
-        )
-        .await
-        .body,
-        b.body
-    );
+    assert_eq!(get(&f.app, BEARER_ADMIN, path_of(&next)).await.body, b.body);
     let id = first.json()["id"].as_str().unwrap().to_string();
     assert_eq!(
-        call(
-            &f.app,
-            Method::GET,
-            &format!("/v1/query/{id}"),
-            Some(other),
-            &[],
-            ""
-        )
-        .await
-        .status,
+        get(&f.app, other, &format!("/v1/query/{id}")).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        call(
-            &f.app,
-            Method::GET,
-            &format!("/v1/query/{id}"),
-            Some(BEARER_ADMIN),
-            &[],
-            ""
-        )
-        .await
-        .status,
+        get(&f.app, BEARER_ADMIN, &format!("/v1/query/{id}"))
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -332,15 +278,7 @@ async fn delete_stops_the_stream() {
     });
     let first = post(&f.app, BEARER_ADMIN, "SELECT n FROM lake.sales.endless").await;
     let next = first.json()["nextUri"].as_str().unwrap().to_string();
-    let page = call(
-        &f.app,
-        Method::GET,
-        path_of(&next),
-        Some(BEARER_ADMIN),
-        &[],
-        "",
-    )
-    .await;
+    let page = get(&f.app, BEARER_ADMIN, path_of(&next)).await;
     assert!(page.json()["data"].is_array() || page.json()["nextUri"].is_string());
     assert_eq!(f.dropped.load(Ordering::SeqCst), 0);
     let del = call(
@@ -419,16 +357,7 @@ async fn time_limit_and_queueing() {
     let mut doc = queued.json();
     let mut rows = vec![];
     while let Some(next) = doc["nextUri"].as_str().map(str::to_string) {
-        doc = call(
-            &f.app,
-            Method::GET,
-            path_of(&next),
-            Some(BEARER_ADMIN),
-            &[],
-            "",
-        )
-        .await
-        .json();
+        doc = get(&f.app, BEARER_ADMIN, path_of(&next)).await.json();
         if let Some(d) = doc["data"].as_array() {
             rows.extend(d.clone());
         }
