@@ -253,6 +253,7 @@ impl Config {
             problems.push("policy.ticket_ttl_secs must be at least 1".into());
         }
         problems.extend(self.trino.problems());
+        problems.extend(self.limits.problems());
         problems.extend(self.exports.resolve(base, &self.server.data_dir));
         if let Some(u) = &self.tracing.otlp_endpoint
             && !matches!(url::Url::parse(u), Ok(p) if p.scheme() == "http" || p.scheme() == "https")

@@ -128,9 +128,20 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         None => store.mask_key().await?,
     };
     let catalogs = sluice_connectors::load_catalogs(&config.catalogs).await?;
+    let query_limits = sluice_planner::limits::Limits::new(
+        config.limits.clone(),
+        Some(config.server.data_dir.join("spill")),
+    )
+    .map_err(|e| Error::Refused(e.message()))?;
+    tracing::info!(
+        memory_limit = query_limits.memory.memory_limit(),
+        query_memory_limit = query_limits.memory.query_limit(),
+        "query memory bounds"
+    );
     let governor = Arc::new(
         catalogs
             .governor
+            .with_limits(Arc::new(query_limits))
             .with_mask_key(&mask_key)
             .with_system_table(
                 crate::audit::table::TABLE,

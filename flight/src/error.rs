@@ -157,16 +157,20 @@ fn planner_status(e: &sluice_planner::Error) -> Status {
         | ErrorKind::Ambiguous
         | ErrorKind::InvalidCast
         | ErrorKind::NumericOverflow
-        | ErrorKind::InvalidStatement => Status::invalid_argument(e.message()),
+        | ErrorKind::InvalidStatement
+        | ErrorKind::TooComplex
+        | ErrorKind::FunctionLimit => Status::invalid_argument(e.message()),
         ErrorKind::DivisionByZero => Status::invalid_argument("division by zero"),
         ErrorKind::InvalidPolicy => {
             tracing::warn!(error = %e.message(), "token policy cannot be applied");
             Status::failed_precondition(e.message())
         }
-        ErrorKind::LimitExceeded => {
-            tracing::warn!(error = %e, "query exceeded resource limits");
-            Status::resource_exhausted("query exceeded the gateway's resource limits")
+        ErrorKind::LimitExceeded | ErrorKind::TooManyQueries => {
+            tracing::warn!(error = %e, "query refused by a resource limit");
+            Status::resource_exhausted(e.message())
         }
+        ErrorKind::TimeLimit => Status::deadline_exceeded(e.message()),
+        ErrorKind::Cancelled => Status::cancelled(e.message()),
         ErrorKind::Unavailable => {
             tracing::warn!(error = %e.message(), "catalog unavailable");
             Status::unavailable(e.message())

@@ -84,6 +84,17 @@ pub enum ErrorKind {
     InvalidPolicy,
     /// A resource limit of the gateway was reached (memory).
     LimitExceeded,
+    /// The statement is over a bound checked before planning (length,
+    /// nesting, number of expressions).
+    TooComplex,
+    /// A function call would produce (or compute) more than a call may.
+    FunctionLimit,
+    /// The statement ran past its time limit.
+    TimeLimit,
+    /// No execution slot is free (too many queries at once).
+    TooManyQueries,
+    /// The statement was stopped because its client went away.
+    Cancelled,
     /// A backend is unreachable; the message names the catalog.
     Unavailable,
     /// Reading a table under the token's policy failed (the row policy, a
@@ -208,6 +219,8 @@ impl Error {
                     Some(typed) => typed.to_string(),
                     None => d.find_root().strip_backtrace(),
                 },
+                // Memory refusals name the limit in sluice's words.
+                DataFusionError::ResourcesExhausted(_) => classify::bare_message(d),
                 root => root.strip_backtrace(),
             },
         }

@@ -42,6 +42,10 @@ pub enum ApiError {
     /// A catalog's backend is unreachable; the message names the catalog.
     #[error("{0}")]
     CatalogUnavailable(String),
+    /// A query went over a limit of the gateway (its memory share or its
+    /// time limit): well-formed, but not answerable within the limits.
+    #[error("{0}")]
+    QueryLimit(String),
     /// A query failed while running; the message is safe to show (errors
     /// below a secure view are already opaque).
     #[error("{0}")]
@@ -78,6 +82,7 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable | ApiError::CatalogUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::QueryLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::QueryFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "admin API internal error");

@@ -100,8 +100,9 @@ pub(super) fn statement(req: &SearchRequest) -> Result<String, ApiError> {
 
 /// A planning or execution error as an API answer, by its kind: a table
 /// (or its catalog or schema) that does not exist for the token is 404,
-/// other mistakes in the request 400, an unreachable catalog 503, failures
-/// while running 500.
+/// other mistakes in the request (and statements over a bound) 400, a
+/// query over its memory or time limit 422, no free execution slot 429,
+/// an unreachable catalog 503, failures while running 500.
 pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
     if matches!(e.kind(), ErrorKind::ConnectorFailed | ErrorKind::Internal) {
         // The client is told only that it happened; the detail is here.
@@ -124,10 +125,14 @@ pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
         | ErrorKind::DivisionByZero
         | ErrorKind::NumericOverflow
         | ErrorKind::InvalidStatement
-        | ErrorKind::InvalidPolicy => ApiError::BadRequest(message),
+        | ErrorKind::InvalidPolicy
+        | ErrorKind::TooComplex
+        | ErrorKind::FunctionLimit => ApiError::BadRequest(message),
         ErrorKind::Unavailable => ApiError::CatalogUnavailable(message),
+        ErrorKind::LimitExceeded | ErrorKind::TimeLimit => ApiError::QueryLimit(message),
+        ErrorKind::TooManyQueries => ApiError::TooManyRequests(message),
         ErrorKind::ExecutionFailed
-        | ErrorKind::LimitExceeded
+        | ErrorKind::Cancelled
         | ErrorKind::ReadFailed
         | ErrorKind::ConnectorFailed
         | ErrorKind::Internal => ApiError::QueryFailed(message),

@@ -69,6 +69,8 @@ codes! {
     INVALID_CAST_ARGUMENT = 9, User;
     NOT_SUPPORTED = 13, User;
     QUERY_REJECTED = 31, User;
+    QUERY_TEXT_TOO_LARGE = 35, User;
+    EXCEEDED_FUNCTION_MEMORY_LIMIT = 37, User;
     INVALID_SESSION_PROPERTY = 14, User;
     NUMERIC_VALUE_OUT_OF_RANGE = 19, User;
     CATALOG_NOT_FOUND = 44, User;
@@ -156,6 +158,11 @@ pub fn from_plan_error(e: &PlanError) -> TrinoError {
             GENERIC_USER_ERROR
         }
         ErrorKind::LimitExceeded => EXCEEDED_LOCAL_MEMORY_LIMIT,
+        ErrorKind::TooComplex => QUERY_TEXT_TOO_LARGE,
+        ErrorKind::FunctionLimit => EXCEEDED_FUNCTION_MEMORY_LIMIT,
+        ErrorKind::TimeLimit => EXCEEDED_TIME_LIMIT,
+        ErrorKind::TooManyQueries => QUERY_QUEUE_FULL,
+        ErrorKind::Cancelled => USER_CANCELED,
         ErrorKind::Unavailable => {
             tracing::warn!(error = %e.message(), "catalog unavailable");
             CONNECTOR_ERROR

@@ -337,7 +337,7 @@ impl Queries {
         self.limits
             .max_concurrent
             .div_ceil(2)
-            .min(exec_threads().saturating_sub(1))
+            .min(sluice_planner::limits::run::threads().saturating_sub(1))
             .max(1)
     }
 
@@ -403,7 +403,7 @@ impl Queries {
         // DataFusion runs on its own runtime: a CPU-bound plan that never
         // yields must not starve the HTTP and Flight servers.
         query.producing.store(true, Ordering::Release);
-        let handle = exec_runtime().spawn(produce(
+        let handle = sluice_planner::limits::run::runtime().spawn(produce(
             Arc::clone(self),
             Arc::clone(&query),
             plan,
@@ -608,29 +608,6 @@ impl Queries {
             ));
         }
     }
-}
-
-fn exec_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(2)
-        .max(2)
-}
-
-/// The runtime DataFusion plans execute on (one thread per core, at least
-/// two).
-fn exec_runtime() -> &'static tokio::runtime::Handle {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(exec_threads())
-                .thread_name("sluice-exec")
-                .enable_all()
-                .build()
-                .expect("the execution runtime starts")
-        })
-        .handle()
 }
 
 /// The producer of one query.

@@ -27,6 +27,11 @@ pub fn classify(e: &DataFusionError) -> ErrorKind {
             Some(typed) => typed.kind,
             None => ErrorKind::ConnectorFailed,
         },
+        DataFusionError::SQL(parser, _)
+            if matches!(parser.as_ref(), ParserError::RecursionLimitExceeded) =>
+        {
+            ErrorKind::TooComplex
+        }
         DataFusionError::SQL(parser, _) => ErrorKind::Syntax(parser_location(parser)),
         DataFusionError::Plan(m) => from_message(m).unwrap_or(ErrorKind::InvalidStatement),
         // While running, only division by zero is told apart by wording:
@@ -97,11 +102,15 @@ pub(super) fn bare_message(e: &DataFusionError) -> String {
     match e.find_root() {
         DataFusionError::Plan(m)
         | DataFusionError::Execution(m)
-        | DataFusionError::NotImplemented(m)
-        | DataFusionError::ResourcesExhausted(m) => m.clone(),
+        | DataFusionError::NotImplemented(m) => m.clone(),
+        DataFusionError::ResourcesExhausted(m) => memory_message(m),
         DataFusionError::SQL(parser, _) => match parser.as_ref() {
             ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
-            other => other.to_string(),
+            ParserError::RecursionLimitExceeded => {
+                "the statement nests parentheses, subqueries or operators too deeply \
+                 (limits.max_nesting_depth)"
+                    .to_string()
+            }
         },
         DataFusionError::SchemaError(inner, _) => inner.to_string(),
         DataFusionError::ArrowError(a, _) => a.to_string(),
@@ -110,6 +119,21 @@ pub(super) fn bare_message(e: &DataFusionError) -> String {
             None => inner.to_string(),
         },
         root => root.to_string(),
+    }
+}
+
+/// A memory refusal as the client reads it: sluice's memory pool names
+/// the limit itself (`limits.…`); DataFusion's own refusals (spilling
+/// disabled, a spill that needs more room) get a sentence that does.
+fn memory_message(message: &str) -> String {
+    match message
+        .find("the query needs")
+        .or_else(|| message.find("the gateway's query memory"))
+    {
+        Some(at) => message[at..].to_string(),
+        None => "the query needs more memory than its share (limits.query_memory_limit) and \
+                 could not spill the rest to disk (limits.spill_dir, limits.spill_limit)"
+            .to_string(),
     }
 }
 

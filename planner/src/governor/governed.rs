@@ -15,6 +15,8 @@ use super::plan::friendly;
 use super::stream::GovernedStream;
 use crate::audit::PlanFacts;
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::run::spawn_stream;
+use crate::limits::{Limits, QueryControl};
 use crate::policy::TokenScope;
 use crate::secure_view::{SecureView, SecureViewProvider};
 use crate::vector_search::VectorSearchTable;
@@ -26,11 +28,19 @@ pub struct GovernedPlan {
     ctx: SessionContext,
     plan: LogicalPlan,
     facts: PlanFacts,
+    limits: Arc<Limits>,
+    control: Arc<QueryControl>,
 }
 
 impl GovernedPlan {
     /// The plan of `scope` in its session `ctx`, with its facts.
-    pub(super) fn new(scope: Arc<TokenScope>, ctx: SessionContext, plan: LogicalPlan) -> Self {
+    pub(super) fn new(
+        scope: Arc<TokenScope>,
+        ctx: SessionContext,
+        plan: LogicalPlan,
+        limits: Arc<Limits>,
+        control: Arc<QueryControl>,
+    ) -> Self {
         let views = secure_views(&plan);
         let schema = announced_schema(plan.schema().as_arrow());
         let facts = PlanFacts::of(&plan, &views, &schema);
@@ -39,6 +49,8 @@ impl GovernedPlan {
             ctx,
             plan,
             facts,
+            limits,
+            control,
         }
     }
 
@@ -120,6 +132,10 @@ impl GovernedPlan {
     }
 
     /// Optimises and runs the plan; the stream stops after `row_limit` rows.
+    ///
+    /// It waits for an execution slot (admission), runs on the execution
+    /// runtime within the statement's time limit (counted from planning),
+    /// and stops when the returned stream is dropped.
     pub async fn execute(self) -> Result<GovernedStream> {
         let limit = self.scope.row_limit;
         let announced = self.schema();
@@ -143,12 +159,17 @@ impl GovernedPlan {
                 )?
                 .build()?,
         };
-        let df = self
-            .ctx
-            .execute_logical_plan(plan)
+        let slot = self.limits.admission.admit(&self.scope.token_id).await?;
+        self.control
+            .start_unless_started(self.limits.query_timeout(None));
+        let ctx = self.ctx;
+        let start = async move { ctx.execute_logical_plan(plan).await?.execute_stream().await };
+        let stream = spawn_stream(Arc::clone(&announced), start, self.control, slot)
             .await
-            .map_err(friendly)?;
-        let stream = df.execute_stream().await.map_err(friendly)?;
+            .map_err(|e| match e {
+                Error::DataFusion(e) => friendly(e),
+                other => other,
+            })?;
         Ok(GovernedStream::new(stream, limit).conform_to(announced))
     }
 }

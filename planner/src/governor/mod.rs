@@ -26,6 +26,7 @@ use datafusion::datasource::TableProvider;
 
 use crate::connector::{CatalogGate, NativeSearchLookup};
 use crate::dialect::{DataFusionDialect, SqlDialect};
+use crate::limits::Limits;
 use crate::masks::MaskKey;
 use crate::policy::TableClass;
 
@@ -75,6 +76,7 @@ pub struct Governor {
     target_partitions: Option<usize>,
     mask_key: Option<MaskKey>,
     system_tables: Vec<(String, Arc<dyn TableProvider>)>,
+    limits: Arc<Limits>,
 }
 
 impl Governor {
@@ -158,6 +160,18 @@ impl Governor {
     pub fn with_target_partitions(mut self, n: usize) -> Self {
         self.target_partitions = Some(n.max(1));
         self
+    }
+
+    /// Bounds every statement by `limits` (memory, time, admission,
+    /// statement size, function output) instead of the defaults.
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits every statement runs under.
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     /// Keys the `hash` mask: HMAC-SHA256 under `key` instead of plain

@@ -23,6 +23,9 @@ use super::{GovernedPlan, Governor, SessionOptions};
 use crate::dialect::{RUNTIME_SCHEMA, SYSTEM_CATALOG};
 use crate::error::{Error, ErrorKind, Object, Result};
 use crate::guard;
+use crate::limits::QueryControl;
+use crate::limits::parse::parse_statement;
+use crate::limits::run::run;
 use crate::policy::TokenScope;
 
 impl Governor {
@@ -44,10 +47,38 @@ impl Governor {
         options: &SessionOptions,
         params: Option<&[SqlExpr]>,
     ) -> Result<GovernedPlan> {
-        let (ctx, search) = self.session(scope, options);
+        self.limits.bounds.check_text(sql)?;
+        let control = QueryControl::new();
+        let limit = self.limits.query_timeout(None);
+        // Planning runs on the execution runtime (deep stacks), stopped at
+        // the statement's time limit, a panic failing this statement only.
+        let work = {
+            let governor = self.clone();
+            let (scope, sql, options) = (Arc::clone(scope), sql.to_string(), options.clone());
+            let params = params.map(<[SqlExpr]>::to_vec);
+            let control = Arc::clone(&control);
+            async move {
+                governor
+                    .plan_here(&scope, &sql, &options, params.as_deref(), control)
+                    .await
+            }
+        };
+        run(work, control, limit).await
+    }
+
+    /// [`Governor::plan_with`] on the current thread.
+    async fn plan_here(
+        &self,
+        scope: &Arc<TokenScope>,
+        sql: &str,
+        options: &SessionOptions,
+        params: Option<&[SqlExpr]>,
+        control: Arc<QueryControl>,
+    ) -> Result<GovernedPlan> {
+        let (ctx, search) = self.session(scope, options, &control);
         let state = ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let mut statement = state.sql_to_statement(sql, &dialect).map_err(friendly)?;
+        let mut statement = parse_statement(sql, self.limits.bounds.parser_depth())?;
+        self.limits.bounds.check(&statement)?;
         guard::check(&statement)?;
         options.dialect.rewrite(&mut statement, params)?;
         if scope.is_admin() && !self.system_tables.is_empty() {
@@ -75,7 +106,13 @@ impl Governor {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| Error::refused(ErrorKind::Unsupported, e.strip_backtrace()))?;
-        let governed = GovernedPlan::new(Arc::clone(scope), ctx, plan);
+        let governed = GovernedPlan::new(
+            Arc::clone(scope),
+            ctx,
+            plan,
+            Arc::clone(&self.limits),
+            control,
+        );
         if let Some(audit) = crate::audit::current() {
             audit.record_plan(governed.facts());
         }

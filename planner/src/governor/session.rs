@@ -10,6 +10,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::{Governor, SessionOptions};
 use crate::dialect::SYSTEM_CATALOG;
+use crate::limits::{QueryControl, functions};
 use crate::policy::TokenScope;
 use crate::rules::RuleCompiler;
 use crate::scoped_catalog::ScopedCatalog;
@@ -27,15 +28,18 @@ impl Governor {
         scope: &Arc<TokenScope>,
         options: &SessionOptions,
     ) -> SessionContext {
-        self.session(scope, options).0
+        self.session(scope, options, &QueryControl::new()).0
     }
 
     /// The scoped session and its `vector_search` function (which must
-    /// resolve a statement's tables before it is planned).
+    /// resolve a statement's tables before it is planned), for the one
+    /// statement `control` controls (its bounded functions ask it whether
+    /// to go on).
     pub(super) fn session(
         &self,
         scope: &Arc<TokenScope>,
         options: &SessionOptions,
+        control: &Arc<QueryControl>,
     ) -> (SessionContext, Arc<VectorSearchFunction>) {
         let dialect = &options.dialect;
         let catalogs = self.catalogs();
@@ -60,8 +64,17 @@ impl Governor {
         if let Some(n) = self.target_partitions {
             config = config.with_target_partitions(n);
         }
+        // Each spilling sort and aggregation partition sets this much aside
+        // to merge its spill files: keep it a small part of the query's
+        // share, or the reservations alone exhaust it.
+        let partitions = config.target_partitions().max(1);
+        let reserve =
+            (self.limits.memory.query_limit() / (4 * partitions)).clamp(64 << 10, 64 << 20);
+        config.options_mut().execution.sort_spill_reservation_bytes = reserve;
         // Identifiers are case-insensitive like in Trino and Iceberg tooling.
         config.options_mut().sql_parser.enable_ident_normalization = true;
+        // Parsing stops at this depth (limits::bounds).
+        config.options_mut().sql_parser.recursion_limit = self.limits.bounds.parser_depth();
         // DataFusion 53 loses the NULL group of `DISTINCT … ORDER BY … LIMIT`
         // when it pushes the limit into the aggregate (found by the oracle);
         // correctness first.
@@ -74,9 +87,15 @@ impl Governor {
             .with_config(config)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(crate::coop::CooperativeJoins))
+            .with_runtime_env(self.limits.memory.query_runtime())
             .build();
+        let bounded = functions::bounded(
+            state.scalar_functions(),
+            control,
+            self.limits.config.max_function_output,
+        );
         let ctx = SessionContext::new_with_state(state);
-        for udf in crate::vectors::udfs() {
+        for udf in crate::vectors::udfs().into_iter().chain(bounded) {
             ctx.register_udf(udf);
         }
         let search = Arc::new(VectorSearchFunction::default());

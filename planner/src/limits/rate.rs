@@ -14,31 +14,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-/// `[limits]`: token buckets refilled continuously; a full bucket holds a
-/// minute's worth of requests. Each replica keeps its own buckets.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Requests per minute of tokens whose document sets no `rate_limit`
-    /// (0: unlimited).
-    pub rate_limit_per_minute: u32,
-    /// Failed authentications per minute allowed from one client address
-    /// (IPv6: one /64) before every authentication from it is refused
-    /// with 429 / `RESOURCE_EXHAUSTED` until the bucket refills (0: off).
-    pub auth_failures_per_minute: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            rate_limit_per_minute: 1200,
-            auth_failures_per_minute: 30,
-        }
-    }
-}
-
 /// Buckets kept before idle (full) ones are forgotten.
 const PRUNE_AT: usize = 4096;
 /// Most client addresses tracked; beyond it, an old one is forgotten for

@@ -1,0 +1,360 @@
+//! Statements too large or too deep are refused before planning.
+//!
+//! DataFusion's planner and optimizer, and Rust's derived `Clone`, `Eq`,
+//! `Hash` and `Drop` of its trees, recurse once per level of a statement.
+//! A left-deep chain (`1+1+…+1`, `a OR b OR …`, `… UNION …`) parses
+//! without recursion into a tree as deep as it is long, and walking that
+//! tree overflows a thread's stack, which aborts the whole process. So a
+//! statement is measured right after parsing, stopping as soon as it is
+//! over a bound (the walk itself never goes deeper than the bound):
+//!
+//! - its text: at most `max_bytes`;
+//! - its nesting: expressions inside expressions, queries inside queries,
+//!   set operations (`UNION`, …), the relations of one `FROM` (each join
+//!   is a level of the plan) and common table expressions (each may build
+//!   on the one before) all count as levels; at most `max_depth`;
+//! - its size: at most `max_expressions` expressions in all.
+//!
+//! Brackets and `CASE … END` are counted on the tokens before parsing
+//! too. The parser's own recursion limit is [`StatementBounds::parser_depth`]
+//! (it counts every precedence level, so it must be more generous than
+//! the nesting it guards).
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Longest name (of a table, column, alias, function) accepted: errors
+/// quote names, and no real name is longer.
+pub const MAX_IDENTIFIER_BYTES: usize = 1024;
+
+/// The bounds a statement must stay within to be planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementBounds {
+    /// Longest statement text, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting (see the module documentation).
+    pub max_depth: usize,
+    /// Most expressions.
+    pub max_expressions: usize,
+}
+
+impl Default for StatementBounds {
+    fn default() -> Self {
+        super::LimitsConfig::default().statement_bounds()
+    }
+}
+
+impl StatementBounds {
+    /// The recursion limit of the parser: a level of nesting costs it up
+    /// to four (precedence climbing).
+    pub fn parser_depth(&self) -> usize {
+        self.max_depth.saturating_mul(4)
+    }
+
+    /// Refuses, before it is parsed, a statement text longer than
+    /// `max_bytes` or whose brackets and `CASE … END`s nest deeper than
+    /// `max_depth` (the parser would give up on it with a misleading
+    /// message, after much backtracking).
+    pub fn check_text(&self, sql: &str) -> Result<()> {
+        if sql.len() > self.max_bytes {
+            return Err(Error::refused(
+                ErrorKind::TooComplex,
+                format!(
+                    "the statement is {} bytes long; at most {} are accepted (limits.max_statement_bytes)",
+                    sql.len(),
+                    self.max_bytes
+                ),
+            ));
+        }
+        // A text that does not tokenize is the parser's to explain.
+        let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+            return Ok(());
+        };
+        let mut depth = 0usize;
+        let mut cases = 0usize;
+        for token in &tokens {
+            match token {
+                Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
+                Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
+                Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::CASE => {
+                    depth += 1;
+                    cases += 1;
+                }
+                Token::Word(w)
+                    if w.quote_style.is_none() && w.keyword == Keyword::END && cases > 0 =>
+                {
+                    depth = depth.saturating_sub(1);
+                    cases -= 1;
+                }
+                Token::Word(w) if w.value.len() > MAX_IDENTIFIER_BYTES => {
+                    return Err(Error::refused(
+                        ErrorKind::TooComplex,
+                        format!(
+                            "an identifier of {} bytes; names are at most {MAX_IDENTIFIER_BYTES} bytes long",
+                            w.value.len()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if depth > self.max_depth {
+                return Err(Over::Depth.refusal(self));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a parsed statement nested deeper than `max_depth` or with
+    /// more than `max_expressions` expressions.
+    pub fn check(&self, statement: &DFStatement) -> Result<()> {
+        let mut meter = Meter {
+            bounds: *self,
+            depth: 0,
+            expressions: 0,
+            levels: Vec::new(),
+        };
+        let outcome = match statement {
+            DFStatement::Statement(s) => s.visit(&mut meter),
+            DFStatement::Explain(e) => match e.statement.as_ref() {
+                DFStatement::Statement(s) => s.visit(&mut meter),
+                _ => ControlFlow::Continue(()),
+            },
+            _ => ControlFlow::Continue(()),
+        };
+        match outcome {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(over) => Err(over.refusal(self)),
+        }
+    }
+}
+
+/// Which bound a statement went over.
+enum Over {
+    Depth,
+    Expressions,
+}
+
+impl Over {
+    fn refusal(&self, bounds: &StatementBounds) -> Error {
+        let message = match self {
+            Over::Depth => format!(
+                "the statement nests expressions, subqueries, set operations, joins or WITH \
+                 clauses more than {} levels deep (limits.max_nesting_depth); split it or use \
+                 IN (…) lists instead of long OR chains",
+                bounds.max_depth
+            ),
+            Over::Expressions => format!(
+                "the statement has more than {} expressions (limits.max_expressions)",
+                bounds.max_expressions
+            ),
+        };
+        Error::refused(ErrorKind::TooComplex, message)
+    }
+}
+
+/// Counts levels and expressions while sqlparser's visitor walks the
+/// statement; breaks off (so the walk goes no deeper) at the first bound
+/// crossed.
+struct Meter {
+    bounds: StatementBounds,
+    depth: usize,
+    expressions: usize,
+    /// Levels each open query added (popped when it closes).
+    levels: Vec<usize>,
+}
+
+impl Meter {
+    fn enter(&mut self, levels: usize) -> ControlFlow<Over> {
+        self.depth = self.depth.saturating_add(levels);
+        if self.depth > self.bounds.max_depth {
+            return ControlFlow::Break(Over::Depth);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Meter {
+    type Break = Over;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Over> {
+        // Budget: the levels still allowed, so measuring stops early.
+        let budget = self.bounds.max_depth.saturating_sub(self.depth);
+        let ctes = query.with.as_ref().map_or(0, |w| w.cte_tables.len());
+        let levels = 1 + ctes.saturating_add(set_levels(&query.body, budget.saturating_add(1)));
+        self.levels.push(levels);
+        self.enter(levels)
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<Over> {
+        let levels = self.levels.pop().unwrap_or(0);
+        self.depth = self.depth.saturating_sub(levels);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<Over> {
+        self.expressions += 1;
+        if self.expressions > self.bounds.max_expressions {
+            return ControlFlow::Break(Over::Expressions);
+        }
+        self.enter(1)
+    }
+
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<Over> {
+        self.depth = self.depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Levels a query body adds: one per nested set operation, plus the
+/// relations of the widest `FROM` (each join nests the plan one level).
+/// Stops counting once past `budget`, so it never recurses deeper than
+/// the bound.
+fn set_levels(body: &SetExpr, budget: usize) -> usize {
+    if budget == 0 {
+        return 1;
+    }
+    match body {
+        SetExpr::SetOperation { left, right, .. } => {
+            let l = set_levels(left, budget - 1);
+            let r = if l >= budget {
+                0
+            } else {
+                set_levels(right, budget - 1)
+            };
+            1 + l.max(r)
+        }
+        SetExpr::Select(select) => select
+            .from
+            .iter()
+            .map(|t| 1 + t.joins.len())
+            .fold(0usize, usize::saturating_add),
+        // Nested queries are measured when the visitor reaches them.
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::parser::DFParserBuilder;
+
+    use super::*;
+
+    fn bounds() -> StatementBounds {
+        StatementBounds {
+            max_bytes: 1 << 20,
+            max_depth: 64,
+            max_expressions: 10_000,
+        }
+    }
+
+    fn parse(sql: &str) -> DFStatement {
+        DFParserBuilder::new(sql)
+            .with_recursion_limit(64)
+            .build()
+            .unwrap()
+            .parse_statements()
+            .unwrap()
+            .pop_front()
+            .unwrap()
+    }
+
+    fn refusal(sql: &str) -> Option<String> {
+        let b = bounds();
+        b.check_text(sql)
+            .and_then(|()| b.check(&parse(sql)))
+            .err()
+            .map(|e| {
+                assert_eq!(e.kind(), ErrorKind::TooComplex, "{e}");
+                e.message()
+            })
+    }
+
+    fn chain(term: &str, op: &str, n: usize) -> String {
+        vec![term; n].join(op)
+    }
+
+    #[test]
+    fn ordinary_statements_pass() {
+        for sql in [
+            "SELECT 1",
+            "SELECT a, b FROM t JOIN u ON t.x = u.x WHERE a > 1 AND b < 2",
+            "WITH a AS (SELECT 1 AS x), b AS (SELECT x FROM a) SELECT * FROM b",
+            "SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3",
+            "SELECT CASE WHEN x = 1 THEN 'a' WHEN x = 2 THEN 'b' ELSE 'c' END FROM t",
+        ] {
+            assert_eq!(refusal(sql), None, "{sql}");
+        }
+        // Wide but flat: a long IN list is one level.
+        let list = (0..5000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(refusal(&format!("SELECT 1 WHERE 1 IN ({list})")), None);
+    }
+
+    #[test]
+    fn left_deep_operator_chains_are_refused_by_depth() {
+        for (term, op) in [
+            ("1", "+"),
+            ("id = 0", " OR "),
+            ("x", " AND "),
+            ("'a'", " || "),
+        ] {
+            let sql = format!("SELECT {} FROM t", chain(term, op, 2000));
+            let m = refusal(&sql).unwrap_or_else(|| panic!("{op} chain passed"));
+            assert!(m.contains("limits.max_nesting_depth"), "{m}");
+        }
+        // Just under the bound passes.
+        assert_eq!(refusal(&format!("SELECT {}", chain("1", "+", 40))), None);
+    }
+
+    #[test]
+    fn set_operation_join_and_cte_chains_are_refused_by_depth() {
+        let unions = chain("SELECT 1", " UNION ALL ", 500);
+        let joins = format!(
+            "SELECT 1 FROM t0 {}",
+            (1..200)
+                .map(|i| format!("JOIN t{i} ON true"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let commas = format!(
+            "SELECT 1 FROM {}",
+            (0..200)
+                .map(|i| format!("t{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let ctes = format!(
+            "WITH c0 AS (SELECT 1 AS x), {} SELECT * FROM c199",
+            (1..200)
+                .map(|i| format!("c{i} AS (SELECT x FROM c{})", i - 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for sql in [unions, joins, commas, ctes] {
+            let m = refusal(&sql).unwrap_or_else(|| panic!("passed: {}", &sql[..60]));
+            assert!(m.contains("levels deep"), "{m}");
+        }
+    }
+
+    #[test]
+    fn too_many_expressions_and_too_long_texts_are_refused() {
+        let list = (0..20_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let m = refusal(&format!("SELECT 1 WHERE 1 IN ({list})")).unwrap();
+        assert!(m.contains("limits.max_expressions"), "{m}");
+        let long = format!("SELECT '{}'", "x".repeat(2 << 20));
+        let m = refusal(&long).unwrap();
+        assert!(m.contains("limits.max_statement_bytes"), "{m}");
+    }
+}

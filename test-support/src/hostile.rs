@@ -1,0 +1,209 @@
+//! The catalogue of hostile statements: shapes meant to crash, exhaust or
+//! hang the gateway (deep and long chains of every kind, huge lists, long
+//! names and literals, functions that allocate in proportion to an
+//! argument). Every frontend's tests send all of them and expect the named
+//! refusal, then an ordinary statement; they all read table
+//! `lake.db.numbers` (column `id`, 100 rows).
+
+use sluice_planner::ErrorKind;
+
+/// What a statement must get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// A refusal of this kind (see [`kind_name`]).
+    Refused(&'static str),
+    /// Rows.
+    Runs,
+}
+
+/// One statement of the catalogue.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// What the statement is.
+    pub name: &'static str,
+    /// Its text.
+    pub sql: String,
+    /// What it must get.
+    pub expect: Expect,
+}
+
+/// The short name of a kind the catalogue expects.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::TooComplex => "too_complex",
+        ErrorKind::FunctionLimit => "function_limit",
+        ErrorKind::NotFound(_) => "not_found",
+        ErrorKind::TimeLimit => "time_limit",
+        ErrorKind::LimitExceeded => "memory_limit",
+        ErrorKind::TooManyQueries => "too_many_queries",
+        ErrorKind::Internal => "internal",
+        _ => "other",
+    }
+}
+
+fn chain(term: &str, op: &str, n: usize) -> String {
+    vec![term; n].join(op)
+}
+
+fn nest(open: &str, inner: &str, close: &str, n: usize) -> String {
+    format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+}
+
+/// Every statement of the catalogue.
+pub fn statements() -> Vec<Case> {
+    use Expect::{Refused, Runs};
+    let too_complex = Refused("too_complex");
+    let function_limit = Refused("function_limit");
+    let numbers = "lake.db.numbers";
+    let mut cases = vec![
+        ("plus_chain", format!("SELECT {}", chain("1", "+", 2000)), too_complex.clone()),
+        (
+            "or_chain",
+            format!(
+                "SELECT id FROM {numbers} WHERE {}",
+                (0..5000).map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ")
+            ),
+            too_complex.clone(),
+        ),
+        ("and_chain", format!("SELECT id FROM {numbers} WHERE {}", chain("id > 0", " AND ", 3000)), too_complex.clone()),
+        ("concat_operator_chain", format!("SELECT {}", chain("'a'", " || ", 3000)), too_complex.clone()),
+        ("comparison_chain", format!("SELECT {}", chain("1", " < ", 3000)), too_complex.clone()),
+        // About a megabyte of `1+`: the deepest tree the length allows.
+        ("longest_plus_chain", format!("SELECT {}", chain("1", "+", 500_000)), too_complex.clone()),
+        ("nested_parentheses", format!("SELECT {}", nest("(", "1", ")", 5000)), too_complex.clone()),
+        ("nested_functions", format!("SELECT {}", nest("abs(", "1", ")", 3000)), too_complex.clone()),
+        ("nested_not", format!("SELECT {}", nest("NOT (", "true", ")", 5000)), too_complex.clone()),
+        ("nested_minus", format!("SELECT {}1", "- ".repeat(5000)), too_complex.clone()),
+        ("nested_casts", format!("SELECT {}", nest("CAST(", "1", " AS BIGINT)", 3000)), too_complex.clone()),
+        (
+            "nested_case",
+            format!("SELECT {}", nest("CASE WHEN true THEN ", "1", " END", 3000)),
+            too_complex.clone(),
+        ),
+        (
+            "nested_from_subqueries",
+            format!("SELECT * FROM {}", nest("(SELECT * FROM ", numbers, ")", 500)),
+            too_complex.clone(),
+        ),
+        ("nested_scalar_subqueries", format!("SELECT {}", nest("(SELECT ", "1", ")", 500)), too_complex.clone()),
+        (
+            "nested_in_subqueries",
+            format!("SELECT 1 WHERE 1 IN {}", nest("(SELECT 1 WHERE 1 IN ", "(1)", ")", 500)),
+            too_complex.clone(),
+        ),
+        (
+            "cte_chain",
+            format!(
+                "WITH c0 AS (SELECT id FROM {numbers}), {} SELECT count(*) FROM c999",
+                (1..1000).map(|i| format!("c{i} AS (SELECT id FROM c{})", i - 1)).collect::<Vec<_>>().join(", ")
+            ),
+            too_complex.clone(),
+        ),
+        ("union_chain", chain(&format!("SELECT id FROM {numbers}"), " UNION ALL ", 3000), too_complex.clone()),
+        ("intersect_chain", chain("SELECT 1", " INTERSECT ", 3000), too_complex.clone()),
+        (
+            "join_chain",
+            format!(
+                "SELECT count(*) FROM {numbers} t0 {}",
+                (1..500).map(|i| format!("JOIN {numbers} t{i} ON t{i}.id = t0.id")).collect::<Vec<_>>().join(" ")
+            ),
+            too_complex.clone(),
+        ),
+        (
+            "comma_join_chain",
+            format!(
+                "SELECT count(*) FROM {}",
+                (0..500).map(|i| format!("{numbers} t{i}")).collect::<Vec<_>>().join(", ")
+            ),
+            too_complex.clone(),
+        ),
+        (
+            "huge_in_list",
+            format!(
+                "SELECT id FROM {numbers} WHERE id IN ({})",
+                (0..150_000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+            ),
+            too_complex.clone(),
+        ),
+        (
+            "huge_case",
+            format!(
+                "SELECT CASE {} END FROM {numbers}",
+                (0..60_000).map(|i| format!("WHEN id = {i} THEN {i}")).collect::<Vec<_>>().join(" ")
+            ),
+            too_complex.clone(),
+        ),
+        (
+            "wide_select_list",
+            format!("SELECT {} FROM {numbers}", vec!["id"; 120_000].join(", ")),
+            too_complex.clone(),
+        ),
+        ("over_the_length_limit", format!("SELECT '{}'", "x".repeat(2 << 20)), too_complex.clone()),
+        (
+            "long_identifier",
+            format!("SELECT {} FROM {numbers}", "c".repeat(900_000)),
+            too_complex.clone(),
+        ),
+        (
+            "long_quoted_identifier",
+            format!("SELECT \"{}\" FROM {numbers}", "c".repeat(900_000)),
+            too_complex.clone(),
+        ),
+        ("long_literal", format!("SELECT length('{}')", "x".repeat(900_000)), Runs),
+        (
+            "case_within_bounds",
+            format!(
+                "SELECT CASE {} END FROM {numbers}",
+                (0..5000).map(|i| format!("WHEN id = {i} THEN {i}")).collect::<Vec<_>>().join(" ")
+            ),
+            Runs,
+        ),
+        ("array_repeat_folded_while_planning", "SELECT cardinality(array_repeat(1, 100000000000))".into(), function_limit.clone()),
+        ("nested_array_repeat", "SELECT cardinality(array_repeat(array_repeat(1, 10000), 10000))".into(), function_limit.clone()),
+        ("repeat", "SELECT length(repeat('x', 100000000000))".into(), function_limit.clone()),
+        ("repeat_per_row", format!("SELECT length(repeat('x', id * 100000000)) FROM {numbers}"), function_limit.clone()),
+        ("lpad", "SELECT length(lpad('x', 100000000000))".into(), function_limit.clone()),
+        ("rpad_with_wide_fill", "SELECT length(rpad('x', 30000000, 'é'))".into(), function_limit.clone()),
+        ("range", "SELECT cardinality(range(1000000000000))".into(), function_limit.clone()),
+        (
+            "generate_series_of_timestamps",
+            "SELECT cardinality(generate_series(TIMESTAMP '2000-01-01', TIMESTAMP '2030-01-01', INTERVAL '1 nanosecond'))"
+                .into(),
+            function_limit.clone(),
+        ),
+        (
+            "generate_series_of_dates",
+            "SELECT cardinality(generate_series(DATE '1900-01-01', DATE '2100-01-01', INTERVAL '1 day'))".into(),
+            Runs,
+        ),
+        ("unnest_of_range", "SELECT count(*) FROM unnest(range(1, 100000000000))".into(), function_limit.clone()),
+        ("array_resize", "SELECT cardinality(array_resize(make_array(1), 100000000000, 0))".into(), function_limit.clone()),
+        (
+            "concat_of_large_values",
+            "SELECT length(concat(repeat('x', 10000000), repeat('x', 10000000)))".into(),
+            function_limit.clone(),
+        ),
+        ("replace_blow_up", "SELECT length(replace(repeat('a', 1000000), 'a', repeat('b', 1000)))".into(), function_limit.clone()),
+        (
+            "regexp_replace_blow_up",
+            "SELECT length(regexp_replace(repeat('a', 100000), '', repeat('b', 10000), 'g'))".into(),
+            function_limit.clone(),
+        ),
+        ("levenshtein_of_long_strings", "SELECT levenshtein(repeat('a', 20000), repeat('b', 20000))".into(), function_limit.clone()),
+        ("string_agg_of_large_values", format!("SELECT length(string_agg(repeat('x', 20000000), ',')) FROM {numbers}"), function_limit.clone()),
+        // DataFusion's cross join copies the value into every output row,
+        // past Arrow's 2GiB of text per array: a panic, which fails this
+        // statement only.
+        (
+            "cross_join_of_a_large_value",
+            "SELECT sum(length(s)) FROM (SELECT repeat('x', 10000000) AS s) CROSS JOIN range(2000)".into(),
+            Refused("internal"),
+        ),
+        ("small_range", "SELECT cardinality(range(1000))".into(), Runs),
+        ("small_repeat", format!("SELECT length(repeat('ab', id)) FROM {numbers}"), Runs),
+    ];
+    cases
+        .drain(..)
+        .map(|(name, sql, expect)| Case { name, sql, expect })
+        .collect()
+}
