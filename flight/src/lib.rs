@@ -1,7 +1,9 @@
 //! sluice-flight: the Arrow Flight SQL face of sluice.
 //!
 //! [`flight_service`] returns a tonic service implementing arrow-flight's
-//! [`FlightSqlService`](arrow_flight::sql::server::FlightSqlService) directly. Every request goes through the same
+//! [`FlightSqlService`](arrow_flight::sql::server::FlightSqlService), behind
+//! a check that commands, tickets and action bodies decode (malformed ones
+//! are `INVALID_ARGUMENT`, not arrow-flight's `INTERNAL`). Every request goes through the same
 //! pipeline as every other sluice frontend: the bearer token is turned into a
 //! [`TokenScope`](sluice_planner::TokenScope) by the [`Authenticator`], and
 //! every statement is planned by [`Governor::plan`] under that scope, so only
@@ -88,6 +90,7 @@ mod prepared;
 mod service;
 mod statement;
 mod ticket;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,6 +142,8 @@ pub fn flight_service(
     governor: Arc<Governor>,
     auth: Arc<dyn Authenticator>,
     config: FlightConfig,
-) -> FlightServiceServer<SluiceFlightSqlService> {
-    FlightServiceServer::new(SluiceFlightSqlService::new(governor, auth, config))
+) -> FlightServiceServer<wire::Checked> {
+    FlightServiceServer::new(wire::Checked(SluiceFlightSqlService::new(
+        governor, auth, config,
+    )))
 }

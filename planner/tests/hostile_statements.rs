@@ -7,68 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Int64Array, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::streaming::StreamingTable;
-use datafusion::datasource::TableProvider;
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
+use arrow::array::RecordBatch;
 use futures::TryStreamExt;
-use sluice_planner::limits::{Limits, LimitsConfig};
+use sluice_planner::limits::LimitsConfig;
 use sluice_planner::{ErrorKind, Governor, TokenScope};
-use sluice_test_support::catalog::{governor_of, mem_table, memory_catalog};
-use sluice_test_support::hostile::{self, Expect};
-use sluice_test_support::scope;
-
-fn numbers() -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..100))]).unwrap()
-}
-
-/// A stream that panics when polled: a bug in a connector.
-#[derive(Debug)]
-struct Panicking(SchemaRef);
-
-impl PartitionStream for Panicking {
-    fn schema(&self) -> &SchemaRef {
-        &self.0
-    }
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let stream = futures::stream::once(async {
-            if std::hint::black_box(true) {
-                panic!("a connector bug");
-            }
-            Ok(RecordBatch::new_empty(Arc::new(Schema::empty())))
-        });
-        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.0), stream))
-    }
-}
-
-fn governor(config: LimitsConfig) -> Governor {
-    let schema = numbers().schema();
-    let panicking = StreamingTable::try_new(
-        Arc::clone(&schema),
-        vec![Arc::new(Panicking(Arc::clone(&schema))) as Arc<dyn PartitionStream>],
-    )
-    .unwrap();
-    let catalog = memory_catalog([(
-        "db",
-        vec![
-            ("numbers", mem_table(numbers())),
-            ("broken", Arc::new(panicking) as Arc<dyn TableProvider>),
-        ],
-    )]);
-    governor_of("lake", catalog).with_limits(Arc::new(Limits::new(config, None).unwrap()))
-}
-
-fn reader() -> Arc<TokenScope> {
-    scope(serde_json::json!({
-        "token_id": "t-reader", "name": "reader", "row_limit": 1000000,
-        "grants": [{"table": "lake.db.*"}]
-    }))
-}
+use sluice_test_support::hostile::{self, Expect, governor, reader};
 
 async fn run(g: &Governor, s: &Arc<TokenScope>, sql: &str) -> sluice_planner::Result<u64> {
     let stream = g.plan(s, sql).await?.execute().await?;

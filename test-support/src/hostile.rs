@@ -3,9 +3,91 @@
 //! names and literals, functions that allocate in proportion to an
 //! argument). Every frontend's tests send all of them and expect the named
 //! refusal, then an ordinary statement; they all read table
-//! `lake.db.numbers` (column `id`, 100 rows).
+//! `lake.db.numbers` (column `id`, 100 rows) of [`governor`], as
+//! [`reader`] (secret [`READER`]).
 
-use sluice_planner::ErrorKind;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::datasource::TableProvider;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use sluice_planner::limits::{Limits, LimitsConfig};
+use sluice_planner::{ErrorKind, Governor, TokenScope};
+
+use crate::StaticAuthenticator;
+use crate::catalog::{governor_of, mem_table, memory_catalog};
+
+/// The reader's secret.
+pub const READER: &str = "reader-secret-0123456789";
+
+/// `lake.db.numbers`: `id` 0..100.
+pub fn numbers() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..100))])
+        .expect("a valid batch")
+}
+
+/// A stream that panics when polled: a bug in a connector.
+#[derive(Debug)]
+struct Panicking(SchemaRef);
+
+impl PartitionStream for Panicking {
+    fn schema(&self) -> &SchemaRef {
+        &self.0
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let stream = futures::stream::once(async {
+            if std::hint::black_box(true) {
+                panic!("a connector bug");
+            }
+            Ok(RecordBatch::new_empty(Arc::new(Schema::empty())))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.0), stream))
+    }
+}
+
+/// A governor serving `lake.db.numbers` and `lake.db.broken` (whose scan
+/// panics) under `config`.
+///
+/// # Panics
+///
+/// If `config` is invalid.
+pub fn governor(config: LimitsConfig) -> Governor {
+    let schema = numbers().schema();
+    let panicking = StreamingTable::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(Panicking(Arc::clone(&schema))) as Arc<dyn PartitionStream>],
+    )
+    .expect("a valid streaming table");
+    let catalog = memory_catalog([(
+        "db",
+        vec![
+            ("numbers", mem_table(numbers())),
+            ("broken", Arc::new(panicking) as Arc<dyn TableProvider>),
+        ],
+    )]);
+    governor_of("lake", catalog)
+        .with_limits(Arc::new(Limits::new(config, None).expect("valid limits")))
+}
+
+/// A token granted everything in `lake.db`.
+pub fn reader() -> Arc<TokenScope> {
+    crate::scope(serde_json::json!({
+        "token_id": "t-reader", "name": "reader", "row_limit": 1000000,
+        "grants": [{"table": "lake.db.*"}]
+    }))
+}
+
+/// The reader, by [`READER`].
+pub fn authenticator() -> StaticAuthenticator {
+    StaticAuthenticator::new([(READER, reader())])
+}
 
 /// What a statement must get.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! here.
 
 mod hardening;
+mod hostile;
 mod ingress_probes;
 mod protocol;
 

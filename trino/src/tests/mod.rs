@@ -6,6 +6,7 @@
 
 mod admission;
 mod errors;
+mod hostile;
 mod ingress_probes;
 mod isolation;
 mod multi_token;
