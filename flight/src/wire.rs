@@ -26,6 +26,12 @@ use crate::service::SluiceFlightSqlService;
 /// The Flight SQL service behind a check that its messages decode.
 pub struct Checked(pub(crate) SluiceFlightSqlService);
 
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Checked(SluiceFlightSqlService)")
+    }
+}
+
 /// Refuses bytes that are not a well-formed Flight SQL command or ticket.
 fn check_command(bytes: &[u8], what: &str) -> Result<(), Status> {
     let any = Any::decode(bytes).map_err(|_| {
