@@ -114,12 +114,15 @@ async fn every_hostile_statement_gets_its_trino_error_and_the_server_lives() {
     }
 }
 
+/// What a malformed request is, its headers and its body.
+type Malformed = (&'static str, Vec<(&'static str, String)>, String);
+
 #[tokio::test]
 async fn malformed_requests_get_client_errors_and_the_server_lives() {
     let app = app();
     let auth = bearer();
     let invalid_utf8 = String::from_utf8_lossy(&[0x53, 0x45, 0xff, 0xfe]).to_string();
-    let cases: Vec<(&str, Vec<(&str, String)>, String)> = vec![
+    let cases: Vec<Malformed> = vec![
         ("an empty statement", vec![], String::new()),
         (
             "a statement of replacement characters",
