@@ -242,6 +242,15 @@ pub struct TokenScope {
     /// Table grants.
     #[serde(default)]
     pub grants: Vec<Grant>,
+    /// Run time of each statement; none = the gateway's
+    /// `limits.query_timeout`.
+    #[serde(
+        default,
+        deserialize_with = "crate::units::de_opt_duration",
+        serialize_with = "crate::units::ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub query_timeout: Option<std::time::Duration>,
 }
 
 fn default_row_limit() -> u64 {
@@ -394,6 +403,7 @@ mod tests {
             allow_attachments: false,
             can_export_vectors: false,
             grants: vec![g("lake.*"), g("lake.sales.orders"), g("lake.sales.*")],
+            query_timeout: None,
         };
         assert_eq!(
             scope.grant_for("lake.sales.orders").unwrap().table,

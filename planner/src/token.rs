@@ -122,6 +122,9 @@ impl Audience {
     }
 }
 
+/// Longest `query_timeout` a token may have.
+const MAX_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The token document accepted by the admin API and the CLI. Unknown fields
 /// are rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +166,15 @@ pub struct TokenSpec {
     /// `limits.rate_limit_per_minute`.
     #[serde(default)]
     pub rate_limit: Option<u32>,
+    /// Run time of each statement (`"30s"`, `"5m"`); none = the gateway's
+    /// `limits.query_timeout`.
+    #[serde(
+        default,
+        deserialize_with = "crate::units::de_opt_duration",
+        serialize_with = "crate::units::ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub query_timeout: Option<std::time::Duration>,
     /// Table grants (deny by default).
     #[serde(default)]
     pub grants: Vec<Grant>,
@@ -208,6 +220,7 @@ impl TokenSpec {
             admin: true,
             audience: Audience::default(),
             rate_limit: None,
+            query_timeout: None,
             grants: vec![Grant {
                 table: "*".into(),
                 columns: Default::default(),
@@ -234,6 +247,15 @@ impl TokenSpec {
         }
         if self.row_limit.is_some_and(|l| l > i64::MAX as u64) {
             problems.push("row_limit is too large".to_string());
+        }
+        if self
+            .query_timeout
+            .is_some_and(|t| t.is_zero() || t > MAX_QUERY_TIMEOUT)
+        {
+            problems.push(
+                "query_timeout must be positive and at most 7 days (omit it for the gateway's default, limits.query_timeout)"
+                    .to_string(),
+            );
         }
         if self.rate_limit == Some(0) {
             problems.push(
@@ -313,6 +335,7 @@ impl TokenSpec {
             allow_attachments: self.allow_attachments,
             can_export_vectors: self.can_export_vectors,
             grants: self.grants.clone(),
+            query_timeout: self.query_timeout,
         }
     }
 }
@@ -353,6 +376,15 @@ pub struct TokenRecord {
     /// Requests per minute (token bucket); none = the gateway's
     /// `limits.rate_limit_per_minute`.
     pub rate_limit: Option<u32>,
+    /// Run time of each statement (`"30s"`, `"5m"`); none = the gateway's
+    /// `limits.query_timeout`.
+    #[serde(
+        default,
+        deserialize_with = "crate::units::de_opt_duration",
+        serialize_with = "crate::units::ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub query_timeout: Option<std::time::Duration>,
     /// Admin token.
     pub admin: bool,
     /// Destination prefixes the token may export to (normalised).
@@ -384,6 +416,7 @@ impl TokenRecord {
             allow_attachments: self.allow_attachments,
             can_export_vectors: self.can_export_vectors,
             grants: self.grants.clone(),
+            query_timeout: self.query_timeout,
         }
     }
 }
@@ -539,5 +572,28 @@ mod tests {
             serde_json::to_string(&a).unwrap(),
             r#"{"cidrs":["127.0.0.0/8","10.1.2.3/32","::1/128"]}"#
         );
+    }
+
+    #[test]
+    fn a_query_timeout_is_a_duration_within_a_week() {
+        let spec = TokenSpec::from_json(br#"{"name": "n", "query_timeout": "90s"}"#).unwrap();
+        assert_eq!(spec.query_timeout, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            spec.scope("t", 10).query_timeout,
+            Some(std::time::Duration::from_secs(90))
+        );
+        for bad in [r#""0s""#, r#""8d""#] {
+            let spec = TokenSpec::from_json(
+                format!(r#"{{"name": "n", "query_timeout": {bad}}}"#).as_bytes(),
+            )
+            .unwrap();
+            assert!(
+                spec.check(chrono::Utc::now())
+                    .iter()
+                    .any(|p| p.contains("query_timeout")),
+                "{bad}"
+            );
+        }
+        assert!(TokenSpec::from_json(br#"{"name": "n", "query_timeout": "soon"}"#).is_err());
     }
 }

@@ -66,6 +66,27 @@ pub fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
     de_duration(d).map(Some)
 }
 
+/// A duration as the configuration writes it: whole seconds as `"30s"`,
+/// anything else in milliseconds (`"1500ms"`).
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// `#[serde(serialize_with = "…")]` for an optional duration.
+pub fn ser_opt_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
 /// `#[serde(deserialize_with = "…")]` for a byte size written as a number
 /// or as text with a unit.
 pub fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

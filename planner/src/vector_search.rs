@@ -53,13 +53,16 @@ use datafusion::prelude::{SessionContext, col, lit};
 use datafusion::sql::TableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit, Visitor,
+    Expr as SqlExpr, ExprWithAlias, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit,
+    Visitor,
 };
 
 use crate::connector::{
     DISTANCE_COLUMN, INTERNAL_DISTANCE_COLUMN, NativeSearchLookup, NativeVectorSearch,
 };
 use crate::error::opaque_failure;
+use crate::limits::StatementBounds;
+use crate::limits::parse::parse_expr;
 use crate::secure_view::{SecureView, SecureViewProvider, scan_source};
 use crate::vectors::{DistanceUdf, Metric};
 
@@ -140,6 +143,7 @@ impl VectorSearchFunction {
         ctx: &SessionContext,
         statement: &DFStatement,
         native: &HashMap<String, NativeSearchLookup>,
+        bounds: &StatementBounds,
     ) -> Result<()> {
         let mut finder = CallFinder(Vec::new());
         match statement {
@@ -171,9 +175,30 @@ impl VectorSearchFunction {
                     .view
                     .schema();
                 let df_schema = DFSchema::try_from(view)?;
-                let expr = ctx.parse_sql_expr(&text, &df_schema).map_err(|e| {
-                    plan_datafusion_err!("vector_search filter {text:?}: {}", e.strip_backtrace())
+                // Client text inside a string literal: parsed metered and
+                // bounded like the statement around it.
+                let sql_expr = parse_expr(&text, bounds).map_err(|e| match e {
+                    crate::Error::Refused(r) => r.into_datafusion(),
+                    crate::Error::DataFusion(e) => plan_datafusion_err!(
+                        "vector_search filter {text:?}: {}",
+                        e.strip_backtrace()
+                    ),
                 })?;
+                let expr = ctx
+                    .state()
+                    .create_logical_expr_from_sql_expr(
+                        ExprWithAlias {
+                            expr: sql_expr,
+                            alias: None,
+                        },
+                        &df_schema,
+                    )
+                    .map_err(|e| {
+                        plan_datafusion_err!(
+                            "vector_search filter {text:?}: {}",
+                            e.strip_backtrace()
+                        )
+                    })?;
                 check_filter(&expr)?;
                 // Typed like the columns, so a backend can evaluate it.
                 let expr = crate::rules::RuleCompiler::shared()

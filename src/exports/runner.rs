@@ -365,7 +365,10 @@ impl Exports {
         // Smaller batches than queries use: the writer's channels hold a
         // few of them, and wide rows make 8192-row batches large.
         plan.set_batch_size(EXPORT_BATCH_ROWS);
+        // Planning was bounded by the query time limit; the export itself
+        // runs as long as the job (which has its own cancellation).
         let stream = plan
+            .without_time_limit()
             .execute()
             .await
             .map_err(|e| Self::query_failed(&job.id, e))?;

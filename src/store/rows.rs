@@ -29,6 +29,7 @@ pub(super) struct TokenRow {
     pub(super) rate_limit: Option<i64>,
     pub(super) admin: bool,
     pub(super) export_destinations: String,
+    pub(super) query_timeout_ms: Option<i64>,
 }
 
 /// A `tokens` row with its secret hash (authentication only).
@@ -94,6 +95,9 @@ impl TokenRow {
             allow_attachments: spec.allow_attachments,
             can_export_vectors: spec.can_export_vectors,
             rate_limit: spec.rate_limit.map(i64::from),
+            query_timeout_ms: spec
+                .query_timeout
+                .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
             admin: spec.admin,
             export_destinations: to_json(
                 "export_destinations",
@@ -129,6 +133,9 @@ impl TokenRow {
             rate_limit: self
                 .rate_limit
                 .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+            query_timeout: self
+                .query_timeout_ms
+                .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
             max_sensitivity: self.max_sensitivity,
             allow_attachments: self.allow_attachments,
             can_export_vectors: self.can_export_vectors,

@@ -281,6 +281,65 @@ pub fn statements() -> Vec<Case> {
             "SELECT sum(length(s)) FROM (SELECT repeat('x', 10000000) AS s) CROSS JOIN range(2000)".into(),
             Refused("internal"),
         ),
+        (
+            "series_whose_step_makes_no_progress",
+            "SELECT cardinality(generate_series(TIMESTAMP '2000-01-01', TIMESTAMP '2000-01-02', INTERVAL '1 day -24 hours'))"
+                .into(),
+            function_limit.clone(),
+        ),
+        (
+            "series_whose_step_points_both_ways",
+            "SELECT cardinality(range(DATE '2000-05-01', DATE '2000-04-01', INTERVAL '1 month -30 days'))".into(),
+            function_limit.clone(),
+        ),
+        (
+            "array_replace_blow_up",
+            "SELECT cardinality(flatten(array_replace_all(array_repeat(make_array(1), 20000), make_array(1), array_repeat(1, 200000))))"
+                .into(),
+            function_limit.clone(),
+        ),
+        (
+            "encode_blow_up",
+            format!("SELECT length(encode(repeat('x', 9000000 + id), 'hex')) FROM {numbers} WHERE id = 1"),
+            function_limit.clone(),
+        ),
+        (
+            "one_huge_row_among_small_ones",
+            "SELECT cardinality(array_repeat(x, CASE WHEN value = 0 THEN 50000 ELSE 0 END)) FROM \
+             (SELECT value, array_repeat(1, CASE WHEN value = 0 THEN 300000 ELSE 0 END) AS x FROM range(8192))"
+                .into(),
+            function_limit.clone(),
+        ),
+        (
+            "nested_array_type_suffixes",
+            format!("SELECT CAST(NULL AS INT{})", "[]".repeat(50_000)),
+            too_complex.clone(),
+        ),
+        (
+            "nested_angle_bracket_types",
+            format!("SELECT CAST(NULL AS {}INT{})", "ARRAY<".repeat(5000), ">".repeat(5000)),
+            too_complex.clone(),
+        ),
+        (
+            "nested_types_in_a_cast_string",
+            format!(
+                "SELECT arrow_cast(NULL, '{}Int32{}')",
+                "List(".repeat(5000),
+                ")".repeat(5000)
+            ),
+            too_complex.clone(),
+        ),
+        (
+            "cte_fan_out",
+            format!(
+                "WITH a0 AS (SELECT 1 AS x), {} SELECT count(*) FROM a40",
+                (1..=40)
+                    .map(|i| format!("a{i} AS (SELECT x FROM a{p} UNION ALL SELECT x FROM a{p})", p = i - 1))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            too_complex.clone(),
+        ),
         ("small_range", "SELECT cardinality(range(1000))".into(), Runs),
         ("small_repeat", format!("SELECT length(repeat('ab', id)) FROM {numbers}"), Runs),
     ];

@@ -37,6 +37,7 @@ pub fn orders_scope(id: &str, columns: Columns, row_limit: u64) -> Arc<TokenScop
             allow_rules: vec![],
             deny_rules: vec![],
         }],
+        query_timeout: None,
     })
 }
 

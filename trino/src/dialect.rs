@@ -24,6 +24,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use sluice_planner::limits::StatementBounds;
 use sluice_planner::{Error, ErrorKind, Result, SqlDialect};
 
 use crate::metadata::{SystemCatalog, TrinoCatalog};
@@ -216,22 +217,26 @@ fn not_literal(e: &Expr) -> Error {
     )
 }
 
-/// Parses the argument list of `USING` (`1, 'x', DOUBLE '1.5'`).
-pub fn parse_parameters(text: &str) -> Result<Vec<Expr>> {
-    let mut parser = Parser::new(&GenericDialect {})
-        .try_with_sql(text)
-        .map_err(|e| Error::DataFusion(e.into()))?;
-    let exprs = parser
-        .parse_comma_separated(Parser::parse_expr)
-        .map_err(|e| Error::DataFusion(e.into()))?;
-    if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
-        return Err(Error::refused(
-            ErrorKind::InvalidParameters,
-            format!(
-                "unexpected text after the parameters: {}",
-                parser.peek_token()
-            ),
-        ));
+/// Parses the argument list of `USING` (`1, 'x', DOUBLE '1.5'`) within
+/// the statement bounds, as the parser meters statements (client text).
+pub fn parse_parameters(text: &str, bounds: &StatementBounds) -> Result<Vec<Expr>> {
+    let exprs = sluice_planner::limits::parse::with_parser(text, bounds, |parser| {
+        let exprs = parser
+            .parse_comma_separated(Parser::parse_expr)
+            .map_err(|e| Error::DataFusion(e.into()))?;
+        if parser.peek_token().token != datafusion::sql::sqlparser::tokenizer::Token::EOF {
+            return Err(Error::refused(
+                ErrorKind::InvalidParameters,
+                format!(
+                    "unexpected text after the parameters: {}",
+                    parser.peek_token()
+                ),
+            ));
+        }
+        Ok(exprs)
+    })?;
+    for e in &exprs {
+        bounds.check_expr(e)?;
     }
     for e in &exprs {
         check_parameter(e)?;
@@ -492,7 +497,7 @@ mod tests {
     fn rewritten(sql: &str, params: Option<&str>) -> String {
         let mut stmts = DFParser::parse_sql(sql).unwrap();
         let mut st = stmts.pop_front().unwrap();
-        let params = params.map(|p| parse_parameters(p).unwrap());
+        let params = params.map(|p| parse_parameters(p, &StatementBounds::default()).unwrap());
         rewrite(&mut st, params.as_deref()).unwrap();
         st.to_string()
     }
@@ -535,7 +540,7 @@ mod tests {
             .unwrap()
             .pop_front()
             .unwrap();
-        let p = parse_parameters("1, 2").unwrap();
+        let p = parse_parameters("1, 2", &StatementBounds::default()).unwrap();
         let err = rewrite(&mut st, Some(&p)).unwrap_err().to_string();
         assert!(err.contains("expected 1 but found 2"), "{err}");
         for bad in [
@@ -550,7 +555,10 @@ mod tests {
             "N'x'",
             "CAST(a AS INT)",
         ] {
-            assert!(parse_parameters(bad).is_err(), "{bad}");
+            assert!(
+                parse_parameters(bad, &StatementBounds::default()).is_err(),
+                "{bad}"
+            );
         }
         for good in [
             "-1",
@@ -560,7 +568,7 @@ mod tests {
             "NULL",
             "MAP(ARRAY['a'], ARRAY[1])",
         ] {
-            parse_parameters(good).unwrap();
+            parse_parameters(good, &StatementBounds::default()).unwrap();
         }
     }
 }

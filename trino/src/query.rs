@@ -403,7 +403,8 @@ impl Queries {
         // DataFusion runs on its own runtime: a CPU-bound plan that never
         // yields must not starve the HTTP and Flight servers.
         query.producing.store(true, Ordering::Release);
-        let handle = sluice_planner::limits::run::runtime().spawn(produce(
+        let runtime = plan.limits().runtime.handle().clone();
+        let handle = runtime.spawn(produce(
             Arc::clone(self),
             Arc::clone(&query),
             plan,

@@ -251,7 +251,16 @@ async fn run_statement(
         ));
     }
     let params = match params {
-        Some(text) => dialect::parse_parameters(&text).map_err(|e| from_plan_error(&e))?,
+        // Client text, parsed where deep nesting cannot exhaust a stack.
+        Some(text) => {
+            let bounds = state.governor.limits().bounds;
+            let runtime = state.governor.limits().runtime.handle();
+            sluice_planner::limits::run::on_deep_stack(runtime, move || {
+                dialect::parse_parameters(&text, &bounds)
+            })
+            .await
+            .map_err(|e| from_plan_error(&e))?
+        }
         None => vec![],
     };
     let run_time = session.run_time(state.queries.limits.max_run_time)?;

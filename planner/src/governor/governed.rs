@@ -64,6 +64,11 @@ impl GovernedPlan {
         &self.plan
     }
 
+    /// The limits the plan runs under (and its gateway's runtime).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
+    }
+
     /// The scoped session the plan lives in.
     pub fn context(&self) -> &SessionContext {
         &self.ctx
@@ -131,6 +136,13 @@ impl GovernedPlan {
         Ok(GovernedPlan { plan, ..self })
     }
 
+    /// Lets the plan run as long as its stream is read (exports: their
+    /// jobs have their own cancellation); planning was bounded already.
+    pub fn without_time_limit(self) -> Self {
+        self.control.clear_deadline();
+        self
+    }
+
     /// Optimises and runs the plan; the stream stops after `row_limit` rows.
     ///
     /// It waits for an execution slot (admission), runs on the execution
@@ -161,10 +173,11 @@ impl GovernedPlan {
         };
         let slot = self.limits.admission.admit(&self.scope.token_id).await?;
         self.control
-            .start_unless_started(self.limits.query_timeout(None));
+            .start_unless_started(self.limits.query_timeout(self.scope.query_timeout));
         let ctx = self.ctx;
         let start = async move { ctx.execute_logical_plan(plan).await?.execute_stream().await };
-        let stream = spawn_stream(Arc::clone(&announced), start, self.control, slot)
+        let runtime = self.limits.runtime.handle();
+        let stream = spawn_stream(runtime, Arc::clone(&announced), start, self.control, slot)
             .await
             .map_err(|e| match e {
                 Error::DataFusion(e) => friendly(e),

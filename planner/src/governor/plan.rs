@@ -48,8 +48,10 @@ impl Governor {
         params: Option<&[SqlExpr]>,
     ) -> Result<GovernedPlan> {
         self.limits.bounds.check_text(sql)?;
+        // Planning takes an execution thread too: it waits for a slot.
+        let _slot = self.limits.admission.admit(&scope.token_id).await?;
         let control = QueryControl::new();
-        let limit = self.limits.query_timeout(None);
+        let limit = self.limits.query_timeout(scope.query_timeout);
         // Planning runs on the execution runtime (deep stacks), stopped at
         // the statement's time limit, a panic failing this statement only.
         let work = {
@@ -63,7 +65,7 @@ impl Governor {
                     .await
             }
         };
-        run(work, control, limit).await
+        run(self.limits.runtime.handle(), work, control, limit).await
     }
 
     /// [`Governor::plan_with`] on the current thread.
@@ -96,10 +98,11 @@ impl Governor {
         number_placeholders(&mut statement)?;
         self.open_gates(scope, &state, &statement).await?;
         search
-            .prepare(&ctx, &statement, &self.native_search)
+            .prepare(&ctx, &statement, &self.native_search, &self.limits.bounds)
             .await
             .map_err(friendly)?;
         let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
+        self.limits.bounds.check_plan(&plan)?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -3,8 +3,9 @@
 //! (`[limits] max_queries_per_token`). A statement beyond them waits in a
 //! bounded queue (`[limits] max_queued_queries`) for at most
 //! `[limits] queue_timeout`; beyond that it is refused as "too many
-//! queries". A statement holds its slot from planning until its result
-//! stream ends or is dropped.
+//! queries". A token may have as many statements waiting as executing.
+//! A statement holds a slot while it is planned, and again from the start
+//! of its execution until its result stream ends or is dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +28,23 @@ pub struct Admission {
     max_queued: usize,
     queue_timeout: Duration,
     queued: Arc<AtomicUsize>,
-    tokens: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tokens: Mutex<HashMap<String, TokenShare>>,
+}
+
+/// One token's slots and how many of its statements wait for one.
+#[derive(Debug, Clone)]
+struct TokenShare {
+    slots: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Gives back a place in a queue when a wait ends, however it ends.
+struct Leave(Arc<AtomicUsize>);
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// An executing statement's slots; dropping it frees them.
@@ -67,25 +84,30 @@ impl Admission {
         self.queued.load(Ordering::Relaxed)
     }
 
-    fn token_semaphore(&self, token_id: &str) -> Arc<Semaphore> {
+    fn token_share(&self, token_id: &str) -> TokenShare {
         let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= PRUNE_AT && !tokens.contains_key(token_id) {
-            // Idle tokens: no permit out, nobody else holding the Arc.
+            // Idle tokens: no permit out, nobody else holding the share.
             let full = self.per_token;
-            tokens.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < full);
+            tokens.retain(|_, s| {
+                Arc::strong_count(&s.slots) > 1 || s.slots.available_permits() < full
+            });
         }
-        Arc::clone(
-            tokens
-                .entry(token_id.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_token))),
-        )
+        tokens
+            .entry(token_id.to_string())
+            .or_insert_with(|| TokenShare {
+                slots: Arc::new(Semaphore::new(self.per_token)),
+                waiting: Arc::new(AtomicUsize::new(0)),
+            })
+            .clone()
     }
 
     /// A slot for a statement of `token_id`: at once if one is free, else
     /// after waiting in the queue; "too many queries" when the queue is
     /// full or the wait is over.
     pub async fn admit(&self, token_id: &str) -> Result<Slot> {
-        let own = self.token_semaphore(token_id);
+        let share = self.token_share(token_id);
+        let own = Arc::clone(&share.slots);
         if let Ok(token) = Arc::clone(&own).try_acquire_owned() {
             if let Ok(global) = Arc::clone(&self.global).try_acquire_owned() {
                 return Ok(Slot {
@@ -95,6 +117,24 @@ impl Admission {
             }
             drop(token);
         }
+        // A token may have as many statements waiting as executing: one
+        // token's backlog never fills the gateway's queue.
+        let own_claim = share
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w < self.per_token).then_some(w + 1)
+            });
+        if own_claim.is_err() {
+            return Err(Error::refused(
+                ErrorKind::TooManyQueries,
+                format!(
+                    "too many queries of this token: {} are executing and {} waiting \
+                     (limits.max_queries_per_token); finish or cancel one first",
+                    self.per_token, self.per_token
+                ),
+            ));
+        }
+        let _own_leave = Leave(Arc::clone(&share.waiting));
         // Claim a place in the queue (never more than `max_queued`).
         let claimed = self
             .queued
@@ -111,12 +151,6 @@ impl Admission {
                     self.max_queued
                 ),
             ));
-        }
-        struct Leave(Arc<AtomicUsize>);
-        impl Drop for Leave {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
         }
         let _leave = Leave(Arc::clone(&self.queued));
         let global = Arc::clone(&self.global);
@@ -167,6 +201,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(s1);
         waiter.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_token_cannot_fill_the_queue() {
+        let a = Arc::new(Admission::new(4, 1, 100, Duration::from_secs(5)));
+        let _held = a.admit("t").await.unwrap();
+        let waiting = {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.admit("t").await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let e = a.admit("t").await.unwrap_err();
+        assert!(e.message().contains("of this token"), "{e}");
+        assert_eq!(a.queued(), 1);
+        // Others still find room.
+        let _other = a.admit("u").await.unwrap();
+        waiting.abort();
     }
 
     #[tokio::test]

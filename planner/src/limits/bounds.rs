@@ -22,13 +22,30 @@
 
 use std::ops::ControlFlow;
 
+use arrow::datatypes::DataType as ArrowType;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Expr, Query, SetExpr, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    ArrayElemTypeDef, DataType as SqlType, Expr, ObjectNamePart, Query, SetExpr, Visit, Visitor,
+    visit_relations,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::error::{Error, ErrorKind, Result};
+
+/// Deepest nesting of a data type (lists of lists, structs of structs):
+/// types are walked recursively by every layer that encodes a schema.
+pub const MAX_TYPE_DEPTH: usize = 32;
+
+fn type_refusal() -> Error {
+    Error::refused(
+        ErrorKind::TooComplex,
+        format!("the statement nests data types more than {MAX_TYPE_DEPTH} levels deep"),
+    )
+}
 
 /// Longest name (of a table, column, alias, function) accepted: errors
 /// quote names, and no real name is longer.
@@ -43,6 +60,8 @@ pub struct StatementBounds {
     pub max_depth: usize,
     /// Most expressions.
     pub max_expressions: usize,
+    /// Most operators in the logical plan.
+    pub max_plan_nodes: usize,
 }
 
 impl Default for StatementBounds {
@@ -79,7 +98,30 @@ impl StatementBounds {
         };
         let mut depth = 0usize;
         let mut cases = 0usize;
-        for token in &tokens {
+        // Type nesting: `INT[][]…` suffixes and `ARRAY<…>`-style brackets.
+        let mut suffixes = 0usize;
+        let mut angles = 0usize;
+        let mut previous: Option<&Token> = None;
+        for token in tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))) {
+            match (previous, token) {
+                (Some(Token::LBracket), Token::RBracket) => suffixes += 1,
+                (_, Token::LBracket | Token::RBracket) => {}
+                _ => suffixes = 0,
+            }
+            match (previous, token) {
+                (Some(Token::Word(w)), Token::Lt)
+                    if matches!(w.keyword, Keyword::ARRAY | Keyword::STRUCT | Keyword::MAP) =>
+                {
+                    angles += 1;
+                }
+                (_, Token::Gt) => angles = angles.saturating_sub(1),
+                (_, Token::ShiftRight) => angles = angles.saturating_sub(2),
+                _ => {}
+            }
+            previous = Some(token);
+            if suffixes > MAX_TYPE_DEPTH || angles > MAX_TYPE_DEPTH {
+                return Err(type_refusal());
+            }
             match token {
                 Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
                 Token::RParen | Token::RBracket | Token::RBrace => depth = depth.saturating_sub(1),
@@ -128,22 +170,222 @@ impl StatementBounds {
             },
             _ => ControlFlow::Continue(()),
         };
+        if let ControlFlow::Break(over) = outcome {
+            return Err(over.refusal(self));
+        }
+        // Measured and bounded: now the walk below stays shallow.
+        let mut fan_out = FanOut {
+            limit: self.max_plan_nodes as u128,
+        };
+        let outcome = match statement {
+            DFStatement::Statement(s) => s.visit(&mut fan_out),
+            DFStatement::Explain(e) => match e.statement.as_ref() {
+                DFStatement::Statement(s) => s.visit(&mut fan_out),
+                _ => ControlFlow::Continue(()),
+            },
+            _ => ControlFlow::Continue(()),
+        };
         match outcome {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(size) => Err(Error::refused(
+                ErrorKind::TooComplex,
+                format!(
+                    "the statement's common table expressions expand to about {size} plan \
+                     operators, more than {} (limits.max_plan_nodes): each reference to a WITH \
+                     clause copies it",
+                    self.max_plan_nodes
+                ),
+            )),
+        }
+    }
+}
+
+/// Finds `WITH` clauses whose references multiply: each reference to a
+/// common table expression plans a copy of it, so `a1` reading `a0`
+/// twice, `a2` reading `a1` twice, … doubles the plan at every step.
+struct FanOut {
+    limit: u128,
+}
+
+impl Visitor for FanOut {
+    type Break = u128;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<u128> {
+        let Some(with) = &query.with else {
+            return ControlFlow::Continue(());
+        };
+        let names: Vec<String> = with
+            .cte_tables
+            .iter()
+            .map(|c| c.alias.name.value.to_lowercase())
+            .collect();
+        // Size of each CTE once expanded: itself plus copies of those it
+        // reads (only earlier ones, or itself when recursive: once).
+        let mut sizes: Vec<u128> = Vec::with_capacity(names.len());
+        for (i, cte) in with.cte_tables.iter().enumerate() {
+            let size = 1 + references(&cte.query, &names[..i], &sizes);
+            if size > self.limit {
+                return ControlFlow::Break(size);
+            }
+            sizes.push(size);
+        }
+        // The body only: the WITH clause's own references are counted above.
+        let total = 1 + references(&query.body, &names, &sizes);
+        if total > self.limit {
+            return ControlFlow::Break(total);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The expanded size of the references in `node` to the CTEs `names`
+/// (whose expanded sizes are `sizes`).
+fn references<V: Visit>(node: &V, names: &[String], sizes: &[u128]) -> u128 {
+    let mut total: u128 = 0;
+    let _ = visit_relations(node, |relation| {
+        if let [ObjectNamePart::Identifier(id)] = relation.0.as_slice()
+            && let Some(i) = names.iter().position(|n| *n == id.value.to_lowercase())
+        {
+            total = total.saturating_add(sizes[i]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    total
+}
+
+impl StatementBounds {
+    /// Refuses an expression parsed on its own (a filter, a parameter)
+    /// nested deeper than `max_depth` or with more than
+    /// `max_expressions` expressions.
+    pub fn check_expr(&self, expr: &Expr) -> Result<()> {
+        let mut meter = Meter {
+            bounds: *self,
+            depth: 0,
+            expressions: 0,
+            levels: Vec::new(),
+        };
+        match expr.visit(&mut meter) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(over) => Err(over.refusal(self)),
         }
     }
+
+    /// Refuses a planned statement with more than `max_plan_nodes` plan
+    /// nodes (common table expressions referenced many times multiply
+    /// them) or whose schemas nest types deeper than [`MAX_TYPE_DEPTH`]
+    /// (`arrow_cast` names types in a string). Stops counting at the
+    /// bound, so a plan that shares sub-plans exponentially is not walked
+    /// exponentially.
+    pub fn check_plan(&self, plan: &LogicalPlan) -> Result<()> {
+        let mut nodes = 0usize;
+        let mut too_deep = false;
+        let _ = plan.apply_with_subqueries(|node| {
+            nodes += 1;
+            if node
+                .schema()
+                .fields()
+                .iter()
+                .any(|f| type_depth(f.data_type(), MAX_TYPE_DEPTH + 1) > MAX_TYPE_DEPTH)
+            {
+                too_deep = true;
+            }
+            Ok(if nodes > self.max_plan_nodes || too_deep {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        });
+        if too_deep {
+            return Err(type_refusal());
+        }
+        if nodes > self.max_plan_nodes {
+            return Err(Error::refused(
+                ErrorKind::TooComplex,
+                format!(
+                    "the statement plans to more than {} operators (limits.max_plan_nodes); common \
+                     table expressions referenced many times multiply them",
+                    self.max_plan_nodes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Nesting of an Arrow type, counted up to `stop`.
+fn type_depth(t: &ArrowType, stop: usize) -> usize {
+    if stop == 0 {
+        return 1;
+    }
+    let inner = match t {
+        ArrowType::List(f)
+        | ArrowType::LargeList(f)
+        | ArrowType::ListView(f)
+        | ArrowType::LargeListView(f)
+        | ArrowType::FixedSizeList(f, _)
+        | ArrowType::Map(f, _) => type_depth(f.data_type(), stop - 1),
+        ArrowType::Struct(fields) => fields
+            .iter()
+            .map(|f| type_depth(f.data_type(), stop - 1))
+            .max()
+            .unwrap_or(0),
+        ArrowType::Union(fields, _) => fields
+            .iter()
+            .map(|(_, f)| type_depth(f.data_type(), stop - 1))
+            .max()
+            .unwrap_or(0),
+        ArrowType::Dictionary(_, v) => type_depth(v, stop - 1),
+        ArrowType::RunEndEncoded(_, v) => type_depth(v.data_type(), stop - 1),
+        _ => return 0,
+    };
+    inner + 1
+}
+
+/// Nesting of a SQL type, counted up to `stop`.
+fn sql_type_depth(t: &SqlType, stop: usize) -> usize {
+    if stop == 0 {
+        return 1;
+    }
+    let inner = match t {
+        SqlType::Array(
+            ArrayElemTypeDef::AngleBracket(e)
+            | ArrayElemTypeDef::SquareBracket(e, _)
+            | ArrayElemTypeDef::Parenthesis(e),
+        )
+        | SqlType::Nullable(e)
+        | SqlType::LowCardinality(e) => sql_type_depth(e, stop - 1),
+        SqlType::Map(k, v) => sql_type_depth(k, stop - 1).max(sql_type_depth(v, stop - 1)),
+        SqlType::Struct(fields, _) | SqlType::Tuple(fields) => fields
+            .iter()
+            .map(|f| sql_type_depth(&f.field_type, stop - 1))
+            .max()
+            .unwrap_or(0),
+        SqlType::Union(fields) => fields
+            .iter()
+            .map(|f| sql_type_depth(&f.field_type, stop - 1))
+            .max()
+            .unwrap_or(0),
+        SqlType::Nested(columns) => columns
+            .iter()
+            .map(|c| sql_type_depth(&c.data_type, stop - 1))
+            .max()
+            .unwrap_or(0),
+        _ => return 0,
+    };
+    inner + 1
 }
 
 /// Which bound a statement went over.
 enum Over {
     Depth,
     Expressions,
+    TypeDepth,
 }
 
 impl Over {
     fn refusal(&self, bounds: &StatementBounds) -> Error {
         let message = match self {
+            Over::TypeDepth => return type_refusal(),
             Over::Depth => format!(
                 "the statement nests expressions, subqueries, set operations, joins or WITH \
                  clauses more than {} levels deep (limits.max_nesting_depth); split it or use \
@@ -198,10 +440,18 @@ impl Visitor for Meter {
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<Over> {
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Over> {
         self.expressions += 1;
         if self.expressions > self.bounds.max_expressions {
             return ControlFlow::Break(Over::Expressions);
+        }
+        let typed = match expr {
+            Expr::Cast { data_type, .. } => Some(data_type),
+            Expr::TypedString(ts) => Some(&ts.data_type),
+            _ => None,
+        };
+        if typed.is_some_and(|t| sql_type_depth(t, MAX_TYPE_DEPTH + 1) > MAX_TYPE_DEPTH) {
+            return ControlFlow::Break(Over::TypeDepth);
         }
         self.enter(1)
     }
@@ -251,6 +501,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_depth: 64,
             max_expressions: 10_000,
+            max_plan_nodes: 10_000,
         }
     }
 

@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::{DataType, FieldRef, Int64Type, IntervalUnit, TimeUnit};
+use arrow::datatypes::{DataType, FieldRef, Int64Type, TimeUnit};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
@@ -63,7 +63,17 @@ enum Cost {
     RegexpReplace,
     /// `levenshtein(a, b)`: `len(a) × len(b)` comparisons.
     Levenshtein,
+    /// `encode(s, 'hex' | 'base64')`: at most twice the input.
+    Encode,
+    /// `array_concat`, `array_append`, `array_prepend`, `make_array`: the
+    /// sum of the inputs.
+    Sum,
+    /// `array_replace…(a, from, to)`: every element may become `to`.
+    ArrayReplace,
 }
+
+/// A cost that no bound admits: the call cannot be predicted safely.
+const UNSAFE: u128 = u128::MAX;
 
 /// The built-ins that are wrapped, and their costs.
 const BOUNDED: &[(&str, Cost)] = &[
@@ -79,6 +89,14 @@ const BOUNDED: &[(&str, Cost)] = &[
     ("replace", Cost::Replace),
     ("regexp_replace", Cost::RegexpReplace),
     ("levenshtein", Cost::Levenshtein),
+    ("encode", Cost::Encode),
+    ("array_concat", Cost::Sum),
+    ("array_append", Cost::Sum),
+    ("array_prepend", Cost::Sum),
+    ("make_array", Cost::Sum),
+    ("array_replace", Cost::ArrayReplace),
+    ("array_replace_n", Cost::ArrayReplace),
+    ("array_replace_all", Cost::ArrayReplace),
 ];
 
 /// The wrappers of the built-ins among `functions` (a session's scalar
@@ -233,7 +251,16 @@ impl Bounded {
             }
             Cost::ArrayRepeat => count(1).saturating_mul(bytes(0).max(8)),
             Cost::ArrayResize => count(1).saturating_mul(bytes(2).max(8)),
-            Cost::Series => series_len(a, row).saturating_mul(8),
+            Cost::Series => match series_len(a, row) {
+                UNSAFE => UNSAFE,
+                n => n.saturating_mul(8),
+            },
+            Cost::Encode => bytes(0).saturating_mul(2),
+            Cost::Sum => (0..a.len()).map(bytes).fold(0u128, u128::saturating_add),
+            Cost::ArrayReplace => {
+                let elements = arg(0).map_or(0, |v| v.elements(row));
+                bytes(0).saturating_add(elements.saturating_mul(bytes(2).max(8)))
+            }
             Cost::Concat { separated } => {
                 let sum: u128 = (0..a.len()).map(bytes).sum();
                 if separated {
@@ -277,6 +304,16 @@ impl Bounded {
             }
             return Ok(());
         }
+        if self.cost == Cost::Series && costs.contains(&UNSAFE) {
+            return Err(Refusal::new(
+                ErrorKind::FunctionLimit,
+                format!(
+                    "{name} needs a step that moves one way: the parts of this interval point in \
+                     different directions or add up to nothing"
+                ),
+            )
+            .into_datafusion());
+        }
         let total = costs.iter().fold(0u128, |a, c| a.saturating_add(*c));
         if total > self.max_output {
             let size = u64::try_from(total).map_or_else(|_| "far more".to_string(), human);
@@ -299,18 +336,30 @@ impl Bounded {
 /// the shortest length their interval may have (a month ≥ 28 days).
 fn series_len(a: &[ArgView], row: usize) -> u128 {
     let (start, stop, step) = match a.len() {
-        1 => (Some(0), a[0].instant(row), Some(1)),
-        2 => (a[0].instant(row), a[1].instant(row), Some(1)),
+        1 => (Some(0), a[0].instant(row), Some(Step::By(1))),
+        2 => (a[0].instant(row), a[1].instant(row), Some(Step::By(1))),
         _ => (a[0].instant(row), a[1].instant(row), a[2].step(row)),
     };
     match (start, stop, step) {
-        (Some(start), Some(stop), Some(step)) if step != 0 => {
+        (_, _, Some(Step::Unsafe)) => UNSAFE,
+        (Some(start), Some(stop), Some(Step::By(step))) if step != 0 => {
             let span = (stop - start).unsigned_abs();
             span / step.unsigned_abs() + 1
         }
-        // NULLs give NULL, a zero step an error of the function itself.
+        // NULLs give NULL, a zero integer step an error of the function
+        // itself.
         _ => 0,
     }
+}
+
+/// A step of `range` / `generate_series`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Integers, or the shortest length of an interval in nanoseconds.
+    By(i128),
+    /// An interval whose parts point different ways (`1 day -24 hours`)
+    /// or add up to nothing: the series may never reach its end.
+    Unsafe,
 }
 
 /// One argument of a call: a scalar or one value per row.
@@ -366,10 +415,14 @@ impl<'a> ArgView<'a> {
                     DataType::Utf8View => array.as_string_view().value(row).len() as u128,
                     DataType::Binary => array.as_binary::<i32>().value(row).len() as u128,
                     DataType::LargeBinary => array.as_binary::<i64>().value(row).len() as u128,
-                    _ => {
-                        let rows = array.len().max(1);
-                        (array.get_array_memory_size() / rows).max(1) as u128
-                    }
+                    DataType::BinaryView => array.as_binary_view().value(row).len() as u128,
+                    // This row's own share, not the batch's average: one
+                    // huge row among small ones must count in full.
+                    _ => array
+                        .slice(row, 1)
+                        .to_data()
+                        .get_slice_memory_size()
+                        .map_or(UNSAFE, |n| n.max(1) as u128),
                 }
             }
         }
@@ -439,33 +492,63 @@ impl<'a> ArgView<'a> {
     }
 
     /// A step: an integer, or the shortest length of an interval in
-    /// nanoseconds.
-    fn step(&self, row: usize) -> Option<i128> {
+    /// nanoseconds (a month at least 28 days, a day at least 23 hours).
+    fn step(&self, row: usize) -> Option<Step> {
         let interval = match self {
             ArgView::Scalar(s) => Some((*s).clone()),
             ArgView::Array { array, .. } => matches!(array.data_type(), DataType::Interval(_))
                 .then(|| ScalarValue::try_from_array(array, row).ok())
                 .flatten(),
         };
-        const DAY: i128 = 86_400_000_000_000;
-        match interval {
-            Some(ScalarValue::IntervalYearMonth(Some(m))) => Some(i128::from(m) * 28 * DAY),
-            Some(ScalarValue::IntervalDayTime(Some(v))) => {
-                Some(i128::from(v.days) * DAY + i128::from(v.milliseconds) * 1_000_000)
+        const HOUR: i128 = 3_600_000_000_000;
+        let parts: [i128; 3] = match interval {
+            Some(ScalarValue::IntervalYearMonth(Some(m))) => [i128::from(m), 0, 0],
+            Some(ScalarValue::IntervalDayTime(Some(v))) => [
+                0,
+                i128::from(v.days),
+                i128::from(v.milliseconds) * 1_000_000,
+            ],
+            Some(ScalarValue::IntervalMonthDayNano(Some(v))) => [
+                i128::from(v.months),
+                i128::from(v.days),
+                i128::from(v.nanoseconds),
+            ],
+            Some(ScalarValue::IntervalYearMonth(None))
+            | Some(ScalarValue::IntervalDayTime(None))
+            | Some(ScalarValue::IntervalMonthDayNano(None)) => return None,
+            _ => return self.int(row).map(Step::By),
+        };
+        let forward = parts.iter().all(|p| *p >= 0);
+        let backward = parts.iter().all(|p| *p <= 0);
+        let [months, days, nanos] = parts.map(i128::abs);
+        let shortest = months * 28 * 23 * HOUR + days * 23 * HOUR + nanos;
+        if !(forward || backward) || shortest == 0 {
+            return Some(Step::Unsafe);
+        }
+        Some(Step::By(shortest))
+    }
+
+    /// Elements of the list at `row` (non-lists: none).
+    fn elements(&self, row: usize) -> u128 {
+        let list_len = |array: &ArrayRef, row: usize| -> u128 {
+            if array.is_null(row) {
+                return 0;
             }
-            Some(ScalarValue::IntervalMonthDayNano(Some(v))) => Some(
-                i128::from(v.months) * 28 * DAY
-                    + i128::from(v.days) * DAY
-                    + i128::from(v.nanoseconds),
-            ),
-            _ if matches!(
-                self.data_type(),
-                DataType::Interval(IntervalUnit::MonthDayNano)
-            ) =>
-            {
-                None
+            match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value_length(row) as u128,
+                DataType::LargeList(_) => array.as_list::<i64>().value_length(row) as u128,
+                DataType::FixedSizeList(_, n) => *n as u128,
+                _ => 0,
             }
-            _ => self.int(row),
+        };
+        match self {
+            ArgView::Scalar(ScalarValue::List(a)) => list_len(&(Arc::clone(a) as ArrayRef), 0),
+            ArgView::Scalar(ScalarValue::LargeList(a)) => list_len(&(Arc::clone(a) as ArrayRef), 0),
+            ArgView::Scalar(ScalarValue::FixedSizeList(a)) => {
+                list_len(&(Arc::clone(a) as ArrayRef), 0)
+            }
+            ArgView::Scalar(_) => 0,
+            ArgView::Array { array, .. } => list_len(array, row),
         }
     }
 }

@@ -37,7 +37,7 @@ pub use admission::{Admission, Slot};
 pub use bounds::StatementBounds;
 pub use memory::MemoryBounds;
 pub use rate::RateLimits;
-pub use run::QueryControl;
+pub use run::{ExecRuntime, QueryControl};
 
 use crate::units::{de_bytes, de_duration};
 
@@ -89,6 +89,9 @@ pub struct LimitsConfig {
     /// Most expressions (every operator, literal, name, list item) in one
     /// statement.
     pub max_expressions: usize,
+    /// Most operators in a statement's logical plan (common table
+    /// expressions referenced many times multiply them).
+    pub max_plan_nodes: usize,
     /// Most bytes a function may produce for one batch of rows
     /// (`repeat`, `lpad`, `array_repeat`, `range`, …).
     #[serde(deserialize_with = "de_bytes")]
@@ -112,6 +115,7 @@ impl Default for LimitsConfig {
             max_statement_bytes: 1 << 20,
             max_nesting_depth: 128,
             max_expressions: 100_000,
+            max_plan_nodes: 20_000,
             max_function_output: 16 << 20,
         }
     }
@@ -162,6 +166,7 @@ impl LimitsConfig {
             max_bytes: usize::try_from(self.max_statement_bytes).unwrap_or(usize::MAX),
             max_depth: self.max_nesting_depth,
             max_expressions: self.max_expressions,
+            max_plan_nodes: self.max_plan_nodes,
         }
     }
 }
@@ -182,6 +187,8 @@ pub struct Limits {
     pub memory: MemoryBounds,
     /// Executing-query slots.
     pub admission: Admission,
+    /// Where statements are planned and executed.
+    pub runtime: ExecRuntime,
 }
 
 impl Limits {
@@ -205,6 +212,7 @@ impl Limits {
             ),
             memory,
             config,
+            runtime: ExecRuntime::default(),
         })
     }
 

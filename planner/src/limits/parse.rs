@@ -26,6 +26,9 @@ use datafusion::sql::sqlparser::ast::{Expr, Statement};
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::StatementBounds;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Dialect consultations allowed per byte of statement text.
@@ -219,14 +222,7 @@ pub fn parse_statement(sql: &str, recursion_limit: usize) -> Result<DFStatement>
         .build()
         .and_then(|mut p| p.parse_statements());
     if dialect.exhausted() {
-        return Err(Error::refused(
-            ErrorKind::TooComplex,
-            format!(
-                "{TOO_COMPLEX}: its nesting makes the parser backtrack (limits.max_nesting_depth \
-                 cannot help here); simplify the nested expressions or fix the syntax error inside \
-                 them"
-            ),
-        ));
+        return Err(too_complex());
     }
     let mut statements: VecDeque<DFStatement> = parsed.map_err(Error::DataFusion)?;
     if statements.len() > 1 {
@@ -238,6 +234,51 @@ pub fn parse_statement(sql: &str, recursion_limit: usize) -> Result<DFStatement>
     statements
         .pop_front()
         .ok_or_else(|| Error::refused(ErrorKind::Syntax(None), "no SQL statement was given"))
+}
+
+/// Runs `parse` (an expression or a list of them, parsed on their own:
+/// a filter, the parameters of `EXECUTE … USING`) over `text` with the
+/// metered dialect, after the text bounds; the caller checks what it
+/// parsed with [`StatementBounds::check_expr`].
+pub fn with_parser<T>(
+    text: &str,
+    bounds: &StatementBounds,
+    parse: impl FnOnce(&mut Parser) -> Result<T>,
+) -> Result<T> {
+    bounds.check_text(text)?;
+    let dialect = BudgetedDialect::for_text(text);
+    let parsed = Parser::new(&dialect)
+        .with_recursion_limit(bounds.parser_depth())
+        .try_with_sql(text)
+        .map_err(|e| Error::DataFusion(e.into()))
+        .and_then(|mut parser| parse(&mut parser));
+    if dialect.exhausted() {
+        return Err(too_complex());
+    }
+    parsed
+}
+
+/// One expression of `text`, metered and bounded like a statement.
+pub fn parse_expr(text: &str, bounds: &StatementBounds) -> Result<Expr> {
+    let expr = with_parser(text, bounds, |p| {
+        let expr = p.parse_expr().map_err(|e| Error::DataFusion(e.into()))?;
+        p.expect_token(&Token::EOF)
+            .map_err(|e| Error::DataFusion(e.into()))?;
+        Ok(expr)
+    })?;
+    bounds.check_expr(&expr)?;
+    Ok(expr)
+}
+
+fn too_complex() -> Error {
+    Error::refused(
+        ErrorKind::TooComplex,
+        format!(
+            "{TOO_COMPLEX}: its nesting makes the parser backtrack (limits.max_nesting_depth \
+             cannot help here); simplify the nested expressions or fix the syntax error inside \
+             them"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -276,6 +317,25 @@ mod tests {
             let (m, spent) = metered(sql);
             assert_eq!(m, generic(sql), "{sql}");
             assert!(spent < 4 * sql.len() as u64, "{sql}: {spent}");
+        }
+    }
+
+    #[test]
+    fn expressions_parsed_on_their_own_are_metered_and_bounded() {
+        let bounds = StatementBounds::default();
+        assert!(parse_expr("a > 1 AND b = 'x'", &bounds).is_ok());
+        let backtracking = format!("{}1 AS{}", "CAST(".repeat(40), " AS BIGINT)".repeat(40));
+        let deep = vec!["1"; 5000].join("+");
+        for text in [backtracking, deep] {
+            let t = text.clone();
+            let e = std::thread::Builder::new()
+                .stack_size(crate::limits::run::STACK_SIZE)
+                .spawn(move || parse_expr(&t, &StatementBounds::default()))
+                .unwrap()
+                .join()
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TooComplex, "{}: {e}", &text[..20]);
         }
     }
 

@@ -1,8 +1,8 @@
 //! Where and for how long a statement runs.
 //!
-//! Planning and execution run on one runtime whose threads have deep
-//! stacks ([`STACK_SIZE`]): what the statement bounds admit can never
-//! exhaust them. Each statement runs as a task of that runtime:
+//! Planning and execution run on the gateway's own runtime
+//! ([`ExecRuntime`]), whose threads have deep stacks ([`STACK_SIZE`]):
+//! what the statement bounds admit can never exhaust them. Each statement runs as a task of that runtime:
 //!
 //! - it has a deadline; past it the task is stopped and the client gets a
 //!   "time limit" error;
@@ -46,20 +46,46 @@ pub fn threads() -> usize {
 }
 
 /// The runtime statements are planned and executed on: [`threads`]
-/// threads, each with a [`STACK_SIZE`] stack.
-pub fn runtime() -> &'static tokio::runtime::Handle {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads())
-                .thread_name("sluice-exec")
-                .thread_stack_size(STACK_SIZE)
-                .enable_all()
-                .build()
-                .expect("the execution runtime starts")
-        })
-        .handle()
+/// threads, each with a [`STACK_SIZE`] stack, started when first used.
+/// Each gateway (each [`Limits`](super::Limits)) has its own, so one
+/// gateway's statements never hold another's threads.
+#[derive(Default)]
+pub struct ExecRuntime {
+    runtime: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl ExecRuntime {
+    /// The runtime's handle (starting it on first use).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads())
+                    .thread_name("sluice-exec")
+                    .thread_stack_size(STACK_SIZE)
+                    .enable_all()
+                    .build()
+                    .expect("the execution runtime starts")
+            })
+            .handle()
+    }
+}
+
+impl Drop for ExecRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code too: do not wait for the threads.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for ExecRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecRuntime")
+            .field("started", &self.runtime.get().is_some())
+            .finish()
+    }
 }
 
 const RUNNING: u8 = 0;
@@ -102,6 +128,11 @@ impl QueryControl {
         if deadline.is_none() {
             *deadline = Some((Instant::now() + limit, limit));
         }
+    }
+
+    /// No deadline from now on.
+    pub fn clear_deadline(&self) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The statement's client went away.
@@ -190,7 +221,12 @@ fn internal_after_panic(payload: &(dyn std::any::Any + Send)) -> Refusal {
 /// audit handle and span, until `control`'s deadline: a panic becomes an
 /// internal error, the deadline a time-limit error; dropping the returned
 /// future stops `work`.
-pub async fn run<T, F>(work: F, control: Arc<QueryControl>, limit: Duration) -> Result<T>
+pub async fn run<T, F>(
+    runtime: &tokio::runtime::Handle,
+    work: F,
+    control: Arc<QueryControl>,
+    limit: Duration,
+) -> Result<T>
 where
     T: Send + 'static,
     F: Future<Output = Result<T>> + Send + 'static,
@@ -199,10 +235,8 @@ where
     let span = tracing::Span::current();
     let guarded = AssertUnwindSafe(work).catch_unwind();
     let task = match audit {
-        Some(handle) => {
-            runtime().spawn(crate::audit::with_handle(handle, guarded).instrument(span))
-        }
-        None => runtime().spawn(guarded.instrument(span)),
+        Some(handle) => runtime.spawn(crate::audit::with_handle(handle, guarded).instrument(span)),
+        None => runtime.spawn(guarded.instrument(span)),
     };
     let mut task = AbortOnDrop {
         task,
@@ -232,6 +266,26 @@ where
     }
 }
 
+/// Runs `work` (synchronous, e.g. parsing client text) on a blocking
+/// thread of the execution runtime, whose stack is as deep as its
+/// workers'; a panic becomes an internal error.
+pub async fn on_deep_stack<T, F>(runtime: &tokio::runtime::Handle, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match runtime.spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(Error::Refused(internal_after_panic(
+            e.into_panic().as_ref(),
+        ))),
+        Err(_) => Err(Error::refused(
+            ErrorKind::Cancelled,
+            "the request was cancelled",
+        )),
+    }
+}
+
 /// Executes a statement on the execution runtime: `start` builds its
 /// physical stream there (its error is returned here), then its batches
 /// flow to the returned stream (of `schema`) through a small buffer. The
@@ -240,6 +294,7 @@ where
 /// (an internal error). `hold` (its admission slot) lives as long as the
 /// statement runs.
 pub async fn spawn_stream<F, H>(
+    runtime: &tokio::runtime::Handle,
     schema: SchemaRef,
     start: F,
     control: Arc<QueryControl>,
@@ -306,10 +361,8 @@ where
         }
     };
     let task = match audit {
-        Some(handle) => {
-            runtime().spawn(crate::audit::with_handle(handle, watched).instrument(span))
-        }
-        None => runtime().spawn(watched.instrument(span)),
+        Some(handle) => runtime.spawn(crate::audit::with_handle(handle, watched).instrument(span)),
+        None => runtime.spawn(watched.instrument(span)),
     };
     let guard = AbortOnDrop {
         task,
@@ -317,7 +370,16 @@ where
         armed: true,
     };
     let mut rx = rx;
-    match started_rx.await {
+    // Building the stream (the optimizer folds constants) is bounded by
+    // the deadline too, also on this side.
+    let started = match deadline {
+        Some(at) => match tokio::time::timeout_at(at, started_rx).await {
+            Ok(started) => started,
+            Err(_) => return Err(Error::Refused(guard.control.time_limit_error())),
+        },
+        None => started_rx.await,
+    };
+    match started {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(Error::DataFusion(e)),
         // The task ended before building its stream: a panic or the
@@ -350,8 +412,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_answers_its_statement_only() {
+        let rt = ExecRuntime::default();
         let control = QueryControl::new();
         let e = run(
+            rt.handle(),
             async {
                 if std::hint::black_box(true) {
                     panic!("deliberate");
@@ -365,15 +429,23 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Internal);
         assert!(!e.message().contains("deliberate"), "{e}");
-        let ok = run(async { Ok(7) }, QueryControl::new(), Duration::from_secs(5)).await;
+        let ok = run(
+            rt.handle(),
+            async { Ok(7) },
+            QueryControl::new(),
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(ok.unwrap(), 7);
     }
 
     #[tokio::test]
     async fn work_past_its_deadline_is_stopped() {
+        let rt = ExecRuntime::default();
         let control = QueryControl::new();
         let t0 = std::time::Instant::now();
         let e = run(
+            rt.handle(),
             async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 Ok(())
@@ -399,7 +471,9 @@ mod tests {
                 1 + depth(n - 1) + pad[n % 1024] as usize
             }
         }
-        let n = runtime()
+        let rt = ExecRuntime::default();
+        let n = rt
+            .handle()
             .block_on(async { tokio::spawn(async { depth(100_000) }).await })
             .unwrap();
         assert!(n >= 100_000);

@@ -174,3 +174,39 @@ async fn malformed_requests_get_client_errors_and_the_server_lives() {
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     still_serving(&app).await;
 }
+
+/// `EXECUTE … USING` parameters are client text too: parsed metered and
+/// bounded, on a deep stack, so nesting that makes the parser backtrack
+/// is refused at once.
+#[tokio::test]
+async fn execute_using_parameters_are_parsed_within_the_parse_budget() {
+    let app = app();
+    let params = format!("{}1 AS{}", "CAST(".repeat(40), " AS BIGINT)".repeat(40));
+    let sql = format!("EXECUTE IMMEDIATE 'SELECT ?' USING {params}");
+    let t0 = std::time::Instant::now();
+    let answer = call(
+        &app,
+        Method::POST,
+        "/v1/statement",
+        Some(&bearer()),
+        &[],
+        &sql,
+    )
+    .await;
+    let text = if answer.status == StatusCode::OK {
+        finish(&app, answer).await.to_string()
+    } else {
+        String::from_utf8_lossy(&answer.body).to_string()
+    };
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        text.contains("QUERY_TEXT_TOO_LARGE"),
+        "{}",
+        &text[..text.len().min(400)]
+    );
+    still_serving(&app).await;
+}
