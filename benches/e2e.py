@@ -56,15 +56,17 @@ def sh(*cmd, **kw):
 
 
 @contextlib.contextmanager
-def gateway(sluice, directory, rows, token_name):
+def gateway(sluice, directory, rows, token_name, env_extra=None):
     """A demo warehouse with ``rows`` orders in ``directory``, served by the
     release binary ``sluice`` on free ports, and a policy token
     ``token_name`` (row rule region = token.region, deny rule, hashed email,
     row_limit above the 1M-row stream). Yields ``secret``, ``flight_port``,
-    ``http_port`` and ``config``; stops the server on exit."""
+    ``http_port``, ``config``, ``admin`` (the admin secret) and ``pid`` (the
+    server's); stops the server on exit. Extra ``env`` settings (e.g.
+    ``SLUICE__LIMITS__…``) reach the server."""
     flight_port, http_port = free_port(), free_port()
     env = dict(os.environ, SLUICE__SERVER__FLIGHT_ADDR=f"127.0.0.1:{flight_port}",
-               SLUICE__SERVER__HTTP_ADDR=f"127.0.0.1:{http_port}")
+               SLUICE__SERVER__HTTP_ADDR=f"127.0.0.1:{http_port}", **(env_extra or {}))
     t = time.perf_counter()
     sh(sluice, "demo", "--dir", directory, "--rows", str(rows), "--no-serve", env=env, stdout=subprocess.DEVNULL)
     print(f"warehouse ready in {time.perf_counter() - t:.1f}s", file=sys.stderr)
@@ -91,7 +93,8 @@ def gateway(sluice, directory, rows, token_name):
         req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v1/tokens", data=body, method="POST",
                                      headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
         secret = json.load(urllib.request.urlopen(req))["secret"]
-        yield types.SimpleNamespace(secret=secret, flight_port=flight_port, http_port=http_port, config=config)
+        yield types.SimpleNamespace(secret=secret, flight_port=flight_port, http_port=http_port, config=config,
+                                    admin=admin, pid=server.pid)
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=30)

@@ -25,6 +25,7 @@ pub(crate) async fn authenticate<T>(
     request: &tonic::Request<T>,
     schemes: Schemes,
     share_needs_client_cert: bool,
+    charge: Charge,
 ) -> Result<(Secret, Arc<TokenScope>)> {
     let peer: Option<IpAddr> = request.remote_addr().map(|a| a.ip());
     let authorization = request
@@ -41,17 +42,10 @@ pub(crate) async fn authenticate<T>(
             .increment(1);
         Err(AuthFailureKind::Audience)
     };
-    sluice_planner::auth::authenticate(
-        authenticator,
-        authorization,
-        schemes,
-        peer,
-        Charge::Request,
-        admit,
-    )
-    .await
-    .map_err(|failure| match failure.retry_after {
-        Some(_) => Error::Limited(failure),
-        None => Error::Unauthenticated(failure.kind),
-    })
+    sluice_planner::auth::authenticate(authenticator, authorization, schemes, peer, charge, admit)
+        .await
+        .map_err(|failure| match failure.retry_after {
+            Some(_) => Error::Limited(failure),
+            None => Error::Unauthenticated(failure.kind),
+        })
 }

@@ -85,8 +85,11 @@
 
 mod auth;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod metadata;
 mod prepared;
+mod redeemed;
 mod service;
 mod statement;
 mod ticket;

@@ -32,7 +32,7 @@ use arrow_flight::{
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt, stream};
 use prost::Message;
-use sluice_planner::auth::Schemes;
+use sluice_planner::auth::{Charge, Schemes};
 use sluice_planner::{AuthFailureKind, Authenticator, Governor, TokenScope};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
@@ -99,13 +99,23 @@ impl SluiceFlightSqlService {
         self.statements.governor()
     }
 
-    /// Authenticates a bearer-token call.
+    /// Authenticates a bearer-token call (charged to the token's rate).
     async fn scope<T>(&self, request: &Request<T>) -> Result<Arc<TokenScope>> {
+        self.scope_charged(request, Charge::Request).await
+    }
+
+    /// Authenticates a bearer-token call, charged as `charge` says.
+    async fn scope_charged<T>(
+        &self,
+        request: &Request<T>,
+        charge: Charge,
+    ) -> Result<Arc<TokenScope>> {
         let (_secret, scope) = auth::authenticate(
             &*self.auth,
             request,
             Schemes::Bearer,
             self.share_needs_client_cert,
+            charge,
         )
         .await?;
         Ok(scope)
@@ -124,6 +134,7 @@ impl SluiceFlightSqlService {
             &request,
             Schemes::BearerOrBasic,
             self.share_needs_client_cert,
+            Charge::Request,
         )
         .await?;
         tracing::info!(token_id = %scope.token_id, "flight handshake");
@@ -228,7 +239,9 @@ impl FlightSqlService for SluiceFlightSqlService {
     ) -> Result<Response<DoGetStream>, Status> {
         respond(
             async {
-                let scope = self.scope(&request).await?;
+                // The statement was charged when its ticket was issued.
+                let charge = self.statements.redemption_charge(&ticket.statement_handle);
+                let scope = self.scope_charged(&request, charge).await?;
                 self.statements.do_get_ticket(&scope, ticket).await
             }
             .await,

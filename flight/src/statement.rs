@@ -36,6 +36,7 @@ pub(crate) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Statu
 pub(crate) struct Statements {
     governor: Arc<Governor>,
     signer: TicketSigner,
+    redeemed: crate::redeemed::Redeemed,
 }
 
 /// The schema as it goes over the wire: the encoder hydrates dictionaries,
@@ -67,7 +68,11 @@ pub(crate) const RECEIPT_METADATA_KEY: &str = "sluice.receipt";
 
 impl Statements {
     pub(crate) fn new(governor: Arc<Governor>, signer: TicketSigner) -> Self {
-        Self { governor, signer }
+        Self {
+            governor,
+            signer,
+            redeemed: Default::default(),
+        }
     }
 
     pub(crate) fn governor(&self) -> &Governor {
@@ -76,6 +81,13 @@ impl Statements {
 
     pub(crate) fn signer(&self) -> &TicketSigner {
         &self.signer
+    }
+
+    /// How the `DoGet` of a statement ticket is charged (see
+    /// [`crate::redeemed`]).
+    pub(crate) fn redemption_charge(&self, handle: &[u8]) -> sluice_planner::auth::Charge {
+        let ttl = self.signer.ttl(crate::ticket::Kind::Ticket);
+        self.redeemed.charge(&self.signer, handle, ttl)
     }
 
     /// Plans `sql` under `scope`; the statement is audited even when

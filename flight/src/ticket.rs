@@ -11,11 +11,11 @@
 //! ([`encode_params`] / [`decode_params`]).
 
 use std::fmt;
-use std::io::Cursor;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::RecordBatch;
-use arrow::ipc::reader::StreamReader;
+use arrow::buffer::Buffer;
+use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Version prefix of every ticket and handle.
-const MAGIC: &[u8; 4] = b"slc1";
+pub(crate) const MAGIC: &[u8; 4] = b"slc1";
 /// Length of the HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
 /// Minimum lifetime of a prepared-statement handle.
@@ -202,7 +202,34 @@ impl TicketSigner {
         Ok(claims)
     }
 
-    fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
+    /// The signature of `blob` if it is a genuine, unexpired ticket or
+    /// handle of `kind` (of any token): what identifies one redemption.
+    pub(crate) fn genuine_signature(
+        &self,
+        blob: &[u8],
+        kind: Kind,
+        now: SystemTime,
+    ) -> Option<Vec<u8>> {
+        if blob.len() < MAGIC.len() + TAG_LEN || !blob.starts_with(MAGIC) {
+            return None;
+        }
+        let (signed, tag) = blob.split_at(blob.len() - TAG_LEN);
+        let mut mac = self.mac.clone();
+        mac.update(signed);
+        mac.verify_slice(tag).ok()?;
+        let claims: Claims = serde_json::from_slice(&signed[MAGIC.len()..]).ok()?;
+        (claims.kind == kind && unix_seconds(now) < claims.expires_at).then(|| tag.to_vec())
+    }
+
+    /// How long tickets of `kind` live.
+    pub(crate) fn ttl(&self, kind: Kind) -> Duration {
+        match kind {
+            Kind::Ticket => self.ticket_ttl,
+            Kind::Prepared => self.handle_ttl,
+        }
+    }
+
+    pub(crate) fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
         let mut mac = self.mac.clone();
         mac.update(data);
         mac.finalize().into_bytes().into()
@@ -241,16 +268,21 @@ pub(crate) fn encode_params(batch: &RecordBatch) -> Result<Vec<u8>, ParamsError>
 /// Decodes parameters written by [`encode_params`] into scalars, in column
 /// order (`$1`, `$2`, …).
 pub(crate) fn decode_params(bytes: &[u8]) -> Result<Vec<ScalarValue>, ParamsError> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    // Arrow's push decoder grows its buffers with the bytes it is given:
+    // a message that declares a huge length cannot make it allocate more
+    // than the client sent (the pull reader allocates the declared length
+    // up front).
+    let mut decoder = StreamDecoder::new();
+    let mut buffer = Buffer::from(bytes);
     let mut row = None;
     let mut rows = 0;
-    for batch in reader {
-        let batch = batch?;
+    while let Some(batch) = decoder.decode(&mut buffer)? {
         rows += batch.num_rows();
         if batch.num_rows() > 0 && row.is_none() {
             row = Some(batch);
         }
     }
+    decoder.finish()?;
     let batch = match row {
         Some(batch) if rows == 1 => batch,
         _ => return Err(ParamsError::RowCount(rows)),

@@ -33,7 +33,7 @@ impl std::fmt::Debug for Checked {
 }
 
 /// Refuses bytes that are not a well-formed Flight SQL command or ticket.
-fn check_command(bytes: &[u8], what: &str) -> Result<(), Status> {
+pub(crate) fn check_command(bytes: &[u8], what: &str) -> Result<(), Status> {
     let any = Any::decode(bytes).map_err(|_| {
         Status::invalid_argument(format!("malformed Flight SQL {what}: not a protobuf Any"))
     })?;
@@ -45,7 +45,7 @@ fn check_command(bytes: &[u8], what: &str) -> Result<(), Status> {
 }
 
 /// Refuses an action whose body is not the message its type calls for.
-fn check_action(action: &Action) -> Result<(), Status> {
+pub(crate) fn check_action(action: &Action) -> Result<(), Status> {
     fn unpacks<T: ProstMessageExt>(any: &Any) -> bool {
         any.unpack::<T>().is_ok_and(|m| m.is_some())
     }

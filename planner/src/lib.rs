@@ -40,6 +40,8 @@ pub mod connector;
 pub mod coop;
 pub mod dialect;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod governor;
 pub mod guard;
 pub mod limits;

@@ -231,6 +231,11 @@ pub fn statements() -> Vec<Case> {
             format!("SELECT \"{}\" FROM {numbers}", "c".repeat(900_000)),
             too_complex.clone(),
         ),
+        (
+            "a_name_of_eight_parts",
+            "SELECT clake.sales.clake.saSEles.lake.sales.clake.saSElsa".into(),
+            too_complex.clone(),
+        ),
         ("long_literal", format!("SELECT length('{}')", "x".repeat(900_000)), Runs),
         (
             "case_within_bounds",

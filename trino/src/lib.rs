@@ -40,6 +40,8 @@ pub mod config;
 pub mod dialect;
 pub mod encode;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod info;
 pub mod metadata;
 pub mod plan;

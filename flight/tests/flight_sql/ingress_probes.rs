@@ -280,3 +280,41 @@ async fn a_rule_failing_on_a_hidden_row_is_internal_on_flight() {
         }
     }
 }
+
+/// Rate limits count statements: `GetFlightInfo` is charged, the first
+/// `DoGet` of the ticket it returned is not (the same statement), a second
+/// `DoGet` of that ticket is, and so is a forged ticket.
+#[tokio::test]
+async fn a_query_is_charged_once_however_many_rpcs() {
+    let auth = tokens();
+    let channel = serve(sales::governor(), Arc::clone(&auth) as _, false).await;
+    let mut c = client(&channel, ALICE).await;
+    let info = c
+        .execute("SELECT id FROM lake.sales.orders".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(auth.count(ALICE), (1, 0));
+    fetch(&channel, ALICE, ticket(&info)).await.unwrap();
+    assert_eq!(
+        auth.count(ALICE),
+        (1, 1),
+        "the first DoGet continues the statement"
+    );
+    fetch(&channel, ALICE, ticket(&info)).await.unwrap();
+    assert_eq!(
+        auth.count(ALICE),
+        (2, 1),
+        "a second DoGet of one ticket is charged"
+    );
+    let forged = Ticket::new(
+        arrow_flight::sql::TicketStatementQuery {
+            statement_handle: b"slc1-not-a-ticket-0123456789012345678901234567890"
+                .to_vec()
+                .into(),
+        }
+        .as_any()
+        .encode_to_vec(),
+    );
+    let _ = fetch(&channel, ALICE, forged).await.unwrap_err();
+    assert_eq!(auth.count(ALICE), (3, 1), "a forged ticket is charged");
+}

@@ -47,6 +47,9 @@ fn type_refusal() -> Error {
     )
 }
 
+/// Most parts of a dotted name in an expression.
+pub const MAX_NAME_PARTS: usize = 5;
+
 /// Longest name (of a table, column, alias, function) accepted: errors
 /// quote names, and no real name is longer.
 pub const MAX_IDENTIFIER_BYTES: usize = 1024;
@@ -380,12 +383,16 @@ enum Over {
     Depth,
     Expressions,
     TypeDepth,
+    NameParts,
 }
 
 impl Over {
     fn refusal(&self, bounds: &StatementBounds) -> Error {
         let message = match self {
             Over::TypeDepth => return type_refusal(),
+            Over::NameParts => format!(
+                "a name has at most {MAX_NAME_PARTS} parts (catalog.schema.table.column.field)"
+            ),
             Over::Depth => format!(
                 "the statement nests expressions, subqueries, set operations, joins or WITH \
                  clauses more than {} levels deep (limits.max_nesting_depth); split it or use \
@@ -444,6 +451,12 @@ impl Visitor for Meter {
         self.expressions += 1;
         if self.expressions > self.bounds.max_expressions {
             return ControlFlow::Break(Over::Expressions);
+        }
+        // DataFusion 53 panics on an unresolved name of six or more parts.
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() > MAX_NAME_PARTS
+        {
+            return ControlFlow::Break(Over::NameParts);
         }
         let typed = match expr {
             Expr::Cast { data_type, .. } => Some(data_type),
