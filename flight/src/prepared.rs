@@ -27,7 +27,11 @@ use sluice_planner::TokenScope;
 
 use crate::error::{Error, Result};
 use crate::statement::{DoGetStream, Statements, flight_schema};
-use crate::ticket::{Claims, Kind, encode_params};
+use crate::ticket::{Claims, Kind, check_params, encode_params};
+
+/// Most Flight messages in a parameter DoPut (schema, dictionaries, the
+/// row): a handful are enough.
+const MAX_PARAM_MESSAGES: usize = 16;
 
 /// Arrow IPC encapsulated schema message, as Flight SQL expects it in
 /// `dataset_schema` / `parameter_schema`.
@@ -118,8 +122,25 @@ impl Statements {
         input: PeekableFlightDataStream,
     ) -> Result<DoPutPreparedStatementResult> {
         let claims = self.open_handle(scope, &command.prepared_statement_handle)?;
+        // A parameter stream is small: at most as many bytes as a
+        // statement, in a few messages (dictionary deltas included).
+        let max_bytes = self.governor().limits().config.max_statement_bytes as usize;
+        let mut received = 0usize;
+        let mut messages = 0usize;
+        let bounded = input.map(move |item| {
+            let data = item?;
+            received = received.saturating_add(data.data_header.len() + data.data_body.len());
+            messages += 1;
+            if received > max_bytes || messages > MAX_PARAM_MESSAGES {
+                return Err(tonic::Status::invalid_argument(format!(
+                    "a parameter DoPut sends at most {max_bytes} bytes (limits.max_statement_bytes) in \
+                     {MAX_PARAM_MESSAGES} messages"
+                )));
+            }
+            Ok(data)
+        });
         let mut batches =
-            FlightRecordBatchStream::new_from_flight_data(input.map_err(FlightError::from));
+            FlightRecordBatchStream::new_from_flight_data(bounded.map_err(FlightError::from));
         let mut row: Option<RecordBatch> = None;
         let mut rows = 0usize;
         while let Some(batch) = batches.next().await {
@@ -137,6 +158,9 @@ impl Statements {
             if batch.num_rows() == 1 {
                 row = Some(batch);
             }
+        }
+        if let Some(row) = &row {
+            check_params(row)?;
         }
         let params = row.as_ref().map(encode_params).transpose()?;
         // Bind now so that wrong counts or types are reported by DoPut.

@@ -249,6 +249,74 @@ pub(crate) enum ParamsError {
     /// Not exactly one row.
     #[error("expected exactly one row of parameters, got {0}")]
     RowCount(usize),
+    /// More values than a row of parameters may hold.
+    #[error("a row of parameters holds at most 1000000 values (list elements included)")]
+    TooLarge,
+    /// A type whose length is not backed by the data sent.
+    #[error("parameters cannot be list views, run-end encoded, dictionaries or unions")]
+    UnsupportedType,
+}
+
+/// Most values a row of parameters may hold, counting every element of
+/// every list (a list's declared length costs nothing to send: a list of
+/// a trillion NULLs is a few bytes of Arrow IPC).
+pub(crate) const MAX_PARAM_VALUES: u128 = 1_000_000;
+
+/// Refuses parameters with more than [`MAX_PARAM_VALUES`] values in all,
+/// or of types whose length is not backed by data sent (list views,
+/// run-end encoding, dictionaries).
+pub(crate) fn check_params(batch: &RecordBatch) -> Result<(), ParamsError> {
+    let mut total: u128 = 0;
+    for column in batch.columns() {
+        total = total.saturating_add(values(column.as_ref())?);
+        if total > MAX_PARAM_VALUES {
+            return Err(ParamsError::TooLarge);
+        }
+    }
+    Ok(())
+}
+
+/// Values in `array`, children included.
+fn values(array: &dyn arrow::array::Array) -> Result<u128, ParamsError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType;
+    let own = array.len() as u128;
+    let children = match array.data_type() {
+        DataType::List(_) => {
+            let list = array.as_list::<i32>();
+            let (start, end) = (list.value_offsets()[0], list.value_offsets()[list.len()]);
+            let child = list.values().slice(start as usize, (end - start) as usize);
+            values(child.as_ref())?
+        }
+        DataType::LargeList(_) => {
+            let list = array.as_list::<i64>();
+            let (start, end) = (list.value_offsets()[0], list.value_offsets()[list.len()]);
+            if (end - start) as u128 > MAX_PARAM_VALUES {
+                return Err(ParamsError::TooLarge);
+            }
+            let child = list.values().slice(start as usize, (end - start) as usize);
+            values(child.as_ref())?
+        }
+        DataType::FixedSizeList(_, _) => values(array.as_fixed_size_list().values().as_ref())?,
+        DataType::Struct(_) => {
+            let mut sum: u128 = 0;
+            for c in array.as_struct().columns() {
+                sum = sum.saturating_add(values(c.as_ref())?);
+            }
+            sum
+        }
+        DataType::Map(_, _) => values(array.as_map().entries())?,
+        DataType::ListView(_)
+        | DataType::LargeListView(_)
+        | DataType::RunEndEncoded(_, _)
+        | DataType::Dictionary(_, _)
+        | DataType::Union(_, _) => return Err(ParamsError::UnsupportedType),
+        _ => 0,
+    };
+    if own.saturating_add(children) > MAX_PARAM_VALUES {
+        return Err(ParamsError::TooLarge);
+    }
+    Ok(own.saturating_add(children))
 }
 
 /// Encodes one row of parameters as an Arrow IPC stream.

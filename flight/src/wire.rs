@@ -5,7 +5,8 @@
 //! UTF-8) with `INTERNAL` and a debug dump of the decoder's error. The
 //! service sluice serves ([`Checked`]) decodes those messages first and
 //! answers such input with `INVALID_ARGUMENT` naming what was malformed,
-//! then hands the request to the Flight SQL service unchanged.
+//! then hands the request to the Flight SQL service unchanged. A call
+//! that panics is answered with an internal error.
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::{
@@ -18,7 +19,9 @@ use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, PollInfo,
     SchemaResult, Ticket,
 };
+use futures::FutureExt;
 use prost::Message;
+use std::panic::AssertUnwindSafe;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::service::SluiceFlightSqlService;
@@ -29,6 +32,21 @@ pub struct Checked(pub(crate) SluiceFlightSqlService);
 impl std::fmt::Debug for Checked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Checked(SluiceFlightSqlService)")
+    }
+}
+
+/// Runs one call of the Flight SQL service; a panic inside it (a bug, in
+/// sluice or in a decoder below it) answers that call with an internal
+/// error instead of tearing down the connection and every call on it.
+async fn guarded<T>(
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!("a Flight SQL call panicked; it alone failed");
+            Err(Status::internal("internal error (see server logs)"))
+        }
     }
 }
 
@@ -96,14 +114,14 @@ impl FlightService for Checked {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        self.0.handshake(request).await
+        guarded(self.0.handshake(request)).await
     }
 
     async fn list_flights(
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.0.list_flights(request).await
+        guarded(self.0.list_flights(request)).await
     }
 
     async fn get_flight_info(
@@ -111,7 +129,7 @@ impl FlightService for Checked {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         check_command(&request.get_ref().cmd, "command")?;
-        self.0.get_flight_info(request).await
+        guarded(self.0.get_flight_info(request)).await
     }
 
     async fn poll_flight_info(
@@ -119,7 +137,7 @@ impl FlightService for Checked {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
         check_command(&request.get_ref().cmd, "command")?;
-        self.0.poll_flight_info(request).await
+        guarded(self.0.poll_flight_info(request)).await
     }
 
     async fn get_schema(
@@ -127,7 +145,7 @@ impl FlightService for Checked {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         check_command(&request.get_ref().cmd, "command")?;
-        self.0.get_schema(request).await
+        guarded(self.0.get_schema(request)).await
     }
 
     async fn do_get(
@@ -135,21 +153,21 @@ impl FlightService for Checked {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         check_command(&request.get_ref().ticket, "ticket")?;
-        self.0.do_get(request).await
+        guarded(self.0.do_get(request)).await
     }
 
     async fn do_put(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        self.0.do_put(request).await
+        guarded(self.0.do_put(request)).await
     }
 
     async fn do_exchange(
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.0.do_exchange(request).await
+        guarded(self.0.do_exchange(request)).await
     }
 
     async fn do_action(
@@ -157,13 +175,13 @@ impl FlightService for Checked {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         check_action(request.get_ref())?;
-        self.0.do_action(request).await
+        guarded(self.0.do_action(request)).await
     }
 
     async fn list_actions(
         &self,
         request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        self.0.list_actions(request).await
+        guarded(self.0.list_actions(request)).await
     }
 }

@@ -345,6 +345,46 @@ pub fn statements() -> Vec<Case> {
             ),
             too_complex.clone(),
         ),
+        (
+            "cte_fan_out_through_nested_with",
+            format!(
+                "WITH a0 AS (SELECT 1 AS x), {} SELECT count(*) FROM a40",
+                (1..=40)
+                    .map(|i| format!(
+                        "a{i} AS (WITH t AS (SELECT x FROM a{p}) SELECT x FROM t UNION ALL SELECT x FROM t)",
+                        p = i - 1
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            too_complex.clone(),
+        ),
+        (
+            "cte_fan_out_behind_quoted_decoys",
+            format!(
+                "WITH b0 AS (SELECT 1 AS x), \"B0\" AS (SELECT 1 AS x), {} SELECT count(*) FROM \"B40\"",
+                (1..=40)
+                    .map(|i| format!(
+                        "b{i} AS (SELECT 1 AS x), \"B{i}\" AS (SELECT x FROM \"B{p}\" UNION ALL SELECT x FROM \"B{p}\")",
+                        p = i - 1
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            too_complex.clone(),
+        ),
+        ("six_part_field_access", "SELECT a.b.c.d.e.f[1]".into(), too_complex.clone()),
+        ("six_part_niladic_function", "SELECT a.b.c.d.e.current_date".into(), too_complex.clone()),
+        ("typed_literal_of_a_number", "SELECT DATE 1".into(), too_complex.clone()),
+        (
+            "nested_types_in_a_cast_string_inside_a_filter",
+            format!(
+                "SELECT 1 WHERE arrow_cast(NULL, '{}Int32{}') IS NULL",
+                "List(".repeat(100_000),
+                ")".repeat(100_000)
+            ),
+            too_complex.clone(),
+        ),
         ("small_range", "SELECT cardinality(range(1000))".into(), Runs),
         ("small_repeat", format!("SELECT length(repeat('ab', id)) FROM {numbers}"), Runs),
     ];

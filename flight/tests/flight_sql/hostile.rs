@@ -180,3 +180,43 @@ async fn oversized_and_malformed_messages_are_refused_and_the_service_lives() {
     }
     still_serving(&channel).await;
 }
+
+/// A DoPut whose Arrow schema message makes arrow-ipc panic (found by the
+/// fuzzer) is answered with an error; the service and the connection live.
+#[tokio::test]
+async fn a_parameter_message_that_panics_the_decoder_fails_alone() {
+    let (channel, _) = hostile_service(LimitsConfig::default()).await;
+    let mut raw = FlightServiceClient::new(channel.clone());
+    let handle = create_prepared_raw(&mut raw, READER, "SELECT $1")
+        .await
+        .prepared_statement_handle;
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(
+        arrow_flight::sql::CommandPreparedStatementQuery {
+            prepared_statement_handle: handle,
+        }
+        .as_any()
+        .encode_to_vec(),
+    );
+    let header: Vec<u8> = vec![
+        4, 0, 0, 0, 252, 255, 255, 255, 16, 0, 1, 0, 24, 0, 6, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let message = arrow_flight::FlightData {
+        flight_descriptor: Some(descriptor),
+        data_header: header.into(),
+        ..Default::default()
+    };
+    let mut req = Request::new(stream::iter(vec![message]));
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {READER}").parse().unwrap());
+    let outcome = match raw.do_put(req).await {
+        Err(s) => Err(s),
+        Ok(r) => r.into_inner().message().await.map(|_| ()),
+    };
+    let s = outcome.unwrap_err();
+    assert!(
+        matches!(s.code(), Code::Internal | Code::InvalidArgument),
+        "{s:?}"
+    );
+    still_serving(&channel).await;
+}

@@ -27,8 +27,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, DataType as SqlType, Expr, ObjectNamePart, Query, SetExpr, Visit, Visitor,
-    visit_relations,
+    AccessExpr, ArrayElemTypeDef, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SetExpr, Visit, Visitor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -177,16 +177,26 @@ impl StatementBounds {
             return Err(over.refusal(self));
         }
         // Measured and bounded: now the walk below stays shallow.
-        let mut fan_out = FanOut {
-            limit: self.max_plan_nodes as u128,
-        };
-        let outcome = match statement {
-            DFStatement::Statement(s) => s.visit(&mut fan_out),
-            DFStatement::Explain(e) => match e.statement.as_ref() {
-                DFStatement::Statement(s) => s.visit(&mut fan_out),
-                _ => ControlFlow::Continue(()),
+        let query = match statement {
+            DFStatement::Statement(s) => match s.as_ref() {
+                datafusion::sql::sqlparser::ast::Statement::Query(q) => Some(q),
+                _ => None,
             },
-            _ => ControlFlow::Continue(()),
+            DFStatement::Explain(e) => match e.statement.as_ref() {
+                DFStatement::Statement(s) => match s.as_ref() {
+                    datafusion::sql::sqlparser::ast::Statement::Query(q) => Some(q),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
+        let outcome = match query {
+            Some(q) => match expanded(q, &mut Vec::new(), self.max_plan_nodes as u128) {
+                Ok(_) => ControlFlow::Continue(()),
+                Err(size) => ControlFlow::Break(size),
+            },
+            None => ControlFlow::Continue(()),
         };
         match outcome {
             ControlFlow::Continue(()) => Ok(()),
@@ -206,54 +216,87 @@ impl StatementBounds {
 /// Finds `WITH` clauses whose references multiply: each reference to a
 /// common table expression plans a copy of it, so `a1` reading `a0`
 /// twice, `a2` reading `a1` twice, … doubles the plan at every step.
-struct FanOut {
-    limit: u128,
+/// A query's size is one plus the sizes of the CTEs its own level reads
+/// plus the sizes of the queries nested in it, each CTE sized in the scope
+/// where it is defined (inner definitions shadow outer ones) and names
+/// compared as DataFusion resolves them (unquoted lower-cased, quoted
+/// exact). Recursion follows the statement's nesting, which the meter has
+/// bounded already.
+fn expanded(query: &Query, scope: &mut Vec<(String, u128)>, limit: u128) -> Result<u128, u128> {
+    let outer = scope.len();
+    if let Some(with) = &query.with {
+        for cte in &with.cte_tables {
+            let size = expanded(&cte.query, scope, limit)?;
+            scope.push((resolved(&cte.alias.name), size));
+        }
+    }
+    let mut level = Level {
+        scope,
+        limit,
+        depth: 0,
+        total: 1,
+    };
+    let outcome = query.body.visit(&mut level);
+    let total = level.total;
+    scope.truncate(outer);
+    match outcome {
+        ControlFlow::Break(size) => Err(size),
+        ControlFlow::Continue(()) if total > limit => Err(total),
+        ControlFlow::Continue(()) => Ok(total),
+    }
 }
 
-impl Visitor for FanOut {
+/// Sums one query level: the CTEs it reads, and (recursively) the
+/// queries nested in it; what lies inside those is theirs to count.
+struct Level<'a> {
+    scope: &'a mut Vec<(String, u128)>,
+    limit: u128,
+    depth: usize,
+    total: u128,
+}
+
+impl Visitor for Level<'_> {
     type Break = u128;
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<u128> {
-        let Some(with) = &query.with else {
-            return ControlFlow::Continue(());
-        };
-        let names: Vec<String> = with
-            .cte_tables
-            .iter()
-            .map(|c| c.alias.name.value.to_lowercase())
-            .collect();
-        // Size of each CTE once expanded: itself plus copies of those it
-        // reads (only earlier ones, or itself when recursive: once).
-        let mut sizes: Vec<u128> = Vec::with_capacity(names.len());
-        for (i, cte) in with.cte_tables.iter().enumerate() {
-            let size = 1 + references(&cte.query, &names[..i], &sizes);
-            if size > self.limit {
-                return ControlFlow::Break(size);
+        if self.depth == 0 {
+            match expanded(query, self.scope, self.limit) {
+                Ok(size) => self.total = self.total.saturating_add(size),
+                Err(size) => return ControlFlow::Break(size),
             }
-            sizes.push(size);
         }
-        // The body only: the WITH clause's own references are counted above.
-        let total = 1 + references(&query.body, &names, &sizes);
-        if total > self.limit {
-            return ControlFlow::Break(total);
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<u128> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<u128> {
+        if self.depth == 0
+            && let [ObjectNamePart::Identifier(id)] = relation.0.as_slice()
+        {
+            let name = resolved(id);
+            if let Some((_, size)) = self.scope.iter().rev().find(|(n, _)| *n == name) {
+                self.total = self.total.saturating_add(*size);
+            }
+        }
+        if self.total > self.limit {
+            return ControlFlow::Break(self.total);
         }
         ControlFlow::Continue(())
     }
 }
 
-/// The expanded size of the references in `node` to the CTEs `names`
-/// (whose expanded sizes are `sizes`).
-fn references<V: Visit>(node: &V, names: &[String], sizes: &[u128]) -> u128 {
-    let mut total: u128 = 0;
-    let _ = visit_relations(node, |relation| {
-        if let [ObjectNamePart::Identifier(id)] = relation.0.as_slice()
-            && let Some(i) = names.iter().position(|n| *n == id.value.to_lowercase())
-        {
-            total = total.saturating_add(sizes[i]);
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    total
+/// A CTE or table name as DataFusion resolves it.
+fn resolved(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
 }
 
 impl StatementBounds {
@@ -313,6 +356,67 @@ impl StatementBounds {
         }
         Ok(())
     }
+}
+
+/// The parts of a dotted name: `a.b.c`, `a.b.c[1].d`, a function
+/// `a.b.f(…)`.
+fn name_parts(expr: &Expr) -> usize {
+    match expr {
+        Expr::CompoundIdentifier(ids) => ids.len(),
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            let dots = access_chain
+                .iter()
+                .take_while(|a| matches!(a, AccessExpr::Dot(_)))
+                .count();
+            name_parts(root).max(1) + dots
+        }
+        Expr::Function(f) => f.name.0.len(),
+        _ => 0,
+    }
+}
+
+/// How deep the parentheses of a type named in a string (`arrow_cast(x,
+/// 'List(…)')`) nest: Arrow's type parser recurses once per level.
+fn cast_type_string_depth(expr: &Expr) -> usize {
+    let Expr::Function(f) = expr else {
+        return 0;
+    };
+    let is_cast = f.name.0.last().is_some_and(|p| {
+        p.as_ident().is_some_and(|i| {
+            i.value.eq_ignore_ascii_case("arrow_cast")
+                || i.value.eq_ignore_ascii_case("arrow_try_cast")
+        })
+    });
+    let FunctionArguments::List(list) = &f.args else {
+        return 0;
+    };
+    if !is_cast {
+        return 0;
+    }
+    list.args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => {
+                v.value.clone().into_string()
+            }
+            _ => None,
+        })
+        .map(|text| {
+            let (mut depth, mut max) = (0usize, 0usize);
+            for c in text.chars() {
+                match c {
+                    '(' => {
+                        depth += 1;
+                        max = max.max(depth);
+                    }
+                    ')' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            max
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Nesting of an Arrow type, counted up to `stop`.
@@ -384,12 +488,16 @@ enum Over {
     Expressions,
     TypeDepth,
     NameParts,
+    TypedLiteral,
 }
 
 impl Over {
     fn refusal(&self, bounds: &StatementBounds) -> Error {
         let message = match self {
             Over::TypeDepth => return type_refusal(),
+            Over::TypedLiteral => {
+                "a typed literal (DATE '…', TIMESTAMP '…') takes a quoted string".to_string()
+            }
             Over::NameParts => format!(
                 "a name has at most {MAX_NAME_PARTS} parts (catalog.schema.table.column.field)"
             ),
@@ -452,11 +560,18 @@ impl Visitor for Meter {
         if self.expressions > self.bounds.max_expressions {
             return ControlFlow::Break(Over::Expressions);
         }
-        // DataFusion 53 panics on an unresolved name of six or more parts.
-        if let Expr::CompoundIdentifier(parts) = expr
-            && parts.len() > MAX_NAME_PARTS
-        {
+        // DataFusion 53 panics on an unresolved name of six or more parts,
+        // however it is spelled, and on a typed literal of a non-string.
+        if name_parts(expr) > MAX_NAME_PARTS {
             return ControlFlow::Break(Over::NameParts);
+        }
+        if let Expr::TypedString(ts) = expr
+            && ts.value.value.clone().into_string().is_none()
+        {
+            return ControlFlow::Break(Over::TypedLiteral);
+        }
+        if cast_type_string_depth(expr) > MAX_TYPE_DEPTH {
+            return ControlFlow::Break(Over::TypeDepth);
         }
         let typed = match expr {
             Expr::Cast { data_type, .. } => Some(data_type),
