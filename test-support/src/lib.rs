@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod batches;
 pub mod catalog;
+pub mod fuzz;
 pub mod hostile;
 pub mod iceberg;
 pub mod sales;

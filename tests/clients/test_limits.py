@@ -29,7 +29,7 @@ FIXED_OVERHEAD = 320 * MIB
 LIMITS = f"""[limits]
 memory_limit = "{MEMORY_LIMIT // MIB}MiB"
 query_memory_limit = "{QUERY_MEMORY_LIMIT // MIB}MiB"
-query_timeout = "4s"
+query_timeout = "600s"
 """
 
 #: Sorts 24M rows (about 190 MB of keys) in full: three times the query's
@@ -70,10 +70,12 @@ def query(srv: SluiceServer, secret: str, sql: str):
         return cur.fetchall()
 
 
-def flight_error(srv: SluiceServer, secret: str, sql: str) -> flight.FlightError:
+def flight_error(srv: SluiceServer, secret: str, sql: str) -> Exception:
+    """The error pyarrow raises for ``sql`` (``ArrowInvalid`` for
+    INVALID_ARGUMENT, ``FlightTimedOutError`` for DEADLINE_EXCEEDED, …)."""
     client = srv.flight_client()
     options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {secret}".encode())])
-    with pytest.raises(flight.FlightError) as e:
+    with pytest.raises(Exception) as e:
         desc = flight.FlightDescriptor.for_command(fp.command_statement_query(sql))
         info = client.get_flight_info(desc, options)
         client.do_get(info.endpoints[0].ticket, options).read_all()
@@ -97,8 +99,7 @@ def still_serving(srv: SluiceServer, secret: str) -> None:
 )
 def test_statements_that_aborted_the_process_are_refused_clearly(bounded, secret, sql):
     e = flight_error(bounded, secret, sql)
-    # INVALID_ARGUMENT: pyarrow raises the plain FlightServerError.
-    assert not isinstance(e, (flight.FlightInternalError, flight.FlightUnavailableError)), repr(e)[:300]
+    assert "invalid argument" in str(e).lower(), repr(e)[:300]
     assert "limits." in str(e) or "too complex" in str(e), str(e)[:300]
     still_serving(bounded, secret)
 
@@ -113,11 +114,14 @@ def test_a_query_needing_several_times_its_share_spills_and_peak_rss_stays_bound
     still_serving(bounded, secret)
 
 
-def test_a_query_past_its_time_limit_is_stopped_on_both_protocols(bounded, secret):
+def test_a_query_past_its_time_limit_is_stopped_on_both_protocols(bounded):
+    # The token's own query_timeout, shorter than the gateway's.
+    body = token_body("limits-hasty", [{"table": "lake.sales.orders", "columns": ["order_id"]}],
+                      max_sensitivity=3, query_timeout="3s")
+    secret = bounded.create_token(body)["secret"]
     t0 = time.monotonic()
     e = flight_error(bounded, secret, "SELECT count(*) FROM range(100000000000)")
-    assert isinstance(e, flight.FlightTimedOutError), repr(e)[:300]
-    assert "limits.query_timeout" in str(e)
+    assert "time limit of 3s" in str(e), repr(e)[:300]
     assert time.monotonic() - t0 < 20
     trino = RawTrino(bounded.http_base, secret)
     last = trino.run("SELECT count(*) FROM range(100000000000)", deadline_s=60)[-1]

@@ -228,7 +228,7 @@ pub fn parse_statement(sql: &str, recursion_limit: usize) -> Result<DFStatement>
     if statements.len() > 1 {
         return Err(Error::refused(
             ErrorKind::Unsupported,
-            "send one statement at a time (found more than one)",
+            "only a single SQL statement is supported per request; send one statement at a time",
         ));
     }
     statements
