@@ -105,11 +105,14 @@ def pick_kind():
     return "point" if r < 0.70 else ("aggregate" if r < 0.95 else "stream")
 
 
-def flight_client(port, secret, rows, stop, results):
-    conn = flightsql.connect(f"grpc://127.0.0.1:{port}",
+def connect(port, secret):
+    return flightsql.connect(f"grpc://127.0.0.1:{port}",
                              db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {secret}"},
                              autocommit=True)
-    with conn:
+
+
+def flight_client(port, secret, rows, stop, results):
+    with connect(port, secret) as conn:
         while not stop.is_set():
             kind = pick_kind()
             t = time.perf_counter()
@@ -141,10 +144,7 @@ def trino_client(port, secret, rows, stop, results):
 
 
 def abusive_client(port, secret, sql, stop, results):
-    conn = flightsql.connect(f"grpc://127.0.0.1:{port}",
-                             db_kwargs={"adbc.flight.sql.authorization_header": f"Bearer {secret}"},
-                             autocommit=True)
-    with conn:
+    with connect(port, secret) as conn:
         while not stop.is_set():
             try:
                 with conn.cursor() as cur:

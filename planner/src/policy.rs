@@ -246,8 +246,7 @@ pub struct TokenScope {
     /// `limits.query_timeout`.
     #[serde(
         default,
-        deserialize_with = "crate::units::de_opt_duration",
-        serialize_with = "crate::units::ser_opt_duration",
+        with = "crate::units::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub query_timeout: Option<std::time::Duration>,

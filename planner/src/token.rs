@@ -170,8 +170,7 @@ pub struct TokenSpec {
     /// `limits.query_timeout`.
     #[serde(
         default,
-        deserialize_with = "crate::units::de_opt_duration",
-        serialize_with = "crate::units::ser_opt_duration",
+        with = "crate::units::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub query_timeout: Option<std::time::Duration>,
@@ -380,8 +379,7 @@ pub struct TokenRecord {
     /// `limits.query_timeout`.
     #[serde(
         default,
-        deserialize_with = "crate::units::de_opt_duration",
-        serialize_with = "crate::units::ser_opt_duration",
+        with = "crate::units::opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
     pub query_timeout: Option<std::time::Duration>,

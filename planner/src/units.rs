@@ -76,6 +76,13 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// `#[serde(default, with = "crate::units::opt_duration")]`: an
+/// optional duration written as text (`"30s"`).
+pub mod opt_duration {
+    pub use super::de_opt_duration as deserialize;
+    pub use super::ser_opt_duration as serialize;
+}
+
 /// `#[serde(serialize_with = "…")]` for an optional duration.
 pub fn ser_opt_duration<S: serde::Serializer>(
     d: &Option<Duration>,
