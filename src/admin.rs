@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
+use sluice_planner::limits::budget::BudgetState;
 use sluice_planner::{Governor, TokenScope};
 
 use crate::error::{Error, Result};
@@ -97,6 +98,10 @@ pub struct Introspection {
     pub token: TokenRecord,
     /// Tables visible to the token, with their visible columns.
     pub tables: Vec<VisibleTable>,
+    /// What the token has spent in the current hour and UTC day (its
+    /// limits are `token.budget`), with when each resets; this gateway's
+    /// count.
+    pub spent: BudgetState,
 }
 
 /// One table of a token's scope.
@@ -183,9 +188,11 @@ pub async fn introspect(governor: &Governor, record: TokenRecord) -> Result<Intr
             }
         }
     }
+    let spent = governor.limits().ledger.state(&record.id, Utc::now());
     Ok(Introspection {
         status: status(&record),
         token: record,
         tables,
+        spent,
     })
 }

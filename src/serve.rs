@@ -138,6 +138,7 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         query_memory_limit = query_limits.memory.query_limit(),
         "query memory bounds"
     );
+    seed_budgets(&store, &query_limits.ledger).await?;
     let governor = Arc::new(
         catalogs
             .governor
@@ -220,6 +221,34 @@ pub async fn prepare(config: &Config) -> Result<Gateway> {
         milvus: catalogs.milvus,
         iceberg: catalogs.iceberg,
     })
+}
+
+/// Seeds each token's budget totals of the current hour and day from the
+/// audit log, so a restart does not hand out budgets again. A store that
+/// cannot answer stops the start: serving with budgets at zero would hand
+/// them out again.
+async fn seed_budgets(store: &Store, ledger: &sluice_planner::limits::Ledger) -> Result<()> {
+    use sluice_planner::limits::budget::{Spent, window_starts};
+    let now = chrono::Utc::now();
+    let (hour, day) = window_starts(now);
+    let spent = |rows: Vec<(String, i64, i64)>| {
+        rows.into_iter()
+            .map(|(token, bytes, out)| {
+                let spent = Spent {
+                    bytes_scanned: u64::try_from(bytes).unwrap_or(0),
+                    rows_returned: u64::try_from(out).unwrap_or(0),
+                };
+                (token, spent)
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let hourly = spent(store.audit_spent_since(hour.timestamp_millis()).await?);
+    let daily = spent(store.audit_spent_since(day.timestamp_millis()).await?);
+    for (token, day_spent) in &daily {
+        let hour_spent = hourly.get(token).copied().unwrap_or_default();
+        ledger.seed(token, hour_spent, *day_spent, now);
+    }
+    Ok(())
 }
 
 /// Loads every configured catalog into a governor (for commands that

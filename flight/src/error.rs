@@ -169,6 +169,16 @@ fn planner_status(e: &sluice_planner::Error) -> Status {
             tracing::warn!(error = %e, "query refused by a resource limit");
             Status::resource_exhausted(e.message())
         }
+        ErrorKind::BudgetSpent => {
+            tracing::info!(error = %e, "query refused: the token's budget is spent");
+            let mut status = Status::resource_exhausted(e.message());
+            if let Some(secs) = e.retry_after() {
+                status
+                    .metadata_mut()
+                    .insert("retry-after", MetadataValue::from(secs));
+            }
+            status
+        }
         ErrorKind::TimeLimit => Status::deadline_exceeded(e.message()),
         ErrorKind::Cancelled => Status::cancelled(e.message()),
         ErrorKind::Unavailable => {
@@ -221,6 +231,24 @@ mod tests {
         assert_eq!(s.code(), Code::ResourceExhausted);
         assert_eq!(s.message(), "too many requests: retry after 2 s");
         assert_eq!(s.metadata().get("retry-after").unwrap(), "2");
+    }
+
+    #[test]
+    fn a_spent_budget_is_resource_exhausted_and_says_when_to_retry() {
+        let refusal = sluice_planner::Refusal::new(ErrorKind::BudgetSpent, "budget spent")
+            .with_retry_after(120);
+        let s = status(Error::Planner(sluice_planner::Error::Refused(
+            refusal.clone(),
+        )));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.message(), "budget spent");
+        assert_eq!(s.metadata().get("retry-after").unwrap(), "120");
+        // Also when the refusal travelled through DataFusion.
+        let s = status(Error::Planner(sluice_planner::Error::DataFusion(
+            refusal.into_datafusion(),
+        )));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(s.metadata().get("retry-after").unwrap(), "120");
     }
 
     #[test]

@@ -203,6 +203,9 @@ pub struct AuditFacts {
     pub rows: u64,
     /// Bytes returned (Arrow in-memory size of the result batches).
     pub bytes: u64,
+    /// Bytes the statement read through its secure views (what the
+    /// token's `bytes_scanned` budgets count).
+    pub bytes_scanned: u64,
     /// Rows cut at `row_limit`.
     pub truncated: bool,
     /// A decided outcome (otherwise the layer derives it from the status).

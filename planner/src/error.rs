@@ -93,6 +93,9 @@ pub enum ErrorKind {
     TimeLimit,
     /// No execution slot is free (too many queries at once).
     TooManyQueries,
+    /// The token's cost budget (bytes scanned, rows returned per hour or
+    /// day) is spent until its window resets.
+    BudgetSpent,
     /// The statement was stopped because its client went away.
     Cancelled,
     /// A backend is unreachable; the message names the catalog.
@@ -116,6 +119,7 @@ pub enum ErrorKind {
 pub struct Refusal {
     kind: ErrorKind,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -124,7 +128,19 @@ impl Refusal {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal, telling the client to retry in `seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Seconds after which the client may retry, when the refusal knows.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// Its kind.
@@ -191,6 +207,19 @@ impl Error {
             ErrorKind::InvalidPolicy,
             format!("invalid policy: {message}"),
         )
+    }
+
+    /// Seconds after which a refused client may retry, when known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Refused(r) => r.retry_after,
+            Error::DataFusion(d) => match d.find_root() {
+                DataFusionError::External(inner) => inner
+                    .downcast_ref::<Refusal>()
+                    .and_then(Refusal::retry_after),
+                _ => None,
+            },
+        }
     }
 
     /// What kind of error this is.

@@ -51,6 +51,7 @@ pub mod rules;
 pub mod scoped_catalog;
 pub mod secret;
 pub mod secure_view;
+pub mod shapes;
 pub mod token;
 pub mod units;
 pub mod vector_search;

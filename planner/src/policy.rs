@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::limits::Budget;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Default hard cap of rows per request when a token does not set one.
@@ -250,6 +251,9 @@ pub struct TokenScope {
         skip_serializing_if = "Option::is_none"
     )]
     pub query_timeout: Option<std::time::Duration>,
+    /// Bytes scanned and rows returned per hour and day (none: unlimited).
+    #[serde(default, skip_serializing_if = "Budget::is_unlimited")]
+    pub budget: Budget,
 }
 
 fn default_row_limit() -> u64 {
@@ -403,6 +407,7 @@ mod tests {
             can_export_vectors: false,
             grants: vec![g("lake.*"), g("lake.sales.orders"), g("lake.sales.*")],
             query_timeout: None,
+            budget: Budget::default(),
         };
         assert_eq!(
             scope.grant_for("lake.sales.orders").unwrap().table,

@@ -45,6 +45,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::error::opaque_failure;
+use crate::limits::Usage;
 use crate::masks::{MaskKey, mask_expr, masked_type};
 use crate::policy::{Grant, Mask, TableClass, TokenScope};
 use crate::rules::RuleCompiler;
@@ -185,8 +186,8 @@ impl SecureView {
             fields.push(match &mask {
                 // Connector metadata (Iceberg's field ids) would reveal how many
                 // columns are hidden and where: drop it.
-                None => Field::new(f.name(), f.data_type().clone(), f.is_nullable()),
-                Some(m) => Field::new(f.name(), masked_type(m, f.data_type()), true),
+                None => Field::new(f.name(), plain_type(f.data_type()), f.is_nullable()),
+                Some(m) => Field::new(f.name(), plain_type(&masked_type(m, f.data_type())), true),
             });
             columns.push(ViewColumn {
                 name: f.name().clone(),
@@ -578,19 +579,30 @@ pub struct SecureViewExec {
     input: Arc<dyn ExecutionPlan>,
     view: Arc<SecureView>,
     schema: SchemaRef,
+    /// Per output column: whether the input's type carries nested field
+    /// metadata that the output drops (the arrays are cast).
+    recast: Arc<[bool]>,
     properties: Arc<PlanProperties>,
 }
 
 impl SecureViewExec {
     /// Wraps the policy-enforcing subtree of `view`.
     pub fn new(input: Arc<dyn ExecutionPlan>, view: Arc<SecureView>) -> Self {
-        // The output carries no field or schema metadata: connector metadata
-        // (Iceberg field ids) would reveal how many columns are hidden.
+        // The output carries no field or schema metadata, nested fields'
+        // included: connector metadata (Iceberg field ids) would reveal how
+        // many columns are hidden.
         let fields: Vec<Field> = input
             .schema()
             .fields()
             .iter()
-            .map(|f| Field::new(f.name(), f.data_type().clone(), f.is_nullable()))
+            .map(|f| Field::new(f.name(), plain_type(f.data_type()), f.is_nullable()))
+            .collect();
+        let recast = input
+            .schema()
+            .fields()
+            .iter()
+            .zip(&fields)
+            .map(|(from, to)| from.data_type() != to.data_type())
             .collect();
         let schema = Arc::new(Schema::new(fields));
         let properties = Arc::new(PlanProperties::new(
@@ -603,6 +615,7 @@ impl SecureViewExec {
             input,
             view,
             schema,
+            recast,
             properties,
         }
     }
@@ -700,7 +713,11 @@ impl ExecutionPlan for SecureViewExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::clone(&self.schema);
+        let recast = Arc::clone(&self.recast);
         let table = self.view.table.clone();
+        // What leaves the view is what the statement read: its bytes count
+        // against the token's budget.
+        let usage = context.session_config().get_extension::<Usage>();
         let input = self
             .input
             .execute(partition, context)
@@ -710,10 +727,26 @@ impl ExecutionPlan for SecureViewExec {
             // or the connector, and its message may quote values of rows
             // or columns the token cannot see: log it, answer opaquely.
             let batch = batch.map_err(|e| opaque_failure(&table, &e))?;
+            if let Some(usage) = &usage {
+                usage
+                    .scanned(crate::limits::measure::visible_bytes(&batch))
+                    .map_err(|e| e.into_datafusion())?;
+            }
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .zip(recast.iter())
+                .map(|((c, f), &recast)| match recast {
+                    // Only nested field metadata differs: a relabelling.
+                    true => arrow::compute::cast(c, f.data_type()),
+                    false => Ok(Arc::clone(c)),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
             Ok(RecordBatch::try_new_with_options(
                 Arc::clone(&schema),
-                batch.columns().to_vec(),
+                columns,
                 &options,
             )?)
         });
@@ -721,6 +754,31 @@ impl ExecutionPlan for SecureViewExec {
             Arc::clone(&self.schema),
             batches,
         )))
+    }
+}
+
+/// `t` without field metadata at any depth (list elements, struct and map
+/// fields). Connector metadata on nested fields (Iceberg's element field
+/// ids) would leak like a column's, and aggregates that rebuild nested
+/// values (`count(DISTINCT list)`) produce types without it.
+pub(crate) fn plain_type(t: &DataType) -> DataType {
+    let plain = |f: &Arc<Field>| {
+        Arc::new(Field::new(
+            f.name(),
+            plain_type(f.data_type()),
+            f.is_nullable(),
+        ))
+    };
+    match t {
+        DataType::List(f) => DataType::List(plain(f)),
+        DataType::LargeList(f) => DataType::LargeList(plain(f)),
+        DataType::ListView(f) => DataType::ListView(plain(f)),
+        DataType::LargeListView(f) => DataType::LargeListView(plain(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(plain(f), *n),
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(plain).collect()),
+        DataType::Map(f, sorted) => DataType::Map(plain(f), *sorted),
+        DataType::Dictionary(k, v) => DataType::Dictionary(k.clone(), Box::new(plain_type(v))),
+        other => other.clone(),
     }
 }
 

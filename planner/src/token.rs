@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::limits::Budget;
 use crate::policy::{Grant, TokenScope, TokenType};
 use crate::secret::Secret;
 use base64::Engine as _;
@@ -174,6 +175,11 @@ pub struct TokenSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub query_timeout: Option<std::time::Duration>,
+    /// Bytes scanned and rows returned per hour and per UTC day (each
+    /// optional); a token whose budget is spent is refused until the
+    /// window resets.
+    #[serde(default, skip_serializing_if = "Budget::is_unlimited")]
+    pub budget: Budget,
     /// Table grants (deny by default).
     #[serde(default)]
     pub grants: Vec<Grant>,
@@ -220,6 +226,7 @@ impl TokenSpec {
             audience: Audience::default(),
             rate_limit: None,
             query_timeout: None,
+            budget: Budget::default(),
             grants: vec![Grant {
                 table: "*".into(),
                 columns: Default::default(),
@@ -256,6 +263,7 @@ impl TokenSpec {
                     .to_string(),
             );
         }
+        problems.extend(self.budget.problems());
         if self.rate_limit == Some(0) {
             problems.push(
                 "rate_limit must be at least 1 request per minute (omit it for the gateway's default, limits.rate_limit_per_minute)"
@@ -335,6 +343,7 @@ impl TokenSpec {
             can_export_vectors: self.can_export_vectors,
             grants: self.grants.clone(),
             query_timeout: self.query_timeout,
+            budget: self.budget.clone(),
         }
     }
 }
@@ -383,6 +392,9 @@ pub struct TokenRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub query_timeout: Option<std::time::Duration>,
+    /// Bytes scanned and rows returned per hour and day.
+    #[serde(default, skip_serializing_if = "Budget::is_unlimited")]
+    pub budget: Budget,
     /// Admin token.
     pub admin: bool,
     /// Destination prefixes the token may export to (normalised).
@@ -415,6 +427,7 @@ impl TokenRecord {
             can_export_vectors: self.can_export_vectors,
             grants: self.grants.clone(),
             query_timeout: self.query_timeout,
+            budget: self.budget.clone(),
         }
     }
 }

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Float32Array, Int64Array, ListArray, RecordBatch, StringArray};
+use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::TableProvider;
 use sluice_planner::{Governor, TokenScope};
@@ -253,4 +254,67 @@ async fn source_field_metadata_does_not_reveal_hidden_columns() {
     );
     assert_eq!(announced, ["id{}", "name{}"], "the announced schema");
     assert_eq!(md, ["NULL"], "arrow_metadata() shows source field ids");
+}
+
+// Iceberg gives a list's element field an id too. It must not reach the
+// view either, and aggregates that rebuild list values (`count(DISTINCT
+// list)`, whose accumulator makes elements without metadata) must still run.
+
+#[tokio::test]
+async fn nested_field_metadata_is_dropped_and_list_aggregates_run() {
+    let id = |n: &str| HashMap::from([("PARQUET:field_id".to_string(), n.to_string())]);
+    let element = Arc::new(Field::new("element", DataType::Float32, true).with_metadata(id("9")));
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, false).with_metadata(id("1")),
+        Field::new("embedding", DataType::List(Arc::clone(&element)), true).with_metadata(id("2")),
+    ]);
+    let embedding = ListArray::new(
+        element,
+        OffsetBuffer::from_lengths([2, 2, 2]),
+        Arc::new(Float32Array::from(vec![1.0, 2.0, 3.0, 4.0, 1.0, 2.0])),
+        None,
+    );
+    let docs = table(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(embedding),
+        ],
+    );
+    let g = governor_of("lake", memory_catalog([("ml", vec![("docs", docs)])]));
+    let s = scope(serde_json::json!({
+        "token_id": "t-nested", "name": "nested", "max_sensitivity": 9, "can_export_vectors": true,
+        "grants": [{"table": "lake.ml.docs", "columns": ["id", "embedding"]}]
+    }));
+    let plan = g
+        .plan(&s, "SELECT embedding FROM lake.ml.docs")
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.schema().field(0).data_type(),
+        &DataType::List(Arc::new(Field::new("element", DataType::Float32, true))),
+        "the announced list type keeps no element metadata"
+    );
+    let batches = rows(
+        &g,
+        &s,
+        "SELECT id % 2 AS k, count(DISTINCT embedding) AS n FROM lake.ml.docs GROUP BY id % 2 ORDER BY k",
+    )
+    .await;
+    let n: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            let col = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap_or_else(|| panic!("{:?}", b.schema()));
+            col.values().to_vec()
+        })
+        .collect();
+    assert_eq!(
+        n,
+        [1, 1],
+        "k=0: one list; k=1: two equal lists (ids 1 and 3)"
+    );
 }

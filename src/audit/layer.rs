@@ -138,7 +138,7 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|s| s.parse::<i32>().ok());
                 Ok(resp.map(|body| AuditedBody {
-                    inner: Box::pin(body),
+                    inner: Some(Box::pin(body)),
                     pending: Some(Pending {
                         log,
                         info,
@@ -200,7 +200,8 @@ pub fn outcome_of_grpc(code: i32) -> Outcome {
 /// A response body that writes the audit record when it ends or is
 /// dropped.
 pub struct AuditedBody<B> {
-    inner: Pin<Box<B>>,
+    /// `None` once dropped: the body goes before the record is written.
+    inner: Option<Pin<Box<B>>>,
     pending: Option<Pending>,
 }
 
@@ -214,6 +215,9 @@ impl<B> std::fmt::Debug for AuditedBody<B> {
 
 impl<B> Drop for AuditedBody<B> {
     fn drop(&mut self) {
+        // The body first: dropping a `DoGet` stream charges what its
+        // statement read, which the record must include.
+        drop(self.inner.take());
         if let Some(p) = self.pending.take() {
             p.finish(false);
         }
@@ -235,7 +239,10 @@ where
         // what it logs names the request.
         let span = self.pending.as_ref().map(|p| p.span.clone());
         let _entered = span.as_ref().map(tracing::Span::enter);
-        let polled = self.inner.as_mut().poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = inner.as_mut().poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref()
@@ -264,11 +271,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, |b| b.size_hint())
     }
 }
 

@@ -325,6 +325,7 @@ fn to_row_at(
         columns: json_list(&column_names(&facts.columns)),
         rows_out: i64::try_from(facts.rows).unwrap_or(i64::MAX),
         bytes_out: i64::try_from(facts.bytes).unwrap_or(i64::MAX),
+        bytes_scanned: i64::try_from(facts.bytes_scanned).unwrap_or(i64::MAX),
         truncated: facts.truncated,
         columns_blocked: json_list(&facts.columns_blocked),
         columns_masked: json_list(&facts.columns_masked),

@@ -12,7 +12,7 @@
 //! | `request_id`, `client_request_id`, `trace_id`, `token_id`, `peer`, `protocol`, `action`, `client_addr`, `query_id` | text |
 //! | `statement_fingerprint`, `statement` | text (literals replaced by `?`) |
 //! | `tables`, `columns`, `columns_blocked`, `columns_masked` | text: JSON arrays |
-//! | `rows`, `bytes`, `values_masked` | bigint |
+//! | `rows`, `bytes`, `bytes_scanned`, `values_masked` | bigint (`bytes_scanned`: what the statement read through its secure views, which budgets count) |
 //! | `truncated` | boolean |
 //! | `row_policy` | text: JSON object, policy fingerprint by table |
 //! | `outcome` | text: `ok`, `unauthenticated`, `denied`, `rate_limited`, `error`, `cancelled` |
@@ -64,6 +64,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("columns"),
         int("rows"),
         int("bytes"),
+        int("bytes_scanned"),
         Field::new("truncated", DataType::Boolean, false),
         text("columns_blocked"),
         text("columns_masked"),
@@ -115,6 +116,7 @@ fn batch(rows: &[AuditRow]) -> Result<RecordBatch> {
         text(|r| Some(&r.columns)),
         int(|r| r.rows_out),
         int(|r| r.bytes_out),
+        int(|r| r.bytes_scanned),
         Arc::new(
             rows.iter()
                 .map(|r| Some(r.truncated))

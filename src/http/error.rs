@@ -33,6 +33,15 @@ pub enum ApiError {
     /// Too many requests of this token at once.
     #[error("{0}")]
     TooManyRequests(String),
+    /// The token's cost budget is spent (429 with `Retry-After`: when
+    /// its window resets).
+    #[error("{message}")]
+    BudgetSpent {
+        /// Which budget, how much was used, when it resets.
+        message: String,
+        /// Seconds until the window resets.
+        retry_after: Option<u64>,
+    },
     /// Refused by a rate limit (429 with `Retry-After`).
     #[error("{0}")]
     Limited(sluice_planner::AuthFailure),
@@ -78,7 +87,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
-            ApiError::TooManyRequests(_) | ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::Limited(_) | ApiError::BudgetSpent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable | ApiError::CatalogUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -90,9 +101,12 @@ impl IntoResponse for ApiError {
             }
         };
         let mut resp = (status, Json(json!({ "error": self.to_string() }))).into_response();
-        if let ApiError::Limited(f) = &self
-            && let Some(secs) = f.retry_after_secs()
-        {
+        let retry_after = match &self {
+            ApiError::Limited(f) => f.retry_after_secs(),
+            ApiError::BudgetSpent { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

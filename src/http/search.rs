@@ -101,7 +101,8 @@ pub(super) fn statement(req: &SearchRequest) -> Result<String, ApiError> {
 /// A planning or execution error as an API answer, by its kind: a table
 /// (or its catalog or schema) that does not exist for the token is 404,
 /// other mistakes in the request (and statements over a bound) 400, a
-/// query over its memory or time limit 422, no free execution slot 429,
+/// query over its memory or time limit 422, no free execution slot or a
+/// spent budget 429 (the budget with `Retry-After`),
 /// an unreachable catalog 503, failures while running 500.
 pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
     if matches!(e.kind(), ErrorKind::ConnectorFailed | ErrorKind::Internal) {
@@ -131,6 +132,10 @@ pub(super) fn query_error(e: sluice_planner::Error) -> ApiError {
         ErrorKind::Unavailable => ApiError::CatalogUnavailable(message),
         ErrorKind::LimitExceeded | ErrorKind::TimeLimit => ApiError::QueryLimit(message),
         ErrorKind::TooManyQueries => ApiError::TooManyRequests(message),
+        ErrorKind::BudgetSpent => ApiError::BudgetSpent {
+            message,
+            retry_after: e.retry_after(),
+        },
         ErrorKind::ExecutionFailed
         | ErrorKind::Cancelled
         | ErrorKind::ReadFailed

@@ -1,4 +1,6 @@
-//! The audit log in the store (`migrations/*/0003_audit.sql`).
+//! The audit log in the store (`migrations/*/0003_audit.sql`,
+//! `bytes_scanned` since `0006_budgets.sql`), and what each token spent of
+//! its budgets, summed from it.
 
 use super::{Backend, Store};
 use crate::error::Result;
@@ -39,6 +41,8 @@ pub struct AuditRow {
     pub rows_out: i64,
     /// Bytes returned.
     pub bytes_out: i64,
+    /// Bytes read through secure views.
+    pub bytes_scanned: i64,
     /// Rows cut at `row_limit`.
     pub truncated: bool,
     /// JSON array of columns the token cannot see in the tables read.
@@ -83,10 +87,10 @@ pub struct AuditFilter {
 
 const COLUMNS: &str = "time_ms, request_id, client_request_id, trace_id, token_id, peer, protocol, action, client_addr, \
      query_id, statement_fingerprint, statement, tables, columns, rows_out, bytes_out, \
-     truncated, columns_blocked, columns_masked, values_masked, row_policy, outcome, error, \
+     bytes_scanned, truncated, columns_blocked, columns_masked, values_masked, row_policy, outcome, error, \
      latency_ms";
 
-/// Rows per `INSERT`: 24 parameters each, far below SQLite's (32766) and
+/// Rows per `INSERT`: 25 parameters each, far below SQLite's (32766) and
 /// Postgres' (65535) limits.
 const ROWS_PER_INSERT: usize = 64;
 
@@ -116,6 +120,7 @@ impl Store {
                         .push_bind(&r.columns)
                         .push_bind(r.rows_out)
                         .push_bind(r.bytes_out)
+                        .push_bind(r.bytes_scanned)
                         .push_bind(r.truncated)
                         .push_bind(&r.columns_blocked)
                         .push_bind(&r.columns_masked)
@@ -164,6 +169,19 @@ impl Store {
                 q = q.bind(value);
             }
             q.bind(limit).fetch_all(p).await?
+        }))
+    }
+
+    /// Per token, the bytes scanned and rows returned recorded since
+    /// `since_ms`: `(token_id, bytes_scanned, rows_out)`.
+    pub async fn audit_spent_since(&self, since_ms: i64) -> Result<Vec<(String, i64, i64)>> {
+        let sql = "SELECT token_id, CAST(SUM(bytes_scanned) AS BIGINT), CAST(SUM(rows_out) AS BIGINT) \
+                   FROM audit_log WHERE time_ms >= $1 AND token_id IS NOT NULL GROUP BY token_id";
+        Ok(with_pool!(self, p => {
+            sqlx::query_as::<_, (String, i64, i64)>(sql)
+                .bind(since_ms)
+                .fetch_all(p)
+                .await?
         }))
     }
 

@@ -61,7 +61,8 @@ pub struct Store {
 /// The columns of `tokens` in [`TokenRow`] order.
 const TOKEN_COLUMNS: &str = "id, name, token_type, created_by, created_at, expires_at, revoked_at, \
      provider_base_url, audience, attributes, grants, max_sensitivity, row_limit, \
-     allow_attachments, can_export_vectors, rate_limit, admin, export_destinations, query_timeout_ms";
+     allow_attachments, can_export_vectors, rate_limit, admin, export_destinations, query_timeout_ms, \
+     budget";
 
 impl Store {
     /// Connects to `url` (`sqlite://…` or `postgres://…`). A SQLite file and
@@ -234,7 +235,7 @@ impl Store {
         let hash = hash_secret(secret.expose());
         let sql = format!(
             "INSERT INTO tokens ({TOKEN_COLUMNS}, secret_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
         );
         with_pool!(self, p => {
             sqlx::query(&sql)
@@ -257,6 +258,7 @@ impl Store {
                 .bind(row.admin)
                 .bind(&row.export_destinations)
                 .bind(row.query_timeout_ms)
+                .bind(&row.budget)
                 .bind(&hash)
                 .execute(p)
                 .await?;

@@ -30,6 +30,7 @@ pub(super) struct TokenRow {
     pub(super) admin: bool,
     pub(super) export_destinations: String,
     pub(super) query_timeout_ms: Option<i64>,
+    pub(super) budget: Option<String>,
 }
 
 /// A `tokens` row with its secret hash (authentication only).
@@ -98,6 +99,11 @@ impl TokenRow {
             query_timeout_ms: spec
                 .query_timeout
                 .map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+            budget: if spec.budget.is_unlimited() {
+                None
+            } else {
+                Some(to_json("budget", &spec.budget)?)
+            },
             admin: spec.admin,
             export_destinations: to_json(
                 "export_destinations",
@@ -136,6 +142,12 @@ impl TokenRow {
             query_timeout: self
                 .query_timeout_ms
                 .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            budget: self
+                .budget
+                .as_deref()
+                .map(|b| from_json(&what("budget"), b))
+                .transpose()?
+                .unwrap_or_default(),
             max_sensitivity: self.max_sensitivity,
             allow_attachments: self.allow_attachments,
             can_export_vectors: self.can_export_vectors,

@@ -38,6 +38,7 @@ pub fn orders_scope(id: &str, columns: Columns, row_limit: u64) -> Arc<TokenScop
             deny_rules: vec![],
         }],
         query_timeout: None,
+        budget: Default::default(),
     })
 }
 

@@ -30,7 +30,7 @@ from oracle import Oracle  # noqa: E402
 from policy_views import build_oracle_db  # noqa: E402
 from s3_harness import MotoServer, S3HarnessError  # noqa: E402
 from tcp_proxy import TcpProxy  # noqa: E402
-from tokens import EU_ANALYST, ORACLE_TOKENS, SALES_READER  # noqa: E402
+from tokens import EU_ANALYST, ORACLE_TOKENS, SALES_READER, SCALE_ORACLE_TOKENS  # noqa: E402
 from trino_harness import (  # noqa: E402
     TRINO_ORACLES, TRINO_SMALL_CONFIG, RawTrino, TrinoConnections, wait_until,
 )
@@ -112,8 +112,10 @@ def milvus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tokens(server) -> Tokens:
     """key -> POST /v1/tokens answer (``id``, ``secret``, ...). Keys:
-    ORACLE_TOKENS' keys, ``eu_analyst``, ``sales_reader``."""
+    ORACLE_TOKENS' and SCALE_ORACLE_TOKENS' keys, ``eu_analyst``,
+    ``sales_reader`` (each made on first use)."""
     bodies = dict(ORACLE_TOKENS)
+    bodies.update(SCALE_ORACLE_TOKENS)
     bodies["eu_analyst"] = EU_ANALYST
     bodies["sales_reader"] = SALES_READER
     return Tokens(server, bodies)

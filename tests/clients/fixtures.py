@@ -80,6 +80,8 @@ SALARIES_SCHEMA = pa.schema(
         pa.field("employee_id", pa.int64()),
         pa.field("name", pa.string()),
         pa.field("salary", pa.float64()),
+        # A DATE column: the generated oracle masks and computes on dates.
+        pa.field("hired_on", pa.date32()),
     ]
 )
 
@@ -193,6 +195,9 @@ def make_salaries(rng: random.Random) -> pa.Table:
             "employee_id": i,
             "name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
             "salary": round(rng.uniform(30000, 250000), 2),
+            # Derived from the id, not drawn from ``rng``: the other values
+            # of the lake stay what they were before this column existed.
+            "hired_on": None if i % 11 == 0 else dt.date(2015, 1, 1) + dt.timedelta(days=(i * 137) % 3300),
         }
         for i in range(1, N_SALARIES + 1)
     ]

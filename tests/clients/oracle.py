@@ -105,22 +105,26 @@ class Oracle:
         except duckdb.Error as e:
             raise OracleBug(f"DuckDB failed on the secure views for a non-scoping reason: {e}\n  {sql}") from e
 
-    def run_on_sluice(self, token_key: str, sql: str) -> pa.Table | Exception:
+    def run_on_sluice(self, token_key: str, sql: str, run: SluiceRunner | None = None) -> pa.Table | Exception:
         try:
-            return self.run_sluice(token_key, sql)
+            return (run or self.run_sluice)(token_key, sql)
         except Exception as e:  # any client error is a refusal; classified below
             return e
 
     # -- the check -------------------------------------------------------------
-    def check(self, token_key: str, query: Query, *, validate: bool = True) -> str:
+    def check(self, token_key: str, query: Query, *, validate: bool = True,
+              run_sluice: SluiceRunner | None = None) -> str:
         """Returns "compared" or "refused"; raises OracleMismatch otherwise.
         ``validate``: first check the query on the unrestricted lake (off for
-        probes, which are designed to fail there)."""
+        probes, which are designed to fail there). ``run_sluice``: how to
+        reach sluice for this check instead of the oracle's own runner (a
+        prepared statement with bound values, whose ``query`` holds the same
+        values as literals for DuckDB)."""
         if validate:
             self.validate_on_full(query)
         stats = self.stats[token_key]
         want = self.run_duckdb(token_key, query.sql)
-        got = self.run_on_sluice(token_key, query.sql)
+        got = self.run_on_sluice(token_key, query.sql, run_sluice)
         try:
             outcome = self._classify(token_key, query, want, got)
         except OracleMismatch as e:

@@ -6,12 +6,15 @@ in-memory DuckDB database in which ``lake.<ns>.<table>`` holds exactly what
 the token may see:
 
 * a table exists iff some grant matches it (the most specific grant wins:
-  exact name > longer glob > shorter glob > ``*``);
+  exact name > longer glob > shorter glob > ``*``; it also keeps every
+  mask a broader matching grant puts on a column it grants and does not
+  mask itself);
 * only granted columns exist, in the table's column order; attachment
   columns only with ``allow_attachments``, vector columns only with
   ``can_export_vectors``;
 * masked columns hold the masked value (``hash``, ``redact``, ``null``,
-  ``partial(a,b)``);
+  ``partial(a,b)``); ``hash`` and ``partial`` of a number, date or
+  timestamp mask the value's text (``value_text``);
 * rows: sensitivity <= max_sensitivity (NULL sensitivity invisible) AND
   (no allow rule OR some allow rule IS TRUE) AND every deny rule IS FALSE.
   Rules are evaluated over the raw (unmasked) columns, with ``token.<attr>``
@@ -120,7 +123,7 @@ def mask_expr(column: str, mask: str, arrow_type: pa.DataType) -> str:
     """DuckDB expression computing the masked value of ``column``."""
     col = quote_ident(column)
     is_text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-    text = col if is_text else f"CAST({col} AS VARCHAR)"
+    text = col if is_text else value_text(col, arrow_type)
     m = mask.strip().lower()
     if m == "hash":
         return f"sluice_hash({text})"
@@ -143,6 +146,41 @@ def mask_expr(column: str, mask: str, arrow_type: pa.DataType) -> str:
     raise ValueError(f"unknown mask {mask!r}")
 
 
+def value_text(col: str, arrow_type: pa.DataType) -> str:
+    """DuckDB expression for the text a ``hash`` / ``partial`` mask reads
+    from a non-text value: the value cast to text as Arrow casts it (what
+    sluice's secure view does before masking). Numbers and dates render
+    alike in both engines; a timestamp is ISO 8601 with a ``T`` and its
+    fraction only when there is one (3 digits for whole milliseconds, else
+    6), where DuckDB's own CAST writes a space."""
+    if pa.types.is_timestamp(arrow_type):
+        if arrow_type.tz is not None:
+            raise TypeError("masks of zoned timestamps are not modelled")
+        return (
+            f"CASE WHEN microsecond({col}) % 1000000 = 0 THEN strftime({col}, '%Y-%m-%dT%H:%M:%S') "
+            f"WHEN microsecond({col}) % 1000 = 0 THEN strftime({col}, '%Y-%m-%dT%H:%M:%S.%g') "
+            f"ELSE strftime({col}, '%Y-%m-%dT%H:%M:%S.%f') END"
+        )
+    return f"CAST({col} AS VARCHAR)"
+
+
+def effective_masks(token: dict, table: str, grant: dict) -> dict[str, str]:
+    """The masks of ``grant`` (the most specific grant on ``table``) plus,
+    for each column it grants and does not mask itself, the first mask any
+    other grant matching ``table`` puts on it: a broader grant's mask is
+    never lifted by a more specific grant (column names case-insensitive)."""
+    masks = dict(grant.get("masks", {}))
+    granted = grant.get("columns", "*")
+    for g in token.get("grants", []):
+        if grant_specificity(g["table"], table) is None:
+            continue
+        for column, mask in g.get("masks", {}).items():
+            is_granted = granted == "*" or "*" in granted or any(c.lower() == column.lower() for c in granted)
+            if is_granted and not any(c.lower() == column.lower() for c in masks):
+                masks[column] = mask
+    return masks
+
+
 def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_int64(t):
         return "BIGINT"
@@ -158,6 +196,8 @@ def _duck_type(t: pa.DataType) -> str:
         return "BLOB"
     if pa.types.is_timestamp(t):
         return "TIMESTAMP"
+    if pa.types.is_date32(t):
+        return "DATE"
     if pa.types.is_boolean(t):
         return "BOOLEAN"
     if pa.types.is_list(t):
@@ -192,12 +232,12 @@ def table_view(token: dict, ident: str, source: pa.Table, table_class: dict | No
         if f.name in vectors and not token.get("can_export_vectors", False):
             continue
         visible.append(f.name)
-    masks = grant.get("masks", {})
+    masks = {c.lower(): m for c, m in effective_masks(token, fq, grant).items()}
     select_list = []
     for name in visible:
         expr = quote_ident(name)
-        if name in masks:
-            expr = mask_expr(name, masks[name], source.schema.field(name).type)
+        if name.lower() in masks:
+            expr = mask_expr(name, masks[name.lower()], source.schema.field(name).type)
         select_list.append(f"{expr} AS {quote_ident(name)}")
 
     attributes = token.get("attributes", {})

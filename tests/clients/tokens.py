@@ -19,6 +19,7 @@ import datetime as dt
 EXPIRES = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
 ORDERS = "lake.sales.orders"
 CUSTOMERS = "lake.sales.customers"
+SALARIES = "lake.hr.salaries"
 ORACLE_ROW_LIMIT = 100_000
 
 
@@ -148,6 +149,112 @@ ORACLE_TOKENS: dict[str, dict] = {
         row_limit=ORACLE_ROW_LIMIT,
     ),
 }
+
+#: More oracle tokens, used by the generated oracle (oracle_gen.py,
+#: test_oracle_generated.py, benches/oracle_scale.py). They are kept apart
+#: from ORACLE_TOKENS because the hand-written oracle's exact counts
+#: (oracle_queries.EXPECTED_OUTCOMES) and several tests ("no oracle token
+#: sees hr.salaries") are about those four. Between them they cover what
+#: the four do not: a namespace glob and an exact grant on the same table
+#: (the exact grant wins, and keeps every mask of the glob on a column it
+#: does not mask itself), masks on numeric, date and timestamp columns, row
+#: rules on columns the token is not granted, and a grant on every table of
+#: the lake (hr.salaries included).
+SCALE_ORACLE_TOKENS: dict[str, dict] = {
+    # lake.sales.* masks customer_email, name and created_at and denies
+    # customer_id % 5 = 0; the exact orders grant wins (its own allow rule,
+    # no deny rule, a column subset, amount hashed) but inherits the glob's
+    # masks on customer_email and created_at. customers come from the glob.
+    "overlap_glob_exact": token_body(
+        "oracle-overlap-glob-exact",
+        [
+            {
+                "table": "lake.sales.*",
+                "columns": "*",
+                "masks": {"customer_email": "partial(3,3)", "name": "hash", "created_at": "partial(7,0)"},
+                "deny_rules": ["customer_id % 5 = 0"],
+            },
+            {
+                "table": ORDERS,
+                "columns": ["order_id", "region", "customer_id", "customer_email", "amount", "sensitivity", "created_at"],
+                "masks": {"amount": "hash"},
+                "allow_rules": ["region IN ('eu', 'us')"],
+            },
+        ],
+        max_sensitivity=2,
+        row_limit=ORACLE_ROW_LIMIT,
+    ),
+    # lake.* (every table) with masks the exact grants override (tier:
+    # partial by the glob, null by the exact grant) or inherit (salary:
+    # redact, i.e. NULL for a number); orders through the glob alone.
+    "overlap_catalog_glob": token_body(
+        "oracle-overlap-catalog-glob",
+        [
+            {"table": "lake.*", "columns": "*", "masks": {"salary": "redact", "tier": "partial(1,0)"}},
+            {
+                "table": SALARIES,
+                "columns": ["employee_id", "name", "salary", "hired_on"],
+                "masks": {"hired_on": "hash", "name": "partial(2,0)"},
+                "allow_rules": ["salary > 60000"],
+            },
+            {"table": CUSTOMERS, "columns": ["customer_id", "name", "tier"], "masks": {"tier": "null"}},
+        ],
+        max_sensitivity=3,
+        row_limit=ORACLE_ROW_LIMIT,
+        allow_attachments=True,
+    ),
+    # Masks on numbers, a timestamp and a date: partial and hash present
+    # their text, redact of a number is NULL, null keeps the type.
+    "numeric_temporal_masks": token_body(
+        "oracle-numeric-temporal-masks",
+        [
+            {
+                "table": ORDERS,
+                "columns": ["order_id", "region", "customer_id", "amount", "sensitivity", "created_at"],
+                "masks": {"amount": "partial(1,3)", "created_at": "hash", "sensitivity": "redact"},
+            },
+            {"table": CUSTOMERS, "columns": "*", "masks": {"country": "null", "customer_id": "partial(0,1)"}},
+            {
+                "table": SALARIES,
+                "columns": "*",
+                "masks": {"salary": "hash", "hired_on": "partial(4,0)"},
+                "deny_rules": ["hired_on < DATE '2016-01-01'"],
+            },
+        ],
+        max_sensitivity=2,
+        row_limit=ORACLE_ROW_LIMIT,
+    ),
+    # Row rules over columns the token is not granted (region, email,
+    # sensitivity, tier, name, salary), with token attributes.
+    "rules_on_ungranted": token_body(
+        "oracle-rules-on-ungranted",
+        [
+            {
+                "table": ORDERS,
+                "columns": ["order_id", "customer_id", "amount", "created_at"],
+                "allow_rules": ["region = token.region", "customer_email LIKE '%@corp.example'"],
+                "deny_rules": ["sensitivity >= token.max_s"],
+            },
+            {
+                "table": CUSTOMERS,
+                "columns": ["customer_id", "country"],
+                "allow_rules": ["tier IN ('gold', 'silver')"],
+                "deny_rules": ["name LIKE 'Z%'"],
+            },
+            {
+                "table": SALARIES,
+                "columns": ["employee_id", "hired_on"],
+                "deny_rules": ["salary > 200000", "name LIKE 'a%'"],
+            },
+        ],
+        attributes={"region": "us", "max_s": 2},
+        max_sensitivity=3,
+        row_limit=ORACLE_ROW_LIMIT,
+    ),
+}
+
+#: Every token the generated oracle runs its queries as.
+GENERATED_ORACLE_TOKENS: dict[str, dict] = {**ORACLE_TOKENS, **SCALE_ORACLE_TOKENS}
 
 #: Per oracle token: (table, predicate) pairs that select hidden rows only
 #: (or that reference a column the token lacks, which must be refused).

@@ -87,6 +87,9 @@ codes! {
     QUERY_QUEUE_FULL = 131074, InsufficientResources;
     EXCEEDED_TIME_LIMIT = 131075, InsufficientResources;
     EXCEEDED_LOCAL_MEMORY_LIMIT = 131079, InsufficientResources;
+    // sluice's own code (Trino has no per-user budget), in the range of
+    // insufficient resources so clients treat it like a quota.
+    EXCEEDED_TOKEN_BUDGET = 131200, InsufficientResources;
     CONNECTOR_ERROR = 16777216, External;
 }
 
@@ -162,6 +165,7 @@ pub fn from_plan_error(e: &PlanError) -> TrinoError {
         ErrorKind::FunctionLimit => EXCEEDED_FUNCTION_MEMORY_LIMIT,
         ErrorKind::TimeLimit => EXCEEDED_TIME_LIMIT,
         ErrorKind::TooManyQueries => QUERY_QUEUE_FULL,
+        ErrorKind::BudgetSpent => EXCEEDED_TOKEN_BUDGET,
         ErrorKind::Cancelled => USER_CANCELED,
         ErrorKind::Unavailable => {
             tracing::warn!(error = %e.message(), "catalog unavailable");

@@ -88,9 +88,11 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
                 "the query ended unexpectedly",
             )
         });
+        let bytes_scanned = query.take_bytes_scanned();
         sluice_planner::audit::note(|a| {
             a.outcome = Some(sluice_planner::Outcome::Error);
             a.error = Some(err.name.to_string());
+            a.bytes_scanned += bytes_scanned;
         });
         page(State::Failed, None, None, Some(&err), None)
     };
@@ -117,6 +119,8 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
                 let ahead = tokio::time::timeout(LOOK_AHEAD, pages.rx.recv()).await;
                 match ahead {
                     Ok(Some(Msg::Finished { truncated })) => {
+                        let bytes_scanned = query.take_bytes_scanned();
+                        sluice_planner::audit::note(|a| a.bytes_scanned += bytes_scanned);
                         query.finish(truncated);
                         pages.done = true;
                         if truncated {
@@ -135,6 +139,8 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
                 }
             }
             Some(Some(Msg::Finished { truncated })) => {
+                let bytes_scanned = query.take_bytes_scanned();
+                sluice_planner::audit::note(|a| a.bytes_scanned += bytes_scanned);
                 query.finish(truncated);
                 pages.done = true;
                 if truncated {

@@ -159,6 +159,10 @@ pub struct Query {
     last_access: Mutex<Instant>,
     failure: Mutex<Option<TrinoError>>,
     rows: AtomicU64,
+    /// Bytes the query read through its secure views that no audit record
+    /// holds yet: set by the producer when the run ends however it ends,
+    /// taken by the poll that reports the end.
+    scanned: AtomicU64,
     truncated: AtomicBool,
     done: AtomicBool,
     finished_at: Mutex<Option<Instant>>,
@@ -194,6 +198,7 @@ impl Query {
             last_access: Mutex::new(Instant::now()),
             failure: Mutex::new(None),
             rows: AtomicU64::new(0),
+            scanned: AtomicU64::new(0),
             truncated: AtomicBool::new(false),
             done: AtomicBool::new(false),
             finished_at: Mutex::new(None),
@@ -219,6 +224,12 @@ impl Query {
 
     fn idle(&self) -> Duration {
         self.last_access.lock().expect("lock").elapsed()
+    }
+
+    /// Bytes read that no audit record holds yet (see `scanned`); taken
+    /// once.
+    pub fn take_bytes_scanned(&self) -> u64 {
+        self.scanned.swap(0, Ordering::AcqRel)
     }
 
     /// The failure, once the query failed.
@@ -652,8 +663,11 @@ async fn produce(
         }
     };
     query.set_state(State::Running);
+    // What the run read, set when its stream ends or is dropped.
+    let mut scanned: Option<Arc<AtomicU64>> = None;
     let run = async {
         let mut stream = plan.execute().await.map_err(|e| from_plan_error(&e))?;
+        scanned = Some(stream.bytes_scanned_handle());
         let mut page = String::new();
         let mut rows = 0usize;
         while let Some(batch) = stream.next().await {
@@ -690,6 +704,11 @@ async fn produce(
         Ok::<_, TrinoError>(Some(stream.truncated()))
     };
     let outcome = tokio::time::timeout_at(deadline, run).await;
+    // The stream is gone (ended, failed or stopped at the deadline): its
+    // charge is final. Recorded before the end is announced.
+    if let Some(bytes) = scanned.map(|s| s.load(Ordering::Acquire)) {
+        query.scanned.fetch_add(bytes, Ordering::AcqRel);
+    }
     // Free the slots and stop counting before the end is announced, so the
     // client's next query is admitted.
     drop(permits);

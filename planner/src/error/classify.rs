@@ -100,9 +100,14 @@ pub(super) fn sluice_error(e: &(dyn StdError + Send + Sync + 'static)) -> Option
 /// The root cause's message without DataFusion's category prefix.
 pub(super) fn bare_message(e: &DataFusionError) -> String {
     match e.find_root() {
-        DataFusionError::Plan(m)
-        | DataFusionError::Execution(m)
-        | DataFusionError::NotImplemented(m) => m.clone(),
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
+        // This one quotes the expression's Rust debug form.
+        DataFusionError::NotImplemented(m)
+            if m.starts_with("Physical plan does not support logical expression") =>
+        {
+            "the statement uses an expression in a place where it cannot be evaluated".to_string()
+        }
+        DataFusionError::NotImplemented(m) => m.clone(),
         DataFusionError::ResourcesExhausted(m) => memory_message(m),
         DataFusionError::SQL(parser, _) => match parser.as_ref() {
             ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),

@@ -16,7 +16,7 @@ use super::stream::GovernedStream;
 use crate::audit::PlanFacts;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::run::spawn_stream;
-use crate::limits::{Limits, QueryControl};
+use crate::limits::{Limits, QueryControl, Usage};
 use crate::policy::TokenScope;
 use crate::secure_view::{SecureView, SecureViewProvider};
 use crate::vector_search::VectorSearchTable;
@@ -151,6 +151,13 @@ impl GovernedPlan {
     pub async fn execute(self) -> Result<GovernedStream> {
         let limit = self.scope.row_limit;
         let announced = self.schema();
+        let now = chrono::Utc::now();
+        let ledger = &self.limits.ledger;
+        ledger.check(&self.scope.token_id, &self.scope.budget, now)?;
+        if let Some(usage) = self.ctx.state().config().get_extension::<Usage>() {
+            usage.limit_to(ledger.allowance(&self.scope.token_id, &self.scope.budget, now));
+        }
+        let charge = self.charge();
         if let LogicalPlan::Explain(explain) = &self.plan
             && !self.scope.is_admin()
         {
@@ -183,7 +190,31 @@ impl GovernedPlan {
                 Error::DataFusion(e) => friendly(e),
                 other => other,
             })?;
-        Ok(GovernedStream::new(stream, limit).conform_to(announced))
+        Ok(GovernedStream::new(stream, limit)
+            .conform_to(announced)
+            .on_end(charge))
+    }
+
+    /// What charges a run once its stream ends: the bytes its secure views
+    /// read and the rows it returned, to the token's budget and to the
+    /// audit record of the request that runs it, if it is current here
+    /// (Flight SQL's `DoGet`; Trino records the figure when the query's
+    /// last page is fetched, see [`GovernedStream::bytes_scanned`]).
+    fn charge(&self) -> impl FnOnce(u64) -> u64 + Send + 'static {
+        let usage = self.ctx.state().config().get_extension::<Usage>();
+        let limits = Arc::clone(&self.limits);
+        let token = self.scope.token_id.clone();
+        let audit = crate::audit::current();
+        move |rows| {
+            let bytes = usage.map_or(0, |u| u.take_bytes_scanned());
+            limits
+                .ledger
+                .charge(&token, bytes, rows, chrono::Utc::now());
+            if let Some(audit) = audit {
+                audit.update(|a| a.bytes_scanned += bytes);
+            }
+            bytes
+        }
     }
 }
 

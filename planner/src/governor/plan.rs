@@ -1,8 +1,9 @@
 //! Planning: SQL text → a [`GovernedPlan`] in the token's scoped session.
 //!
-//! Parse, read-only guard, the dialect's rewrite, `system.<table>` for
-//! admins, placeholders numbered, federation gates opened, `vector_search`
-//! tables resolved, then DataFusion's planner and its own read-only check.
+//! Parse, read-only guard, shapes DataFusion mishandles (`shapes`), the
+//! dialect's rewrite, `system.<table>` for admins, placeholders numbered,
+//! federation gates opened, `vector_search` tables resolved, then
+//! DataFusion's planner and its own read-only check.
 //! The plan records what it reads in the request's audit facts.
 
 use std::collections::BTreeSet;
@@ -22,11 +23,11 @@ use datafusion::sql::sqlparser::ast::{
 use super::{GovernedPlan, Governor, SessionOptions};
 use crate::dialect::{RUNTIME_SCHEMA, SYSTEM_CATALOG};
 use crate::error::{Error, ErrorKind, Object, Result};
-use crate::guard;
 use crate::limits::QueryControl;
 use crate::limits::parse::parse_statement;
 use crate::limits::run::run;
 use crate::policy::TokenScope;
+use crate::{guard, shapes};
 
 impl Governor {
     /// Parses, guards and plans `sql` in the token's scoped session. The
@@ -48,6 +49,9 @@ impl Governor {
         params: Option<&[SqlExpr]>,
     ) -> Result<GovernedPlan> {
         self.limits.bounds.check_text(sql)?;
+        self.limits
+            .ledger
+            .check(&scope.token_id, &scope.budget, chrono::Utc::now())?;
         // Planning takes an execution thread too: it waits for a slot.
         let _slot = self.limits.admission.admit(&scope.token_id).await?;
         let control = QueryControl::new();
@@ -80,6 +84,9 @@ impl Governor {
         let (ctx, search) = self.session(scope, options, &control);
         let state = ctx.state();
         let mut statement = parse_statement(sql, self.limits.bounds.parser_depth())?;
+        // The rewrite adds two query levels per recursive CTE: the bounds
+        // see what will be planned.
+        shapes::name_recursive_columns(&mut statement);
         self.limits.bounds.check(&statement)?;
         guard::check(&statement)?;
         options.dialect.rewrite(&mut statement, params)?;
@@ -103,6 +110,7 @@ impl Governor {
             .map_err(friendly)?;
         let plan = state.statement_to_plan(statement).await.map_err(friendly)?;
         self.limits.bounds.check_plan(&plan)?;
+        shapes::check_window_placement(&plan)?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -10,6 +10,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::{Governor, SessionOptions};
 use crate::dialect::SYSTEM_CATALOG;
+use crate::limits::Usage;
 use crate::limits::{QueryControl, functions};
 use crate::policy::TokenScope;
 use crate::rules::RuleCompiler;
@@ -83,6 +84,8 @@ impl Governor {
             .optimizer
             .enable_distinct_aggregation_soft_limit = false;
         config.options_mut().optimizer.enable_topk_aggregation = false;
+        // The statement's secure views count what they read into it.
+        let config = config.with_extension(Arc::new(Usage::default()));
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

@@ -1,10 +1,11 @@
 //! The result stream of a governed statement: at most `row_limit` rows,
-//! every batch conformed to the announced schema, and a flag telling
-//! whether rows were cut.
+//! every batch conformed to the announced schema, a flag telling whether
+//! rows were cut, and the rows it returned reported once when it ends
+//! (read to its end, failed or dropped) so the statement is charged.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use arrow::datatypes::SchemaRef;
@@ -25,6 +26,9 @@ pub struct GovernedStream {
     truncated: Arc<AtomicBool>,
     done: bool,
     schema: Option<SchemaRef>,
+    returned: u64,
+    on_end: Option<Box<dyn FnOnce(u64) -> u64 + Send>>,
+    scanned: Arc<AtomicU64>,
 }
 
 /// Gives `batch` exactly `schema`'s fields, casting (strictly: a value that
@@ -70,6 +74,34 @@ impl GovernedStream {
             truncated: Arc::new(AtomicBool::new(false)),
             done: false,
             schema: None,
+            returned: 0,
+            on_end: None,
+            scanned: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Calls `f` with the number of rows returned, once, when the stream
+    /// ends or is dropped; `f` answers the bytes the run read (its charge).
+    pub fn on_end(mut self, f: impl FnOnce(u64) -> u64 + Send + 'static) -> Self {
+        self.on_end = Some(Box::new(f));
+        self
+    }
+
+    /// The bytes the run read through its secure views, once the stream
+    /// has ended (0 before).
+    pub fn bytes_scanned(&self) -> u64 {
+        self.scanned.load(Ordering::Acquire)
+    }
+
+    /// A handle to [`GovernedStream::bytes_scanned`] that outlives the
+    /// stream: set when it ends, fails or is dropped.
+    pub fn bytes_scanned_handle(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.scanned)
+    }
+
+    fn end(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            self.scanned.store(f(self.returned), Ordering::Release);
         }
     }
 
@@ -94,6 +126,25 @@ impl Stream for GovernedStream {
     type Item = datafusion::error::Result<RecordBatch>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.as_mut().poll_rows(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(batch))) => self.returned += batch.num_rows() as u64,
+            // After an error nothing more is read: the charge is final.
+            Poll::Ready(None | Some(Err(_))) => {
+                self.done = true;
+                self.end();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl GovernedStream {
+    fn poll_rows(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<datafusion::error::Result<RecordBatch>>> {
         loop {
             if self.done {
                 return Poll::Ready(None);
@@ -137,6 +188,21 @@ impl Stream for GovernedStream {
 impl RecordBatchStream for GovernedStream {
     fn schema(&self) -> SchemaRef {
         self.schema.clone().unwrap_or_else(|| self.inner.schema())
+    }
+}
+
+impl Drop for GovernedStream {
+    fn drop(&mut self) {
+        // Stop the run first, so that what its tasks read until they stop
+        // (after a row-limit cut, say) is part of the charge.
+        let schema = self.inner.schema();
+        drop(std::mem::replace(
+            &mut self.inner,
+            Box::pin(datafusion::physical_plan::EmptyRecordBatchStream::new(
+                schema,
+            )),
+        ));
+        self.end();
     }
 }
 

@@ -13,6 +13,8 @@
 //!   and spilling to disk;
 //! - [`admission`]: queries executing at once, per gateway and per token,
 //!   with a bounded queue;
+//! - [`budget`]: each token's bytes scanned and rows returned per hour
+//!   and day, against the budgets of its document;
 //! - [`run`]: the execution runtime (threads with deep stacks), each
 //!   query's time limit and cancellation, and panics turned into errors.
 //!
@@ -21,7 +23,9 @@
 
 pub mod admission;
 pub mod bounds;
+pub mod budget;
 pub mod functions;
+pub mod measure;
 pub mod memory;
 pub mod parse;
 pub mod rate;
@@ -35,6 +39,7 @@ use serde::Deserialize;
 
 pub use admission::{Admission, Slot};
 pub use bounds::StatementBounds;
+pub use budget::{Budget, Ledger, Usage};
 pub use memory::MemoryBounds;
 pub use rate::RateLimits;
 pub use run::{ExecRuntime, QueryControl};
@@ -189,6 +194,8 @@ pub struct Limits {
     pub admission: Admission,
     /// Where statements are planned and executed.
     pub runtime: ExecRuntime,
+    /// What each token has spent of its budgets.
+    pub ledger: budget::Ledger,
 }
 
 impl Limits {
@@ -213,6 +220,7 @@ impl Limits {
             memory,
             config,
             runtime: ExecRuntime::default(),
+            ledger: budget::Ledger::new(),
         })
     }
 

@@ -257,10 +257,23 @@ async fn system_runtime_and_ungranted_catalogs_are_absent_from_trino_sessions() 
     // eu: no runtime schema, no secretcat.
     let (schemas, _) = rows(&f.app, &bearer(EU), "SHOW SCHEMAS FROM system").await;
     assert!(!flat(schemas).contains(&"runtime".to_string()));
-    let (catalogs, _) = rows(&f.app, &bearer(EU), "SHOW CATALOGS").await;
-    let catalogs = flat(catalogs);
-    assert!(!catalogs.contains(&"secretcat".to_string()), "{catalogs:?}");
-    assert!(catalogs.contains(&"lake".to_string()), "{catalogs:?}");
+    // Every way Trino clients list catalogs agrees with SHOW CATALOGS.
+    for sql in [
+        "SHOW CATALOGS",
+        "SELECT catalog_name FROM system.metadata.catalogs",
+        "SELECT table_cat FROM system.jdbc.catalogs",
+    ] {
+        let (catalogs, _) = rows(&f.app, &bearer(EU), sql).await;
+        let catalogs = flat(catalogs);
+        assert!(
+            !catalogs.contains(&"secretcat".to_string()),
+            "{sql}: {catalogs:?}"
+        );
+        assert!(
+            catalogs.contains(&"lake".to_string()),
+            "{sql}: {catalogs:?}"
+        );
+    }
     for sql in [
         "SELECT x FROM system.runtime.audit_log",
         "SELECT x FROM system.audit_log",

@@ -1,0 +1,555 @@
+//! Per-token cost budgets: bytes scanned and rows returned per hour and
+//! per day (UTC clock hours and days), set in the token document.
+//!
+//! A statement is refused before it is planned and again before it runs
+//! once any of its token's budgets is spent; a statement that started
+//! within budget runs to its end and is charged in full (like a resource
+//! monitor, not a cut in the middle of a result). What a statement costs
+//! is measured while it runs: [`Usage`] counts the bytes of the batches
+//! that leave each secure view (the rows and columns the statement read
+//! through the policy, at least a byte per row; never hidden rows, whose
+//! number would show in the figure) and the governed stream the rows
+//! returned. The
+//! [`Ledger`] keeps each token's totals of the current hour and day; at
+//! start the server seeds it from `system.audit_log`, which records both
+//! figures for every statement, so a restart forgets nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Datelike, Duration as ChronoDuration, TimeZone, Timelike, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Refusal, Result};
+
+/// The `budget` of a token document: every field optional (none: no
+/// budget of that kind). Byte sizes are written like `"10GiB"` or a plain
+/// number of bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Bytes read through secure views per clock hour.
+    #[serde(default, with = "opt_bytes", skip_serializing_if = "Option::is_none")]
+    pub bytes_scanned_per_hour: Option<u64>,
+    /// Bytes read through secure views per UTC day.
+    #[serde(default, with = "opt_bytes", skip_serializing_if = "Option::is_none")]
+    pub bytes_scanned_per_day: Option<u64>,
+    /// Rows returned to the client per clock hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_returned_per_hour: Option<u64>,
+    /// Rows returned to the client per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_returned_per_day: Option<u64>,
+}
+
+impl Budget {
+    /// Whether no budget is set.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Budget::default()
+    }
+
+    /// Problems of the document's values, each a sentence.
+    pub fn problems(&self) -> Vec<String> {
+        let fields = [
+            ("bytes_scanned_per_hour", self.bytes_scanned_per_hour),
+            ("bytes_scanned_per_day", self.bytes_scanned_per_day),
+            ("rows_returned_per_hour", self.rows_returned_per_hour),
+            ("rows_returned_per_day", self.rows_returned_per_day),
+        ];
+        let mut problems: Vec<String> = fields
+            .iter()
+            .filter(|(_, v)| *v == Some(0) || v.is_some_and(|v| v > i64::MAX as u64))
+            .map(|(name, _)| {
+                format!(
+                    "budget.{name} must be at least 1 and fit in 63 bits (omit it for no budget)"
+                )
+            })
+            .collect();
+        if let (Some(h), Some(d)) = (self.bytes_scanned_per_hour, self.bytes_scanned_per_day)
+            && h > d
+        {
+            problems.push(
+                "budget.bytes_scanned_per_hour is larger than budget.bytes_scanned_per_day".into(),
+            );
+        }
+        if let (Some(h), Some(d)) = (self.rows_returned_per_hour, self.rows_returned_per_day)
+            && h > d
+        {
+            problems.push(
+                "budget.rows_returned_per_hour is larger than budget.rows_returned_per_day".into(),
+            );
+        }
+        problems
+    }
+}
+
+/// What one statement has cost so far: a session extension the secure
+/// views count into. It also holds what the token's bytes budgets have
+/// left when the statement starts, so that one statement cannot read past
+/// them (a query re-reading a table, a long export).
+#[derive(Debug)]
+pub struct Usage {
+    bytes_scanned: AtomicU64,
+    /// Bytes the statement may read; `u64::MAX` for no budget.
+    bytes_left: AtomicU64,
+    /// The budget that sets `bytes_left`, for the refusal.
+    allowance: Mutex<Option<Allowance>>,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Self {
+            bytes_scanned: AtomicU64::new(0),
+            bytes_left: AtomicU64::new(u64::MAX),
+            allowance: Mutex::new(None),
+        }
+    }
+}
+
+/// What the tightest bytes budget of a token has left at a statement's
+/// start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Bytes left in the window.
+    pub bytes_left: u64,
+    /// The budget (`bytes_scanned_per_hour` or `bytes_scanned_per_day`).
+    pub budget: &'static str,
+    /// Its limit.
+    pub limit: u64,
+    /// When its window resets.
+    pub resets_at: DateTime<Utc>,
+}
+
+impl Usage {
+    /// Counts bytes that left a secure view; refuses once the statement
+    /// has read more than its token's bytes budgets had left when it
+    /// started.
+    pub fn scanned(&self, bytes: u64) -> std::result::Result<(), Refusal> {
+        let total = self
+            .bytes_scanned
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if total <= self.bytes_left.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let allowance = *self.allowance.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(a) = allowance else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let wait = (a.resets_at - now).num_seconds().max(1) as u64;
+        Err(Refusal::new(
+            ErrorKind::BudgetSpent,
+            format!(
+                "the statement read more than the {} bytes left of the token's budget.{} \
+                     ({} bytes); statements run again at {} (in {wait} s)",
+                a.bytes_left,
+                a.budget,
+                a.limit,
+                a.resets_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+        .with_retry_after(wait))
+    }
+
+    /// Sets what the next run may read (none: no bytes budget).
+    pub fn limit_to(&self, allowance: Option<Allowance>) {
+        let left = allowance.map_or(u64::MAX, |a| a.bytes_left);
+        *self.allowance.lock().unwrap_or_else(|e| e.into_inner()) = allowance;
+        self.bytes_left.store(left, Ordering::Relaxed);
+    }
+
+    /// Bytes counted since the last call (a prepared statement's session
+    /// runs it more than once; each run is charged what it read).
+    pub fn take_bytes_scanned(&self) -> u64 {
+        self.bytes_scanned.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Totals of one window (an hour or a day) and when it began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Spent {
+    /// Bytes scanned in the window.
+    pub bytes_scanned: u64,
+    /// Rows returned in the window.
+    pub rows_returned: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Windows {
+    hour_start: i64,
+    hour: Spent,
+    day_start: i64,
+    day: Spent,
+}
+
+impl Windows {
+    /// Drops totals of windows that have ended by `now`. Windows only
+    /// move forward: a clock stepped back (NTP) across an hour or midnight
+    /// keeps the totals rather than handing out a fresh budget.
+    fn roll(&mut self, now: DateTime<Utc>) {
+        let (hour, day) = window_starts(now);
+        if hour.timestamp() > self.hour_start {
+            self.hour_start = hour.timestamp();
+            self.hour = Spent::default();
+        }
+        if day.timestamp() > self.day_start {
+            self.day_start = day.timestamp();
+            self.day = Spent::default();
+        }
+    }
+}
+
+/// The start of the clock hour and of the UTC day that contain `now`.
+pub fn window_starts(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let hour = now
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(now);
+    let day = Utc
+        .with_ymd_and_hms(now.year(), now.month(), now.day(), 0, 0, 0)
+        .single()
+        .unwrap_or(now);
+    (hour, day)
+}
+
+/// A token's budget state as introspection shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BudgetState {
+    /// Spent in the current clock hour.
+    pub hour: Spent,
+    /// When the hour's totals reset (RFC 3339).
+    pub hour_resets_at: DateTime<Utc>,
+    /// Spent in the current UTC day.
+    pub day: Spent,
+    /// When the day's totals reset (RFC 3339).
+    pub day_resets_at: DateTime<Utc>,
+}
+
+/// Every token's totals of the current hour and day (this gateway's).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    tokens: Mutex<HashMap<String, Windows>>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, token: &str, now: DateTime<Utc>, f: impl FnOnce(&mut Windows) -> T) -> T {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let w = tokens.entry(token.to_string()).or_default();
+        w.roll(now);
+        f(w)
+    }
+
+    /// Refuses when one of `budget`'s limits is reached, naming it and
+    /// when it resets.
+    pub fn check(&self, token: &str, budget: &Budget, now: DateTime<Utc>) -> Result<()> {
+        if budget.is_unlimited() {
+            return Ok(());
+        }
+        let w = self.with(token, now, |w| *w);
+        let (hour, day) = window_starts(now);
+        let next_hour = hour + ChronoDuration::hours(1);
+        let next_day = day + ChronoDuration::days(1);
+        let over = [
+            (
+                "bytes_scanned_per_hour",
+                budget.bytes_scanned_per_hour,
+                w.hour.bytes_scanned,
+                next_hour,
+            ),
+            (
+                "rows_returned_per_hour",
+                budget.rows_returned_per_hour,
+                w.hour.rows_returned,
+                next_hour,
+            ),
+            (
+                "bytes_scanned_per_day",
+                budget.bytes_scanned_per_day,
+                w.day.bytes_scanned,
+                next_day,
+            ),
+            (
+                "rows_returned_per_day",
+                budget.rows_returned_per_day,
+                w.day.rows_returned,
+                next_day,
+            ),
+        ];
+        // The latest reset among the spent budgets is when the token can
+        // run statements again.
+        let spent: Vec<_> = over
+            .iter()
+            .filter(|(_, limit, used, _)| limit.is_some_and(|l| *used >= l))
+            .collect();
+        let Some(until) = spent.iter().map(|(.., at)| *at).max() else {
+            return Ok(());
+        };
+        let names: Vec<String> = spent
+            .iter()
+            .map(|(name, limit, used, _)| {
+                format!("budget.{name} ({used} of {})", limit.unwrap_or_default())
+            })
+            .collect();
+        let wait = (until - now).num_seconds().max(1) as u64;
+        Err(Error::Refused(
+            crate::error::Refusal::new(
+                ErrorKind::BudgetSpent,
+                format!(
+                    "the token's budget is spent: {}; statements run again at {} (in {wait} s)",
+                    names.join(", "),
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            )
+            .with_retry_after(wait),
+        ))
+    }
+
+    /// What the tightest of `budget`'s bytes budgets has left for
+    /// `token` (none when it sets no bytes budget).
+    pub fn allowance(&self, token: &str, budget: &Budget, now: DateTime<Utc>) -> Option<Allowance> {
+        let w = self.with(token, now, |w| *w);
+        let (hour, day) = window_starts(now);
+        [
+            (
+                "bytes_scanned_per_hour",
+                budget.bytes_scanned_per_hour,
+                w.hour.bytes_scanned,
+                hour + ChronoDuration::hours(1),
+            ),
+            (
+                "bytes_scanned_per_day",
+                budget.bytes_scanned_per_day,
+                w.day.bytes_scanned,
+                day + ChronoDuration::days(1),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(budget, limit, used, resets_at)| {
+            limit.map(|limit| Allowance {
+                bytes_left: limit.saturating_sub(used),
+                budget,
+                limit,
+                resets_at,
+            })
+        })
+        .min_by_key(|a| a.bytes_left)
+    }
+
+    /// Charges a finished (or stopped) statement.
+    pub fn charge(&self, token: &str, bytes_scanned: u64, rows_returned: u64, now: DateTime<Utc>) {
+        self.with(token, now, |w| {
+            for s in [&mut w.hour, &mut w.day] {
+                s.bytes_scanned = s.bytes_scanned.saturating_add(bytes_scanned);
+                s.rows_returned = s.rows_returned.saturating_add(rows_returned);
+            }
+        });
+    }
+
+    /// Sets what a token had spent when the gateway started (from the
+    /// audit log): its totals since the start of the hour and of the day.
+    pub fn seed(&self, token: &str, hour: Spent, day: Spent, now: DateTime<Utc>) {
+        self.with(token, now, |w| {
+            w.hour = hour;
+            w.day = day;
+        });
+    }
+
+    /// What `token` has spent in the current hour and day.
+    pub fn state(&self, token: &str, now: DateTime<Utc>) -> BudgetState {
+        let w = self.with(token, now, |w| *w);
+        let (hour, day) = window_starts(now);
+        BudgetState {
+            hour: w.hour,
+            hour_resets_at: hour + ChronoDuration::hours(1),
+            day: w.day,
+            day_resets_at: day + ChronoDuration::days(1),
+        }
+    }
+}
+
+/// Optional byte sizes as strings (`"10GiB"`) or numbers.
+mod opt_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Number(u64),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Size>::deserialize(d)? {
+            None => Ok(None),
+            Some(Size::Number(n)) => Ok(Some(n)),
+            Some(Size::Text(t)) => crate::units::parse_bytes(&t)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u64(*n),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 7, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn a_budget_reads_byte_sizes_and_refuses_zero_and_unknown_fields() {
+        let b: Budget = serde_json::from_str(
+            r#"{"bytes_scanned_per_hour": "1MiB", "rows_returned_per_day": 500}"#,
+        )
+        .unwrap();
+        assert_eq!(b.bytes_scanned_per_hour, Some(1 << 20));
+        assert_eq!(b.rows_returned_per_day, Some(500));
+        assert!(b.problems().is_empty());
+        let zero: Budget = serde_json::from_str(r#"{"rows_returned_per_hour": 0}"#).unwrap();
+        assert!(zero.problems()[0].contains("rows_returned_per_hour"));
+        let inverted: Budget =
+            serde_json::from_str(r#"{"rows_returned_per_hour": 10, "rows_returned_per_day": 5}"#)
+                .unwrap();
+        assert!(inverted.problems()[0].contains("larger"));
+        assert!(serde_json::from_str::<Budget>(r#"{"rows_per_hour": 1}"#).is_err());
+        assert!(serde_json::from_str::<Budget>(r#"{"bytes_scanned_per_day": "lots"}"#).is_err());
+    }
+
+    #[test]
+    fn the_totals_survive_a_clock_stepped_back() {
+        let ledger = Ledger::new();
+        let budget = Budget {
+            rows_returned_per_hour: Some(10),
+            ..Budget::default()
+        };
+        ledger.charge("t", 0, 10, at(11, 1));
+        assert!(ledger.check("t", &budget, at(11, 2)).is_err());
+        // The clock steps back into the previous hour: still spent.
+        assert!(ledger.check("t", &budget, at(10, 59)).is_err());
+        assert!(ledger.check("t", &budget, at(12, 0)).is_ok());
+    }
+
+    #[test]
+    fn one_statement_stops_at_what_its_bytes_budget_had_left() {
+        let ledger = Ledger::new();
+        let budget = Budget {
+            bytes_scanned_per_hour: Some(1000),
+            bytes_scanned_per_day: Some(5000),
+            ..Budget::default()
+        };
+        ledger.charge("t", 600, 0, at(10, 0));
+        let a = ledger.allowance("t", &budget, at(10, 1)).unwrap();
+        assert_eq!((a.bytes_left, a.budget), (400, "bytes_scanned_per_hour"));
+        let usage = Usage::default();
+        usage.limit_to(Some(a));
+        usage.scanned(400).unwrap();
+        let e = usage.scanned(1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BudgetSpent);
+        assert!(
+            e.message().contains("budget.bytes_scanned_per_hour"),
+            "{}",
+            e.message()
+        );
+        assert!(e.retry_after().is_some());
+        assert_eq!(
+            usage.take_bytes_scanned(),
+            401,
+            "what was read is still charged"
+        );
+        // No bytes budget: no allowance, nothing refused.
+        assert_eq!(ledger.allowance("t", &Budget::default(), at(10, 1)), None);
+        let free = Usage::default();
+        free.limit_to(None);
+        free.scanned(u64::MAX).unwrap();
+    }
+
+    #[test]
+    fn a_spent_budget_refuses_until_its_window_resets() {
+        let ledger = Ledger::new();
+        let budget = Budget {
+            rows_returned_per_hour: Some(100),
+            bytes_scanned_per_day: Some(1000),
+            ..Budget::default()
+        };
+        ledger.check("t", &budget, at(10, 0)).unwrap();
+        ledger.charge("t", 10, 99, at(10, 5));
+        ledger.check("t", &budget, at(10, 6)).unwrap();
+        ledger.charge("t", 10, 1, at(10, 7));
+        let e = ledger.check("t", &budget, at(10, 8)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BudgetSpent);
+        assert!(
+            e.message()
+                .contains("budget.rows_returned_per_hour (100 of 100)"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            e.message().contains("2026-12-07T11:00:00Z"),
+            "{}",
+            e.message()
+        );
+        // Other tokens are not affected; the next hour starts afresh.
+        ledger.check("u", &budget, at(10, 8)).unwrap();
+        ledger.check("t", &budget, at(11, 0)).unwrap();
+        // The day's bytes carry over hours and reset at midnight UTC.
+        ledger.charge("t", 990, 0, at(11, 1));
+        let e = ledger.check("t", &budget, at(12, 0)).unwrap_err();
+        assert!(
+            e.message().contains("bytes_scanned_per_day (1010 of 1000)"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            e.message().contains("2026-12-08T00:00:00Z"),
+            "{}",
+            e.message()
+        );
+        ledger
+            .check(
+                "t",
+                &budget,
+                Utc.with_ymd_and_hms(2026, 12, 8, 0, 0, 1).unwrap(),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn seeded_totals_count_against_the_budget_and_show_in_the_state() {
+        let ledger = Ledger::new();
+        let budget = Budget {
+            rows_returned_per_day: Some(50),
+            ..Budget::default()
+        };
+        let spent = |rows| Spent {
+            bytes_scanned: 7,
+            rows_returned: rows,
+        };
+        ledger.seed("t", spent(20), spent(50), at(9, 30));
+        assert!(ledger.check("t", &budget, at(9, 31)).is_err());
+        let state = ledger.state("t", at(9, 31));
+        assert_eq!(
+            (state.hour.rows_returned, state.day.rows_returned),
+            (20, 50)
+        );
+        assert_eq!(state.hour_resets_at, at(10, 0));
+        // An unlimited token is never refused.
+        ledger.check("t", &Budget::default(), at(9, 31)).unwrap();
+    }
+}
