@@ -6,6 +6,7 @@ Usage (from the repository root, after ./scripts/test.sh created .venv):
 
     .venv/bin/python benches/load.py [--clients 200] [--seconds 60] [--rows 1000000]
                                      [--abusive 4] [--binary PATH] [--dir /tmp/sluice-load]
+                                     [--stream-rows 100000] [--query-timeout 10s]
 
 It builds the release binary (unless --binary is given), writes a demo
 warehouse with --rows orders (Iceberg, by sluice's demo), starts it with
@@ -55,6 +56,8 @@ LIMITS_ENV = {
 }
 
 ORDERS = "lake.sales.orders"
+#: Rows of the stream statements (--stream-rows).
+STREAM_ROWS = 100_000
 
 
 def peak_rss(pid):
@@ -78,7 +81,7 @@ def statement(kind, rows):
         return f"SELECT order_id, region, customer_email, amount FROM {ORDERS} WHERE order_id = {random.randrange(rows)}"
     if kind == "aggregate":
         return f"SELECT region, count(*), sum(amount) FROM {ORDERS} GROUP BY region"
-    return f"SELECT order_id, region, customer_email, amount FROM {ORDERS} LIMIT 100000"
+    return f"SELECT order_id, region, customer_email, amount FROM {ORDERS} LIMIT {STREAM_ROWS}"
 
 
 class Results:
@@ -173,7 +176,12 @@ def main():
     ap.add_argument("--binary")
     ap.add_argument("--dir", default="/tmp/sluice-load")
     ap.add_argument("--overhead-mib", type=int, default=384)
+    ap.add_argument("--stream-rows", type=int, default=100_000, help="rows of the stream statements")
+    ap.add_argument("--query-timeout", default="10s", help="[limits] query_timeout of the gateway")
     args = ap.parse_args()
+    global STREAM_ROWS
+    STREAM_ROWS = args.stream_rows
+    LIMITS_ENV["SLUICE__LIMITS__QUERY_TIMEOUT"] = args.query_timeout
     sluice = args.binary
     if not sluice:
         sh("cargo", "build", "--release", "-p", "sluice", "--bin", "sluice", cwd=ROOT,

@@ -13,7 +13,11 @@
 #      (with the server's log tail) if it does not start;
 #   4. cargo test --workspace (debug);
 #   5. cargo build -p sluice --bin sluice;
-#   6. pytest -q tests/clients with SLUICE_BIN = the debug binary.
+#   6. pytest -q tests/clients with SLUICE_BIN = the debug binary;
+#   7. a short load run (benches/load.py: 24 clients over ADBC Flight SQL and
+#      Trino for 15 s, two abusive ones among them) on the debug binary:
+#      0 errors for the well-behaved clients, peak RSS within the bounds.
+#      Skipped when pytest arguments select a subset.
 #
 # Every stage runs even if an earlier one failed (as far as it can), and the
 # script exits non-zero if any failed. Extra arguments go to pytest
@@ -216,6 +220,13 @@ fi
 if stage "cargo build -p sluice --bin sluice" cargo build -p sluice --bin sluice; then
   export SLUICE_BIN=$CARGO_TARGET_DIR/debug/sluice
   stage "pytest tests/clients" "$VENV/bin/python" -m pytest -q tests/clients "$@" || true
+  if [ $# -eq 0 ]; then
+    LOAD_DIR=$(mktemp -d)
+    stage "short load run (benches/load.py)" "$VENV/bin/python" benches/load.py --binary "$SLUICE_BIN" \
+      --clients 24 --seconds 15 --rows 200000 --stream-rows 10000 --abusive 2 --query-timeout 30s \
+      --dir "$LOAD_DIR/gw" || true
+    rm -rf "$LOAD_DIR"
+  fi
 else
   FAILED+=("pytest tests/clients (not run: no binary)")
 fi

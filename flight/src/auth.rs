@@ -28,10 +28,13 @@ pub(crate) async fn authenticate<T>(
     charge: Charge,
 ) -> Result<(Secret, Arc<TokenScope>)> {
     let peer: Option<IpAddr> = request.remote_addr().map(|a| a.ip());
-    let authorization = request
-        .metadata()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = sluice_planner::auth::single_authorization(
+        request
+            .metadata()
+            .get_all(AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
     let certified = request.peer_certs().is_some_and(|certs| !certs.is_empty());
     let admit = |scope: &TokenScope| {
         if !share_needs_client_cert || scope.token_type != TokenType::Share || certified {

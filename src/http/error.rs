@@ -24,6 +24,9 @@ pub enum ApiError {
     /// The request is invalid; the message names the problem.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is over the limit of what is read (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
@@ -78,6 +81,23 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    /// A JSON body that could not be read: over the body limit (413), or
+    /// not the JSON the route takes (400, naming the problem).
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
+                "the request body is over the {} MiB limit",
+                BODY_LIMIT >> 20
+            )),
+            _ => ApiError::BadRequest(e.body_text()),
+        }
+    }
+}
+
+/// What axum reads of a request body at most (its default).
+pub(super) const BODY_LIMIT: usize = 2 << 20;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
@@ -85,6 +105,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooManyRequests(_) | ApiError::Limited(_) | ApiError::BudgetSpent { .. } => {

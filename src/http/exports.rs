@@ -46,7 +46,7 @@ pub(super) async fn submit(
     body: Result<Json<ExportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let exports = service(&state)?;
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from)?;
     // The destinations live on the token record (not in the planner's scope).
     let allowed = state
         .store

@@ -39,10 +39,13 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .ok()
             .map(|c| c.0.ip());
-        let authorization = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let authorization = sluice_planner::auth::single_authorization(
+            parts
+                .headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
         let result = sluice_planner::auth::authenticate(
             state.auth.as_ref(),
             authorization,

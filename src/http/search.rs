@@ -150,7 +150,7 @@ pub(super) async fn search(
     caller: Caller,
     body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(req) = body.map_err(ApiError::from)?;
     let sql = statement(&req)?;
     sluice_planner::audit::note(|a| a.statement = Some(sql.clone()));
     let plan = state

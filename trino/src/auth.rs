@@ -29,9 +29,12 @@ pub(crate) async fn authenticate(
     client: SocketAddr,
     charge: Charge,
 ) -> Result<Arc<TokenScope>, Response> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let authorization = sluice_planner::auth::single_authorization(
+        headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
     let result = sluice_planner::auth::authenticate(
         state.auth.as_ref(),
         authorization,

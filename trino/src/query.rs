@@ -639,6 +639,7 @@ async fn produce(
     }
     let _producing = Producing(Arc::clone(&query));
     let deadline = tokio::time::Instant::now() + run_time;
+    let queued = std::time::Instant::now();
     let limits = queries.limits.clone();
     // The token's share first, then a gateway slot.
     let token_slots = queries.token_slots(&query.token_id);
@@ -648,6 +649,9 @@ async fn produce(
         Ok::<_, tokio::sync::AcquireError>((own, global))
     })
     .await;
+    // Waiting in QUEUED is not the statement's run time (the planner's
+    // query_timeout); trino.max_run_time above counts it, as in Trino.
+    plan.postpone_deadline(queued.elapsed());
     let permits = match permit {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => {

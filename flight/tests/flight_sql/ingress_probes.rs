@@ -318,3 +318,38 @@ async fn a_query_is_charged_once_however_many_rpcs() {
     let _ = fetch(&channel, ALICE, forged).await.unwrap_err();
     assert_eq!(auth.count(ALICE), (3, 1), "a forged ticket is charged");
 }
+
+/// A call with two `authorization` entries is ambiguous (which one a proxy
+/// read is not defined): refused like an unknown secret, even when one of
+/// them is valid.
+#[tokio::test]
+async fn two_authorization_entries_are_refused_like_an_unknown_secret() {
+    let channel = serve(sales::governor(), tokens(), false).await;
+    let mut raw = FlightServiceClient::new(channel.clone());
+    let unknown = raw
+        .get_flight_info(with_auth(
+            "Bearer nope",
+            statement("SELECT id FROM lake.sales.orders"),
+        ))
+        .await
+        .unwrap_err();
+    for (first, second) in [
+        (format!("Bearer {ALICE}"), "Bearer nope".to_string()),
+        ("Bearer nope".to_string(), format!("Bearer {ALICE}")),
+        (format!("Bearer {ALICE}"), format!("Bearer {ALICE}")),
+    ] {
+        let mut r = with_auth(&first, statement("SELECT id FROM lake.sales.orders"));
+        r.metadata_mut()
+            .append("authorization", second.parse().unwrap());
+        let s = raw.get_flight_info(r).await.unwrap_err();
+        assert_eq!(s.code(), Code::Unauthenticated, "{first} + {second}");
+        assert_eq!(s.message(), unknown.message());
+    }
+    // One valid entry alone is accepted.
+    raw.get_flight_info(with_auth(
+        &format!("Bearer {ALICE}"),
+        statement("SELECT id FROM lake.sales.orders"),
+    ))
+    .await
+    .expect("a single valid credential");
+}

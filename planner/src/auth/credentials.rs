@@ -43,6 +43,19 @@ pub enum Charge {
     Continuation,
 }
 
+/// The one `Authorization` value of a request, from all the values it
+/// sent under that name: none when there is no such header, more than one
+/// (which one a proxy or the gateway would read is not defined: the
+/// request is ambiguous, and refused like a malformed one) or a value that
+/// is not visible ASCII.
+pub fn single_authorization<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<&'a str> {
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    std::str::from_utf8(first).ok().filter(|v| v.is_ascii())
+}
+
 /// The token secret in an `Authorization` header value: `Bearer
 /// <secret>`, or — when `schemes` allows it — `Basic base64(user:secret)`.
 /// Scheme names are case-insensitive and surrounding spaces ignored; a
@@ -118,6 +131,18 @@ mod tests {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 
     use super::*;
+
+    #[test]
+    fn two_authorization_headers_are_no_credential() {
+        let one: [&[u8]; 1] = [b"Bearer a"];
+        assert_eq!(single_authorization(one.into_iter()), Some("Bearer a"));
+        let two: [&[u8]; 2] = [b"Bearer a", b"Bearer b"];
+        assert_eq!(single_authorization(two.into_iter()), None);
+        let none: [&[u8]; 0] = [];
+        assert_eq!(single_authorization(none.into_iter()), None);
+        let bytes: [&[u8]; 1] = [b"Bearer \xff"];
+        assert_eq!(single_authorization(bytes.into_iter()), None);
+    }
 
     fn secret(value: &str, schemes: Schemes) -> Result<String, AuthFailureKind> {
         secret_from_authorization(Some(value), schemes).map(|s| s.expose().to_owned())

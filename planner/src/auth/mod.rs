@@ -13,7 +13,9 @@ use async_trait::async_trait;
 
 use crate::policy::TokenScope;
 
-pub use credentials::{Charge, Schemes, authenticate, secret_from_authorization};
+pub use credentials::{
+    Charge, Schemes, authenticate, secret_from_authorization, single_authorization,
+};
 
 /// Why authentication failed. For metrics and internal logs only: clients
 /// always receive the same uninformative answer (see [`AuthFailure`]'s

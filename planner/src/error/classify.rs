@@ -92,7 +92,7 @@ pub(super) fn sluice_error(e: &(dyn StdError + Send + Sync + 'static)) -> Option
         return typed(ErrorKind::ReadFailed, p.to_string());
     }
     if let Some(d) = e.downcast_ref::<DimensionMismatch>() {
-        return typed(ErrorKind::ExecutionFailed, d.to_string());
+        return typed(ErrorKind::TypeMismatch, d.to_string());
     }
     None
 }

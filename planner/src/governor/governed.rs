@@ -143,10 +143,17 @@ impl GovernedPlan {
         self
     }
 
+    /// Moves the statement's deadline `by` later: time its frontend kept
+    /// it waiting for a slot of its own (Trino's `QUEUED`).
+    pub fn postpone_deadline(&self, by: std::time::Duration) {
+        self.control.postpone(by);
+    }
+
     /// Optimises and runs the plan; the stream stops after `row_limit` rows.
     ///
     /// It waits for an execution slot (admission), runs on the execution
-    /// runtime within the statement's time limit (counted from planning),
+    /// runtime within the statement's time limit (counted from planning,
+    /// not counting waits for a slot),
     /// and stops when the returned stream is dropped.
     pub async fn execute(self) -> Result<GovernedStream> {
         let limit = self.scope.row_limit;
@@ -178,7 +185,11 @@ impl GovernedPlan {
                 )?
                 .build()?,
         };
+        let queued = std::time::Instant::now();
         let slot = self.limits.admission.admit(&self.scope.token_id).await?;
+        // The time limit counts planning and running, not waiting for a
+        // slot (which `limits.queue_timeout` bounds).
+        self.control.postpone(queued.elapsed());
         self.control
             .start_unless_started(self.limits.query_timeout(self.scope.query_timeout));
         let ctx = self.ctx;

@@ -130,6 +130,19 @@ impl QueryControl {
         }
     }
 
+    /// Moves the deadline `by` later: time the statement spent waiting
+    /// for a slot (bounded by `limits.queue_timeout`) is not run time.
+    pub fn postpone(&self, by: Duration) {
+        if let Some((at, _)) = self
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            *at += by;
+        }
+    }
+
     /// No deadline from now on.
     pub fn clear_deadline(&self) {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = None;
