@@ -76,14 +76,15 @@ async fn a_plan_made_within_budget_is_refused_when_run_after_it_is_spent() {
 async fn bytes_read_through_secure_views_are_charged_and_bound_the_next_statement() {
     let g = governor();
     let s = budgeted("bytes", serde_json::json!({"bytes_scanned_per_hour": 1}));
-    // The statement stops once it has read more than the budget had
-    // left: one statement cannot read past it.
+    // The statement stops once the token is over its budget: one
+    // statement cannot read past it.
     let e = run(&g, &s, "SELECT count(*) FROM lake.sales.orders")
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BudgetSpent);
     assert!(
-        e.message().contains("read more than the 1 bytes left"),
+        e.message().contains("budget.bytes_scanned_per_hour (")
+            && e.message().contains("while the statement ran"),
         "{}",
         e.message()
     );

@@ -86,13 +86,28 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     /// not the JSON the route takes (400, naming the problem).
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
         match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
-                "the request body is over the {} MiB limit",
-                BODY_LIMIT >> 20
-            )),
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(),
             _ => ApiError::BadRequest(e.body_text()),
         }
     }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    /// A body that could not be read: over the body limit (413), or cut
+    /// short (400).
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+            _ => ApiError::BadRequest(e.body_text()),
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::TooLarge(format!(
+        "the request body is over the {} MiB limit",
+        BODY_LIMIT >> 20
+    ))
 }
 
 /// What axum reads of a request body at most (its default).

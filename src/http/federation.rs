@@ -20,9 +20,10 @@ fn peers(state: &AppState) -> Result<&Peers, ApiError> {
 pub(super) async fn accept(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<PeerView>), ApiError> {
     caller.require_admin()?;
+    let body = body?;
     let peers = peers(&state)?;
     let request: AcceptRequest =
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body))

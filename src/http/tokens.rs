@@ -14,9 +14,10 @@ use sluice_planner::token::{CreatedShare, TokenRecord, TokenSpec};
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require_admin()?;
+    let body = body?;
     let spec = TokenSpec::from_json(&body).map_err(ApiError::BadRequest)?;
     let created = admin::create_token(
         &state.store,

@@ -16,7 +16,7 @@ use super::stream::GovernedStream;
 use crate::audit::PlanFacts;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::run::spawn_stream;
-use crate::limits::{Limits, QueryControl, Usage};
+use crate::limits::{Limits, Meter, QueryControl, Usage};
 use crate::policy::TokenScope;
 use crate::secure_view::{SecureView, SecureViewProvider};
 use crate::vector_search::VectorSearchTable;
@@ -162,7 +162,11 @@ impl GovernedPlan {
         let ledger = &self.limits.ledger;
         ledger.check(&self.scope.token_id, &self.scope.budget, now)?;
         if let Some(usage) = self.ctx.state().config().get_extension::<Usage>() {
-            usage.limit_to(ledger.allowance(&self.scope.token_id, &self.scope.budget, now));
+            usage.meter_to(Some(Meter::new(
+                Arc::clone(ledger),
+                self.scope.token_id.clone(),
+                self.scope.budget.clone(),
+            )));
         }
         let charge = self.charge();
         if let LogicalPlan::Explain(explain) = &self.plan
@@ -217,10 +221,11 @@ impl GovernedPlan {
         let token = self.scope.token_id.clone();
         let audit = crate::audit::current();
         move |rows| {
-            let bytes = usage.map_or(0, |u| u.take_bytes_scanned());
+            // Metered bytes were charged as they were read.
+            let (bytes, unmetered) = usage.map_or((0, 0), |u| u.take_bytes_scanned());
             limits
                 .ledger
-                .charge(&token, bytes, rows, chrono::Utc::now());
+                .charge(&token, unmetered, rows, chrono::Utc::now());
             if let Some(audit) = audit {
                 audit.update(|a| a.bytes_scanned += bytes);
             }

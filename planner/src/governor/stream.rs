@@ -99,7 +99,19 @@ impl GovernedStream {
         Arc::clone(&self.scanned)
     }
 
+    /// Stops the run, then charges it: what its tasks read until they
+    /// stop (after a row-limit cut, an error) is part of the charge.
     fn end(&mut self) {
+        if self.on_end.is_none() {
+            return;
+        }
+        let schema = self.inner.schema();
+        drop(std::mem::replace(
+            &mut self.inner,
+            Box::pin(datafusion::physical_plan::EmptyRecordBatchStream::new(
+                schema,
+            )),
+        ));
         if let Some(f) = self.on_end.take() {
             self.scanned.store(f(self.returned), Ordering::Release);
         }
@@ -193,15 +205,6 @@ impl RecordBatchStream for GovernedStream {
 
 impl Drop for GovernedStream {
     fn drop(&mut self) {
-        // Stop the run first, so that what its tasks read until they stop
-        // (after a row-limit cut, say) is part of the charge.
-        let schema = self.inner.schema();
-        drop(std::mem::replace(
-            &mut self.inner,
-            Box::pin(datafusion::physical_plan::EmptyRecordBatchStream::new(
-                schema,
-            )),
-        ));
         self.end();
     }
 }

@@ -15,8 +15,8 @@
 //! figures for every statement, so a restart forgets nothing.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -85,86 +85,67 @@ impl Budget {
 }
 
 /// What one statement has cost so far: a session extension the secure
-/// views count into. It also holds what the token's bytes budgets have
-/// left when the statement starts, so that one statement cannot read past
-/// them (a query re-reading a table, a long export).
-#[derive(Debug)]
+/// views count into. Once the statement runs, its reads are charged to its
+/// token's totals as they happen ([`Meter`]), so the statements of a token
+/// share its bytes budgets: a query re-reading a table, a long export or
+/// several statements at once stop as soon as the token is over one.
+#[derive(Debug, Default)]
 pub struct Usage {
+    /// Bytes this run read (for its audit record).
     bytes_scanned: AtomicU64,
-    /// Bytes the statement may read; `u64::MAX` for no budget.
-    bytes_left: AtomicU64,
-    /// The budget that sets `bytes_left`, for the refusal.
-    allowance: Mutex<Option<Allowance>>,
+    /// Bytes read while no meter was set (charged when the run ends).
+    unmetered: AtomicU64,
+    meter: Mutex<Option<Meter>>,
 }
 
-impl Default for Usage {
-    fn default() -> Self {
+/// Where a running statement's reads are charged: its token's totals in
+/// the ledger, against its budget.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    ledger: Arc<Ledger>,
+    token: String,
+    budget: Budget,
+}
+
+impl Meter {
+    /// Charges `token`'s reads to `ledger` against `budget`.
+    pub fn new(ledger: Arc<Ledger>, token: impl Into<String>, budget: Budget) -> Self {
         Self {
-            bytes_scanned: AtomicU64::new(0),
-            bytes_left: AtomicU64::new(u64::MAX),
-            allowance: Mutex::new(None),
+            ledger,
+            token: token.into(),
+            budget,
         }
     }
-}
-
-/// What the tightest bytes budget of a token has left at a statement's
-/// start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Allowance {
-    /// Bytes left in the window.
-    pub bytes_left: u64,
-    /// The budget (`bytes_scanned_per_hour` or `bytes_scanned_per_day`).
-    pub budget: &'static str,
-    /// Its limit.
-    pub limit: u64,
-    /// When its window resets.
-    pub resets_at: DateTime<Utc>,
 }
 
 impl Usage {
-    /// Counts bytes that left a secure view; refuses once the statement
-    /// has read more than its token's bytes budgets had left when it
-    /// started.
+    /// Counts bytes that left a secure view and charges them to the
+    /// token; refuses once the token is over one of its bytes budgets.
     pub fn scanned(&self, bytes: u64) -> std::result::Result<(), Refusal> {
-        let total = self
-            .bytes_scanned
-            .fetch_add(bytes, Ordering::Relaxed)
-            .saturating_add(bytes);
-        if total <= self.bytes_left.load(Ordering::Relaxed) {
-            return Ok(());
+        self.bytes_scanned.fetch_add(bytes, Ordering::Relaxed);
+        let meter = self.meter.lock().unwrap_or_else(|e| e.into_inner());
+        match &*meter {
+            Some(m) => m.ledger.scan(&m.token, &m.budget, bytes, Utc::now()),
+            None => {
+                self.unmetered.fetch_add(bytes, Ordering::Relaxed);
+                Ok(())
+            }
         }
-        let allowance = *self.allowance.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(a) = allowance else {
-            return Ok(());
-        };
-        let now = Utc::now();
-        let wait = (a.resets_at - now).num_seconds().max(1) as u64;
-        Err(Refusal::new(
-            ErrorKind::BudgetSpent,
-            format!(
-                "the statement read more than the {} bytes left of the token's budget.{} \
-                     ({} bytes); statements run again at {} (in {wait} s)",
-                a.bytes_left,
-                a.budget,
-                a.limit,
-                a.resets_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
+    }
+
+    /// Charges the next run's reads as they happen (none: at its end).
+    pub fn meter_to(&self, meter: Option<Meter>) {
+        *self.meter.lock().unwrap_or_else(|e| e.into_inner()) = meter;
+    }
+
+    /// Bytes read since the last call (a prepared statement's session
+    /// runs it more than once; each run is charged what it read), and how
+    /// many of them no meter charged yet.
+    pub fn take_bytes_scanned(&self) -> (u64, u64) {
+        (
+            self.bytes_scanned.swap(0, Ordering::Relaxed),
+            self.unmetered.swap(0, Ordering::Relaxed),
         )
-        .with_retry_after(wait))
-    }
-
-    /// Sets what the next run may read (none: no bytes budget).
-    pub fn limit_to(&self, allowance: Option<Allowance>) {
-        let left = allowance.map_or(u64::MAX, |a| a.bytes_left);
-        *self.allowance.lock().unwrap_or_else(|e| e.into_inner()) = allowance;
-        self.bytes_left.store(left, Ordering::Relaxed);
-    }
-
-    /// Bytes counted since the last call (a prepared statement's session
-    /// runs it more than once; each run is charged what it read).
-    pub fn take_bytes_scanned(&self) -> u64 {
-        self.bytes_scanned.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -188,15 +169,19 @@ struct Windows {
 impl Windows {
     /// Drops totals of windows that have ended by `now`. Windows only
     /// move forward: a clock stepped back (NTP) across an hour or midnight
-    /// keeps the totals rather than handing out a fresh budget.
+    /// keeps the totals rather than handing out a fresh budget. A clock
+    /// that was wrong by more than a day and is corrected re-anchors the
+    /// windows, so it cannot lock a token out until that far-off time.
     fn roll(&mut self, now: DateTime<Utc>) {
+        const DAY: i64 = 24 * 3600;
         let (hour, day) = window_starts(now);
-        if hour.timestamp() > self.hour_start {
-            self.hour_start = hour.timestamp();
+        let (hour, day) = (hour.timestamp(), day.timestamp());
+        if hour > self.hour_start || hour < self.hour_start - DAY {
+            self.hour_start = hour;
             self.hour = Spent::default();
         }
-        if day.timestamp() > self.day_start {
-            self.day_start = day.timestamp();
+        if day > self.day_start || day < self.day_start - DAY {
+            self.day_start = day;
             self.day = Spent::default();
         }
     }
@@ -313,12 +298,24 @@ impl Ledger {
         ))
     }
 
-    /// What the tightest of `budget`'s bytes budgets has left for
-    /// `token` (none when it sets no bytes budget).
-    pub fn allowance(&self, token: &str, budget: &Budget, now: DateTime<Utc>) -> Option<Allowance> {
-        let w = self.with(token, now, |w| *w);
+    /// Charges `bytes` a running statement of `token` just read; refuses
+    /// once the token is over one of `budget`'s bytes budgets (the reads
+    /// of all its statements count, as they happen).
+    pub fn scan(
+        &self,
+        token: &str,
+        budget: &Budget,
+        bytes: u64,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<(), Refusal> {
+        let w = self.with(token, now, |w| {
+            for s in [&mut w.hour, &mut w.day] {
+                s.bytes_scanned = s.bytes_scanned.saturating_add(bytes);
+            }
+            *w
+        });
         let (hour, day) = window_starts(now);
-        [
+        let over = [
             (
                 "bytes_scanned_per_hour",
                 budget.bytes_scanned_per_hour,
@@ -333,15 +330,22 @@ impl Ledger {
             ),
         ]
         .into_iter()
-        .filter_map(|(budget, limit, used, resets_at)| {
-            limit.map(|limit| Allowance {
-                bytes_left: limit.saturating_sub(used),
-                budget,
-                limit,
-                resets_at,
-            })
-        })
-        .min_by_key(|a| a.bytes_left)
+        .filter(|(_, limit, used, _)| limit.is_some_and(|l| *used > l))
+        .max_by_key(|(.., at)| *at);
+        let Some((name, limit, used, until)) = over else {
+            return Ok(());
+        };
+        let wait = (until - now).num_seconds().max(1) as u64;
+        Err(Refusal::new(
+            ErrorKind::BudgetSpent,
+            format!(
+                "the token's budget is spent: budget.{name} ({used} of {}) while the statement ran; \
+                 statements run again at {} (in {wait} s)",
+                limit.unwrap_or_default(),
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+        .with_retry_after(wait))
     }
 
     /// Charges a finished (or stopped) statement.
@@ -444,40 +448,47 @@ mod tests {
         // The clock steps back into the previous hour: still spent.
         assert!(ledger.check("t", &budget, at(10, 59)).is_err());
         assert!(ledger.check("t", &budget, at(12, 0)).is_ok());
+        // A clock set years ahead and then corrected does not lock the
+        // token out until then.
+        let later = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        ledger.charge("t", 0, 10, later);
+        assert!(ledger.check("t", &budget, later).is_err());
+        assert!(ledger.check("t", &budget, at(12, 5)).is_ok());
     }
 
     #[test]
-    fn one_statement_stops_at_what_its_bytes_budget_had_left() {
-        let ledger = Ledger::new();
+    fn reads_are_charged_as_they_happen_and_shared_by_the_tokens_statements() {
+        let ledger = Arc::new(Ledger::new());
         let budget = Budget {
             bytes_scanned_per_hour: Some(1000),
             bytes_scanned_per_day: Some(5000),
             ..Budget::default()
         };
-        ledger.charge("t", 600, 0, at(10, 0));
-        let a = ledger.allowance("t", &budget, at(10, 1)).unwrap();
-        assert_eq!((a.bytes_left, a.budget), (400, "bytes_scanned_per_hour"));
-        let usage = Usage::default();
-        usage.limit_to(Some(a));
-        usage.scanned(400).unwrap();
-        let e = usage.scanned(1).unwrap_err();
+        ledger.charge("t", 600, 0, Utc::now());
+        // Two statements of the token at once: their reads add up.
+        let (a, b) = (Usage::default(), Usage::default());
+        for u in [&a, &b] {
+            u.meter_to(Some(Meter::new(Arc::clone(&ledger), "t", budget.clone())));
+        }
+        a.scanned(200).unwrap();
+        b.scanned(200).unwrap();
+        let e = a.scanned(1).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BudgetSpent);
         assert!(
-            e.message().contains("budget.bytes_scanned_per_hour"),
+            e.message()
+                .contains("budget.bytes_scanned_per_hour (1001 of 1000)"),
             "{}",
             e.message()
         );
         assert!(e.retry_after().is_some());
-        assert_eq!(
-            usage.take_bytes_scanned(),
-            401,
-            "what was read is still charged"
-        );
-        // No bytes budget: no allowance, nothing refused.
-        assert_eq!(ledger.allowance("t", &Budget::default(), at(10, 1)), None);
+        assert!(b.scanned(1).is_err(), "the other statement stops too");
+        // What was read is charged once: live, not again at the end.
+        assert_eq!(a.take_bytes_scanned(), (201, 0));
+        assert_eq!(ledger.state("t", Utc::now()).hour.bytes_scanned, 600 + 402);
+        // Without a meter the bytes wait for the end of the run.
         let free = Usage::default();
-        free.limit_to(None);
         free.scanned(u64::MAX).unwrap();
+        assert_eq!(free.take_bytes_scanned(), (u64::MAX, u64::MAX));
     }
 
     #[test]

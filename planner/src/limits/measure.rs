@@ -10,7 +10,7 @@
 //! width per value, offsets plus the value bytes for strings and binaries,
 //! offsets plus the elements in range for lists, and so on, at any depth.
 
-use arrow::array::{Array, AsArray, make_array};
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
 
 /// The bytes of `batch`'s visible values, at least one per row: a
@@ -76,18 +76,25 @@ fn array_bytes(a: &dyn Array) -> u64 {
             .iter()
             .map(|c| array_bytes(c.as_ref()))
             .fold(0u64, u64::saturating_add),
+        // Run-end encoded: runs are not merged when rows are filtered out,
+        // so their number depends on where hidden rows were. Weigh the
+        // plain values.
+        DataType::RunEndEncoded(_, values) => {
+            return match arrow::compute::cast(a, values.data_type()) {
+                Ok(plain) => array_bytes(plain.as_ref()),
+                Err(_) => len.saturating_mul(8).saturating_add(nulls),
+            };
+        }
+        // A union's children hold the values of every row, hidden ones
+        // included: a fixed weight per value.
+        DataType::Union(_, _) => len.saturating_mul(8),
         // Offsets and data of the slice, fixed widths: Arrow's slice size
         // is exactly the plain layout.
         _ => {
-            let data = a.to_data();
-            match data.get_slice_memory_size() {
-                Ok(n) => return n as u64,
-                // A layout Arrow cannot size (run-end encoded): rebuild it.
-                Err(_) => {
-                    let copy = make_array(data);
-                    return copy.get_array_memory_size() as u64;
-                }
-            }
+            return a
+                .to_data()
+                .get_slice_memory_size()
+                .map_or(len.saturating_mul(8), |n| n as u64);
         }
     };
     values.saturating_add(nulls)
@@ -164,6 +171,22 @@ mod tests {
             visible_bytes(&first_row(&batch(view)))
         };
         assert_eq!(lists(1), lists(100_000));
+    }
+
+    #[test]
+    fn run_end_encoded_bytes_do_not_depend_on_where_hidden_rows_were() {
+        use arrow::array::{BooleanArray, RunArray};
+        let weigh = |values: Vec<&str>, keep: Vec<bool>| {
+            let runs: RunArray<Int32Type> = values.into_iter().collect();
+            let b = batch(Arc::new(runs));
+            visible_bytes(&filter_record_batch(&b, &BooleanArray::from(keep)).unwrap())
+        };
+        // The visible rows are "a", "a" both times; a hidden "b" sat
+        // between them in the second (two runs after the filter, not one).
+        assert_eq!(
+            weigh(vec!["a", "a", "b"], vec![true, true, false]),
+            weigh(vec!["a", "b", "a"], vec![true, false, true])
+        );
     }
 
     #[test]

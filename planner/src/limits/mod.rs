@@ -39,7 +39,7 @@ use serde::Deserialize;
 
 pub use admission::{Admission, Slot};
 pub use bounds::StatementBounds;
-pub use budget::{Budget, Ledger, Usage};
+pub use budget::{Budget, Ledger, Meter, Usage};
 pub use memory::MemoryBounds;
 pub use rate::RateLimits;
 pub use run::{ExecRuntime, QueryControl};
@@ -195,7 +195,7 @@ pub struct Limits {
     /// Where statements are planned and executed.
     pub runtime: ExecRuntime,
     /// What each token has spent of its budgets.
-    pub ledger: budget::Ledger,
+    pub ledger: std::sync::Arc<budget::Ledger>,
 }
 
 impl Limits {
@@ -220,7 +220,7 @@ impl Limits {
             memory,
             config,
             runtime: ExecRuntime::default(),
-            ledger: budget::Ledger::new(),
+            ledger: std::sync::Arc::new(budget::Ledger::new()),
         })
     }
 

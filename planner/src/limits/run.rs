@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -98,6 +98,9 @@ const TIMED_OUT: u8 = 2;
 pub struct QueryControl {
     state: AtomicU8,
     deadline: Mutex<Option<(Instant, Duration)>>,
+    /// The deadline was cleared for good ([`QueryControl::clear_deadline`]):
+    /// execution does not start a new one.
+    unlimited: AtomicBool,
 }
 
 impl Default for QueryControl {
@@ -105,6 +108,7 @@ impl Default for QueryControl {
         Self {
             state: AtomicU8::new(RUNNING),
             deadline: Mutex::new(None),
+            unlimited: AtomicBool::new(false),
         }
     }
 }
@@ -125,7 +129,7 @@ impl QueryControl {
     /// Starts the clock unless planning already did.
     pub fn start_unless_started(&self, limit: Duration) {
         let mut deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
-        if deadline.is_none() {
+        if deadline.is_none() && !self.unlimited.load(Ordering::Acquire) {
             *deadline = Some((Instant::now() + limit, limit));
         }
     }
@@ -143,8 +147,10 @@ impl QueryControl {
         }
     }
 
-    /// No deadline from now on.
+    /// No deadline from now on, also when the statement then executes
+    /// (export jobs, bounded by their own run time).
     pub fn clear_deadline(&self) {
+        self.unlimited.store(true, Ordering::Release);
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -450,6 +456,29 @@ mod tests {
         )
         .await;
         assert_eq!(ok.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_cleared_deadline_is_not_restarted_by_execution() {
+        let control = QueryControl::new();
+        control.start(Duration::from_millis(1));
+        control.clear_deadline();
+        control.start_unless_started(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(control.check().is_ok(), "an export job keeps running");
+        let plain = QueryControl::new();
+        plain.start_unless_started(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(plain.check().is_err());
+    }
+
+    #[test]
+    fn time_waiting_for_a_slot_moves_the_deadline() {
+        let control = QueryControl::new();
+        control.start(Duration::from_millis(20));
+        control.postpone(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(control.check().is_ok());
     }
 
     #[tokio::test]
