@@ -21,7 +21,6 @@ gives the same queries: a mismatch reproduces with its query id.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from generated_oracle import PROTOCOLS, GeneratedRun  # noqa: E402
 from harness import SluiceServer, adbc_query, sluice_binary  # noqa: E402
 from oracle import Oracle  # noqa: E402
 from oracle_gen import generate, generate_prepared  # noqa: E402
-from policy_views import table_view  # noqa: E402
+from policy_views import hidden_columns_by_token  # noqa: E402
 from tokens import GENERATED_ORACLE_TOKENS  # noqa: E402
 from trino_harness import run_dbapi, trino_connect  # noqa: E402
 
@@ -78,14 +77,8 @@ def main() -> int:
 
         oracle = Oracle(GENERATED_ORACLE_TOKENS, lake.sources, TABLE_CLASSES,
                         lambda key, sql: adbc_query(flight_conn(key), sql))
-        hidden = {}
-        for key in tokens:
-            cols: set[str] = set()
-            for ident, source in lake.sources.items():
-                view = table_view(GENERATED_ORACLE_TOKENS[key], ident, source, TABLE_CLASSES.get(ident))
-                if view is not None:
-                    cols |= set(view.hidden_columns)
-            hidden[key] = cols
+        hidden = hidden_columns_by_token({k: GENERATED_ORACLE_TOKENS[k] for k in tokens}, lake.sources,
+                                         TABLE_CLASSES)
         run = GeneratedRun(
             oracle,
             run_prepared=lambda key, sql, params: adbc_query(flight_conn(key), sql, params),

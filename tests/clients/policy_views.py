@@ -256,6 +256,21 @@ def table_view(token: dict, ident: str, source: pa.Table, table_class: dict | No
     return TableView(fq, visible, hidden, select_list, where)
 
 
+def hidden_columns_by_token(tokens: dict[str, dict], sources: dict[str, pa.Table],
+                            table_classes: dict[str, dict]) -> dict[str, set[str]]:
+    """token key -> the columns its grants hide in any table of ``sources``
+    (names a refusal may mention, which the comparators check for)."""
+    hidden: dict[str, set[str]] = {}
+    for key, body in tokens.items():
+        cols: set[str] = set()
+        for ident, source in sources.items():
+            view = table_view(body, ident, source, table_classes.get(ident))
+            if view is not None:
+                cols |= set(view.hidden_columns)
+        hidden[key] = cols
+    return hidden
+
+
 @dataclasses.dataclass
 class OracleDB:
     """A DuckDB database holding one token's secure views."""

@@ -26,7 +26,7 @@ from fixtures import TABLE_CLASSES
 from generated_oracle import GeneratedRun
 from oracle import Oracle
 from oracle_gen import KNOWN_GATEWAY_BUGS, generate, generate_prepared
-from policy_views import table_view
+from policy_views import hidden_columns_by_token
 from tokens import GENERATED_ORACLE_TOKENS
 from trino_harness import run_dbapi
 
@@ -39,14 +39,7 @@ TOKENS = list(GENERATED_ORACLE_TOKENS)
 @pytest.fixture(scope="module")
 def generated(lake, conns, trino_conns):
     oracle = Oracle(GENERATED_ORACLE_TOKENS, lake.sources, TABLE_CLASSES, lambda key, sql: conns.query(key, sql))
-    hidden = {}
-    for key, body in GENERATED_ORACLE_TOKENS.items():
-        cols: set[str] = set()
-        for ident, source in lake.sources.items():
-            view = table_view(body, ident, source, TABLE_CLASSES.get(ident))
-            if view is not None:
-                cols |= set(view.hidden_columns)
-        hidden[key] = cols
+    hidden = hidden_columns_by_token(GENERATED_ORACLE_TOKENS, lake.sources, TABLE_CLASSES)
     run = GeneratedRun(
         oracle,
         run_prepared=lambda key, sql, params: conns.query(key, sql, params),

@@ -16,7 +16,7 @@ import pytest
 import trino_harness
 from fixtures import TABLE_CLASSES
 from oracle_queries import QUERIES, expected_totals, probe_queries
-from policy_views import table_view
+from policy_views import hidden_columns_by_token
 from tokens import ORACLE_TOKENS, PROBES
 from trino_harness import TRINO_ORACLES, run_dbapi
 from trino_oracle import TrinoVsFlight
@@ -32,14 +32,7 @@ PROBE_CASES = [
 
 @pytest.fixture(scope="session")
 def trino_oracle(conns, trino_conns, lake):
-    hidden = {}
-    for key, body in ORACLE_TOKENS.items():
-        cols: set[str] = set()
-        for ident, source in lake.sources.items():
-            view = table_view(body, ident, source, TABLE_CLASSES.get(ident))
-            if view is not None:
-                cols |= set(view.hidden_columns)
-        hidden[key] = cols
+    hidden = hidden_columns_by_token(ORACLE_TOKENS, lake.sources, TABLE_CLASSES)
     o = TrinoVsFlight(
         run_flight=lambda key, sql: conns.query_recorded(key, sql),
         # one shared trino connection per token; a new cursor per query
