@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::limits::Budget;
+use crate::limits::budget::Budget;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Default hard cap of rows per request when a token does not set one.

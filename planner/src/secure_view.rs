@@ -45,7 +45,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::error::opaque_failure;
-use crate::limits::Usage;
+use crate::limits::budget::Usage;
 use crate::masks::{MaskKey, mask_expr, masked_type};
 use crate::policy::{Grant, Mask, TableClass, TokenScope};
 use crate::rules::RuleCompiler;

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use crate::limits::Budget;
+use crate::limits::budget::Budget;
 use crate::policy::{Grant, TokenScope, TokenType};
 use crate::secret::Secret;
 use base64::Engine as _;
