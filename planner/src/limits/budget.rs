@@ -2,17 +2,17 @@
 //! per day (UTC clock hours and days), set in the token document.
 //!
 //! A statement is refused before it is planned and again before it runs
-//! once any of its token's budgets is spent; a statement that started
-//! within budget runs to its end and is charged in full (like a resource
-//! monitor, not a cut in the middle of a result). What a statement costs
-//! is measured while it runs: [`Usage`] counts the bytes of the batches
-//! that leave each secure view (the rows and columns the statement read
-//! through the policy, at least a byte per row; never hidden rows, whose
-//! number would show in the figure) and the governed stream the rows
-//! returned. The
-//! [`Ledger`] keeps each token's totals of the current hour and day; at
-//! start the server seeds it from `system.audit_log`, which records both
-//! figures for every statement, so a restart forgets nothing.
+//! once any of its token's budgets is spent. While it runs, [`Usage`]
+//! counts the bytes of the batches that leave each secure view (their
+//! visible values, weighed by `limits::measure`) and charges them to the
+//! token at once, so a running statement stops as soon as the token is
+//! over a bytes budget, whichever of its statements read the bytes. Rows
+//! are charged when the governed stream ends: a statement that started
+//! within its rows budget returns its result (at most `row_limit` rows).
+//! The [`Ledger`] keeps each token's totals of the current hour and day;
+//! at start the server seeds it from `system.audit_log`, which records
+//! both figures per request (see the README for what that rebuild can
+//! miss).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
