@@ -187,6 +187,68 @@ impl Windows {
     }
 }
 
+/// A budget, what the window spent of it and when the window resets.
+type Line = (&'static str, Option<u64>, u64, DateTime<Utc>);
+
+/// Each of `budget`'s limits with what `w` spent of it.
+fn lines(budget: &Budget, w: &Windows, now: DateTime<Utc>) -> [Line; 4] {
+    let (hour, day) = window_starts(now);
+    let (next_hour, next_day) = (
+        hour + ChronoDuration::hours(1),
+        day + ChronoDuration::days(1),
+    );
+    [
+        (
+            "bytes_scanned_per_hour",
+            budget.bytes_scanned_per_hour,
+            w.hour.bytes_scanned,
+            next_hour,
+        ),
+        (
+            "rows_returned_per_hour",
+            budget.rows_returned_per_hour,
+            w.hour.rows_returned,
+            next_hour,
+        ),
+        (
+            "bytes_scanned_per_day",
+            budget.bytes_scanned_per_day,
+            w.day.bytes_scanned,
+            next_day,
+        ),
+        (
+            "rows_returned_per_day",
+            budget.rows_returned_per_day,
+            w.day.rows_returned,
+            next_day,
+        ),
+    ]
+}
+
+/// The refusal naming the `spent` budgets (none when there are none):
+/// statements run again at the latest of their resets.
+fn refusal(spent: &[Line], now: DateTime<Utc>, context: &str) -> Option<Refusal> {
+    let until = spent.iter().map(|(.., at)| *at).max()?;
+    let names: Vec<String> = spent
+        .iter()
+        .map(|(name, limit, used, _)| {
+            format!("budget.{name} ({used} of {})", limit.unwrap_or_default())
+        })
+        .collect();
+    let wait = (until - now).num_seconds().max(1) as u64;
+    Some(
+        Refusal::new(
+            ErrorKind::BudgetSpent,
+            format!(
+                "the token's budget is spent: {}{context}; statements run again at {} (in {wait} s)",
+                names.join(", "),
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        )
+        .with_retry_after(wait),
+    )
+}
+
 /// The start of the clock hour and of the UTC day that contain `now`.
 pub fn window_starts(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let hour = now
@@ -240,62 +302,14 @@ impl Ledger {
             return Ok(());
         }
         let w = self.with(token, now, |w| *w);
-        let (hour, day) = window_starts(now);
-        let next_hour = hour + ChronoDuration::hours(1);
-        let next_day = day + ChronoDuration::days(1);
-        let over = [
-            (
-                "bytes_scanned_per_hour",
-                budget.bytes_scanned_per_hour,
-                w.hour.bytes_scanned,
-                next_hour,
-            ),
-            (
-                "rows_returned_per_hour",
-                budget.rows_returned_per_hour,
-                w.hour.rows_returned,
-                next_hour,
-            ),
-            (
-                "bytes_scanned_per_day",
-                budget.bytes_scanned_per_day,
-                w.day.bytes_scanned,
-                next_day,
-            ),
-            (
-                "rows_returned_per_day",
-                budget.rows_returned_per_day,
-                w.day.rows_returned,
-                next_day,
-            ),
-        ];
-        // The latest reset among the spent budgets is when the token can
-        // run statements again.
-        let spent: Vec<_> = over
-            .iter()
+        let spent: Vec<Line> = lines(budget, &w, now)
+            .into_iter()
             .filter(|(_, limit, used, _)| limit.is_some_and(|l| *used >= l))
             .collect();
-        let Some(until) = spent.iter().map(|(.., at)| *at).max() else {
-            return Ok(());
-        };
-        let names: Vec<String> = spent
-            .iter()
-            .map(|(name, limit, used, _)| {
-                format!("budget.{name} ({used} of {})", limit.unwrap_or_default())
-            })
-            .collect();
-        let wait = (until - now).num_seconds().max(1) as u64;
-        Err(Error::Refused(
-            crate::error::Refusal::new(
-                ErrorKind::BudgetSpent,
-                format!(
-                    "the token's budget is spent: {}; statements run again at {} (in {wait} s)",
-                    names.join(", "),
-                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-            )
-            .with_retry_after(wait),
-        ))
+        match refusal(&spent, now, "") {
+            Some(r) => Err(Error::Refused(r)),
+            None => Ok(()),
+        }
     }
 
     /// Charges `bytes` a running statement of `token` just read; refuses
@@ -314,38 +328,13 @@ impl Ledger {
             }
             *w
         });
-        let (hour, day) = window_starts(now);
-        let over = [
-            (
-                "bytes_scanned_per_hour",
-                budget.bytes_scanned_per_hour,
-                w.hour.bytes_scanned,
-                hour + ChronoDuration::hours(1),
-            ),
-            (
-                "bytes_scanned_per_day",
-                budget.bytes_scanned_per_day,
-                w.day.bytes_scanned,
-                day + ChronoDuration::days(1),
-            ),
-        ]
-        .into_iter()
-        .filter(|(_, limit, used, _)| limit.is_some_and(|l| *used > l))
-        .max_by_key(|(.., at)| *at);
-        let Some((name, limit, used, until)) = over else {
-            return Ok(());
-        };
-        let wait = (until - now).num_seconds().max(1) as u64;
-        Err(Refusal::new(
-            ErrorKind::BudgetSpent,
-            format!(
-                "the token's budget is spent: budget.{name} ({used} of {}) while the statement ran; \
-                 statements run again at {} (in {wait} s)",
-                limit.unwrap_or_default(),
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-        )
-        .with_retry_after(wait))
+        let over: Vec<Line> = lines(budget, &w, now)
+            .into_iter()
+            .filter(|(name, limit, used, _)| {
+                name.starts_with("bytes") && limit.is_some_and(|l| *used > l)
+            })
+            .collect();
+        refusal(&over, now, " while the statement ran").map_or(Ok(()), Err)
     }
 
     /// Charges a finished (or stopped) statement.
