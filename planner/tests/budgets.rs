@@ -6,19 +6,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use futures::TryStreamExt;
-use sluice_planner::{ErrorKind, Governor, TokenScope};
+use sluice_planner::{ErrorKind, TokenScope};
 use sluice_test_support::{governor, scope};
 
-async fn run(g: &Governor, s: &Arc<TokenScope>, sql: &str) -> sluice_planner::Result<u64> {
-    let stream = g.plan(s, sql).await?.execute().await?;
-    let batches: Vec<RecordBatch> = stream
-        .map_err(sluice_planner::Error::DataFusion)
-        .try_collect()
-        .await?;
-    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
-}
+use sluice_test_support::batches::row_count as run;
 
 fn budgeted(id: &str, budget: serde_json::Value) -> Arc<TokenScope> {
     scope(serde_json::json!({

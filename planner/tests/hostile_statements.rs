@@ -7,20 +7,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
 use futures::TryStreamExt;
 use sluice_planner::limits::LimitsConfig;
 use sluice_planner::{ErrorKind, Governor, TokenScope};
 use sluice_test_support::hostile::{self, Expect, governor, reader};
 
-async fn run(g: &Governor, s: &Arc<TokenScope>, sql: &str) -> sluice_planner::Result<u64> {
-    let stream = g.plan(s, sql).await?.execute().await?;
-    let batches: Vec<RecordBatch> = stream
-        .map_err(sluice_planner::Error::DataFusion)
-        .try_collect()
-        .await?;
-    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
-}
+use sluice_test_support::batches::row_count as run;
 
 async fn still_serving(g: &Governor, s: &Arc<TokenScope>) {
     let n = run(g, s, "SELECT id FROM lake.db.numbers WHERE id < 10")

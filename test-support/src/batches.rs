@@ -49,3 +49,18 @@ pub fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
     }
     out
 }
+
+/// Plans and runs `sql` for `scope`: the number of rows, or the error of
+/// planning or running it (for tests that expect refusals).
+pub async fn row_count(
+    governor: &Governor,
+    scope: &Arc<TokenScope>,
+    sql: &str,
+) -> sluice_planner::Result<u64> {
+    let stream = governor.plan(scope, sql).await?.execute().await?;
+    let batches: Vec<RecordBatch> = stream
+        .map_err(sluice_planner::Error::DataFusion)
+        .try_collect()
+        .await?;
+    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+}
