@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         props: Default::default(),
         s3: None,
         tables: Default::default(),
+        refresh_interval: sluice_connectors::DEFAULT_REFRESH_INTERVAL,
     };
     let ctx = datafusion::prelude::SessionContext::new();
     ctx.register_catalog(name, load_iceberg_catalog(&cfg).await?);

@@ -38,7 +38,7 @@ pub struct Gateway {
     /// Milvus catalogs (their reachability is reported by `/ready`).
     pub milvus: Vec<(String, sluice_connectors::MilvusCatalog)>,
     /// Iceberg catalogs (probed by `/ready`).
-    pub iceberg: Vec<(String, sluice_connectors::IcebergProbe)>,
+    pub iceberg: Vec<(String, sluice_connectors::IcebergHandle)>,
     /// Export jobs (`None` when `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// The audit log's settings.

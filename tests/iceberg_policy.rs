@@ -83,7 +83,7 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
     .await;
     let scan = text
         .lines()
-        .find(|l| l.contains("IcebergTableScan"))
+        .find(|l| l.contains("IcebergScan:"))
         .unwrap_or_else(|| panic!("no Iceberg scan in\n{text}"));
     for hint in ["sensitivity <= 2", "region = \"eu\"", "amount <= 10000"] {
         assert!(
@@ -93,7 +93,7 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
     }
     let barrier = text.find("SecureViewExec").expect("barrier in plan");
     assert!(
-        text.find("IcebergTableScan").unwrap() > barrier,
+        text.find("IcebergScan:").unwrap() > barrier,
         "the scan must sit below the barrier:\n{text}"
     );
 
@@ -116,7 +116,7 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
     )
     .await;
     assert!(text.contains("SecureViewExec"), "{text}");
-    assert!(!text.contains("IcebergTableScan"), "{text}");
+    assert!(!text.contains("IcebergScan"), "{text}");
     assert!(!text.contains("sensitivity"), "{text}");
 }
 

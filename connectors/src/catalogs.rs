@@ -9,7 +9,7 @@ use sluice_planner::{CatalogEntry, Governor};
 
 use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
-use crate::iceberg::{IcebergProbe, load_iceberg_catalog_with_probe};
+use crate::iceberg::{IcebergHandle, load_iceberg_catalog_with_handle};
 use crate::milvus::{MilvusCatalog, load_milvus_catalog};
 
 /// The loaded catalogs.
@@ -19,8 +19,8 @@ pub struct Catalogs {
     pub governor: Governor,
     /// Milvus catalogs by name (their reachability changes at run time).
     pub milvus: Vec<(String, MilvusCatalog)>,
-    /// Iceberg catalogs by name, as `/ready` probes them.
-    pub iceberg: Vec<(String, IcebergProbe)>,
+    /// Iceberg catalogs by name (`/ready` probes them; refresh on demand).
+    pub iceberg: Vec<(String, IcebergHandle)>,
 }
 
 /// Loads every configured catalog (connecting to each) into a governor.
@@ -35,10 +35,11 @@ pub async fn load_catalogs(configs: &BTreeMap<String, CatalogConfig>) -> Result<
         };
         let provider = match config {
             CatalogConfig::Iceberg(cfg) => {
-                let (provider, probe) =
-                    load_iceberg_catalog_with_probe(cfg).await.map_err(failed)?;
+                let (provider, handle) = load_iceberg_catalog_with_handle(cfg)
+                    .await
+                    .map_err(failed)?;
                 tracing::info!(catalog = %name, kind = ?cfg.catalog, "catalog loaded");
-                catalogs.iceberg.push((name.clone(), probe));
+                catalogs.iceberg.push((name.clone(), handle));
                 provider
             }
             CatalogConfig::Milvus(cfg) => {

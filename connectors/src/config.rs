@@ -23,14 +23,14 @@ pub enum CatalogConfig {
 }
 
 /// Keys only a Milvus catalog has, and keys only an Iceberg catalog has:
-/// set on the other kind, they are named as such.
+/// set on the other kind, they are named as such (`refresh_interval` is
+/// both kinds').
 const MILVUS_KEYS: &[&str] = &[
     "database",
     "username",
     "password",
     "token",
     "timeout",
-    "refresh_interval",
     "page_size",
     "consistency",
 ];
@@ -177,7 +177,21 @@ mod tests {
         assert_eq!(m.page_size, 1000);
         assert!(!format!("{cat:?}").contains("hunter2"));
         let cat = parse(serde_json::json!({"kind": "iceberg", "uri": "sqlite:///x.db"})).unwrap();
-        assert!(matches!(cat, CatalogConfig::Iceberg(_)));
+        let CatalogConfig::Iceberg(i) = &cat else {
+            panic!("an Iceberg catalog: {cat:?}");
+        };
+        assert_eq!(i.refresh_interval, crate::iceberg::DEFAULT_REFRESH_INTERVAL);
+        let cat = parse(serde_json::json!({
+            "kind": "iceberg", "uri": "sqlite:///x.db", "refresh_interval": "0s"
+        }))
+        .unwrap();
+        let CatalogConfig::Iceberg(i) = &cat else {
+            panic!("an Iceberg catalog: {cat:?}");
+        };
+        assert!(
+            i.refresh_interval.is_zero(),
+            "0s: every query asks the catalog"
+        );
     }
 
     #[test]

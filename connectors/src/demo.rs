@@ -130,6 +130,7 @@ pub fn demo_catalog_config(dir: &Path) -> Result<IcebergCatalogConfig> {
         props: Default::default(),
         s3: None,
         tables: Default::default(),
+        refresh_interval: crate::iceberg::DEFAULT_REFRESH_INTERVAL,
     })
 }
 

@@ -37,8 +37,8 @@ pub use config::CatalogConfig;
 pub use demo::{DEMO_CATALOG, DemoWarehouse, build_demo_warehouse, demo_catalog_config};
 pub use error::{Error, Result};
 pub use iceberg::{
-    IcebergCatalogConfig, IcebergCatalogKind, IcebergProbe, Props, load_iceberg_catalog,
-    load_iceberg_catalog_with_probe,
+    DEFAULT_REFRESH_INTERVAL, IcebergCatalogConfig, IcebergCatalogKind, IcebergHandle, Props,
+    load_iceberg_catalog, load_iceberg_catalog_with_handle,
 };
 pub use milvus::{CatalogStatus, MilvusCatalog, MilvusConfig, load_milvus_catalog};
 pub use remote::{Peer, PeerCatalog, PeerConfig, PeerState, PeerStatus};

@@ -11,6 +11,7 @@
 //! | `POST /v1/external-tokens/accept` | admin | import a share profile as peer `name` (201) |
 //! | `GET /v1/external-tokens` | admin | imported peers (never secrets) |
 //! | `DELETE /v1/external-tokens/{id}` | admin | remove a peer (204) |
+//! | `POST /v1/catalogs/{name}/refresh` | admin | an Iceberg catalog's tables re-read their metadata at their next query (204) |
 //! | `GET /health` | anyone | liveness, always 200 |
 //! | `POST /v1/search` | any token | vector search as JSON, under the token's policy |
 //! | `POST /v1/exports` | token with `export_destinations` | queue an export job (202) |
@@ -23,6 +24,7 @@
 //! (the gateway's; a client's own is recorded in the audit log as
 //! `client_request_id`), one audit record and one log line.
 
+mod catalogs;
 mod error;
 mod exports;
 mod extract;
@@ -63,8 +65,9 @@ pub struct AppState {
     pub default_row_limit: u64,
     /// Milvus catalogs, whose reachability `/ready` reports.
     pub milvus: Arc<Vec<(String, sluice_connectors::MilvusCatalog)>>,
-    /// Iceberg catalogs, which `/ready` probes.
-    pub iceberg: Arc<Vec<(String, sluice_connectors::IcebergProbe)>>,
+    /// Iceberg catalogs, which `/ready` probes and
+    /// `/v1/catalogs/{name}/refresh` refreshes.
+    pub iceberg: Arc<Vec<(String, sluice_connectors::IcebergHandle)>>,
     /// Export jobs (`None`: `[exports] enabled = false`).
     pub exports: Option<Arc<crate::exports::Exports>>,
     /// Where request records go (`None`: not audited, in unit tests).
@@ -98,6 +101,10 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route(
             "/v1/external-tokens/{id}",
             axum::routing::delete(federation::remove),
+        )
+        .route(
+            "/v1/catalogs/{name}/refresh",
+            axum::routing::post(catalogs::refresh),
         )
         .route("/v1/search", axum::routing::post(search::search))
         .route("/v1/exports", get(exports::list).post(exports::submit))

@@ -1,25 +1,21 @@
-//! Iceberg catalogs served to DataFusion.
+//! `[catalogs.<name>]` with `kind = "iceberg"`: how to reach one Iceberg
+//! catalog, how often its tables' metadata is re-read, and the classes of
+//! its tables.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
-use ::iceberg::io::LocalFsStorageFactory;
-use ::iceberg::{Catalog, CatalogBuilder};
-use datafusion::catalog::CatalogProvider;
-use iceberg_catalog_rest::{
-    REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder,
-};
-use iceberg_catalog_sql::{
-    SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle, SqlCatalogBuilder,
-};
-use iceberg_datafusion::IcebergCatalogProvider;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use sluice_planner::TableClass;
+use sluice_planner::units::de_duration;
 
-use crate::error::{Error, Result};
 use crate::location::{is_sensitive_key, redact_url, redact_value};
 use crate::s3::S3Config;
+
+/// How long a table's metadata is served before the catalog is asked again.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Which kind of Iceberg catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -80,6 +76,15 @@ pub struct IcebergCatalogConfig {
     /// Classification per `namespace.table`.
     #[serde(default)]
     pub tables: BTreeMap<String, TableClass>,
+    /// How long a table's metadata (snapshot, schema, manifests) is served
+    /// before a query asks the catalog again (`"5s"`, `"500ms"`; `"0s"`:
+    /// every query). `POST /v1/catalogs/{name}/refresh` asks at once.
+    #[serde(default = "default_refresh_interval", deserialize_with = "de_duration")]
+    pub refresh_interval: Duration,
+}
+
+fn default_refresh_interval() -> Duration {
+    DEFAULT_REFRESH_INTERVAL
 }
 
 impl fmt::Debug for IcebergCatalogConfig {
@@ -92,6 +97,7 @@ impl fmt::Debug for IcebergCatalogConfig {
             .field("props", &self.props)
             .field("s3", &self.s3)
             .field("tables", &self.tables)
+            .field("refresh_interval", &self.refresh_interval)
             .finish()
     }
 }
@@ -109,102 +115,6 @@ pub fn normalize_sqlite_uri(uri: &str) -> String {
     match uri.strip_prefix("sqlite:") {
         Some(rest) if rest.starts_with('/') => format!("sqlite:/{}", rest.trim_start_matches('/')),
         _ => uri.to_string(),
-    }
-}
-
-/// Connects to an Iceberg catalog.
-pub async fn connect(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn Catalog>> {
-    let config_err = |message: String| Error::Config {
-        catalog: cfg.name().to_string(),
-        message,
-    };
-    let warehouse_is_s3 = cfg
-        .warehouse
-        .as_deref()
-        .is_some_and(|w| w.starts_with("s3://") || w.starts_with("s3a://"));
-    if warehouse_is_s3 || cfg.s3.is_some() {
-        return Err(config_err(
-            "S3 warehouses are not supported by this build yet (iceberg-rust 0.10 needs the \
-             iceberg-storage-opendal crate); use a file:// warehouse"
-                .to_string(),
-        ));
-    }
-    let mut props: std::collections::HashMap<String, String> =
-        cfg.props.0.clone().into_iter().collect();
-    let catalog: Arc<dyn Catalog> = match cfg.catalog {
-        IcebergCatalogKind::Sql => {
-            let uri = normalize_sqlite_uri(&cfg.uri);
-            let bind = if uri.starts_with("sqlite:") {
-                SqlBindStyle::QMark
-            } else {
-                SqlBindStyle::DollarNumeric
-            };
-            props.insert(SQL_CATALOG_PROP_URI.to_string(), uri);
-            if let Some(w) = &cfg.warehouse {
-                props.insert(SQL_CATALOG_PROP_WAREHOUSE.to_string(), w.clone());
-            }
-            Arc::new(
-                SqlCatalogBuilder::default()
-                    .sql_bind_style(bind)
-                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
-                    .load(cfg.name(), props)
-                    .await?,
-            )
-        }
-        IcebergCatalogKind::Rest => {
-            props.insert(REST_CATALOG_PROP_URI.to_string(), cfg.uri.clone());
-            if let Some(w) = &cfg.warehouse {
-                props.insert(REST_CATALOG_PROP_WAREHOUSE.to_string(), w.clone());
-            }
-            Arc::new(
-                RestCatalogBuilder::default()
-                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
-                    .load(cfg.name(), props)
-                    .await?,
-            )
-        }
-    };
-    Ok(catalog)
-}
-
-/// Connects to an Iceberg catalog and presents it as a DataFusion catalog.
-/// Table lists and schemas are read once here (iceberg-datafusion caches
-/// them); restart or reload to see tables created later.
-pub async fn load_iceberg_catalog(cfg: &IcebergCatalogConfig) -> Result<Arc<dyn CatalogProvider>> {
-    Ok(load_iceberg_catalog_with_probe(cfg).await?.0)
-}
-
-/// [`load_iceberg_catalog`], plus a probe of the catalog's reachability
-/// (for readiness checks).
-pub async fn load_iceberg_catalog_with_probe(
-    cfg: &IcebergCatalogConfig,
-) -> Result<(Arc<dyn CatalogProvider>, IcebergProbe)> {
-    let catalog = connect(cfg).await?;
-    let provider = IcebergCatalogProvider::try_new(Arc::clone(&catalog)).await?;
-    Ok((Arc::new(provider), IcebergProbe(catalog)))
-}
-
-/// Asks an Iceberg catalog whether it answers.
-#[derive(Clone)]
-pub struct IcebergProbe(Arc<dyn Catalog>);
-
-impl fmt::Debug for IcebergProbe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("IcebergProbe")
-    }
-}
-
-impl IcebergProbe {
-    /// Whether the catalog lists its namespaces within `timeout`.
-    pub async fn ready(&self, timeout: std::time::Duration) -> bool {
-        match tokio::time::timeout(timeout, self.0.list_namespaces(None)).await {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "iceberg catalog readiness check failed");
-                false
-            }
-            Err(_) => false,
-        }
     }
 }
 

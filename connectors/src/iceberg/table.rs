@@ -1,0 +1,112 @@
+//! One Iceberg table as DataFusion sees it for one statement: the state
+//! the statement started with, planned into an [`IcebergScanExec`].
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::Result;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::TryStreamExt;
+use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
+
+use super::cache::TableState;
+use super::columns::ColumnMap;
+use super::external;
+use super::scan::IcebergScanExec;
+use super::split::split_tasks;
+
+/// A table pinned to one loaded state.
+#[derive(Debug)]
+pub(super) struct IcebergTable {
+    state: Arc<TableState>,
+}
+
+impl IcebergTable {
+    pub(super) fn new(state: Arc<TableState>) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl TableProvider for IcebergTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.state.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// Filters prune (partitions, manifests, files, row groups, pages,
+    /// rows in iceberg's reader) but DataFusion still applies them: the
+    /// conversion to iceberg predicates covers a subset of expressions.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let full = &self.state.schema;
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..full.fields().len()).collect(),
+        };
+        let output = Arc::new(full.project(&indices)?);
+        let names: Vec<String> = output.fields().iter().map(|f| f.name().clone()).collect();
+
+        let table = &self.state.table;
+        let metadata = table.metadata();
+        let current = metadata.current_schema();
+        let snapshot_schema = match metadata.current_snapshot() {
+            Some(snapshot) => snapshot.schema(metadata).map_err(external)?,
+            None => Arc::clone(current),
+        };
+        let columns = ColumnMap::new(current, &snapshot_schema, &names, output)?;
+        // Filters name current columns: bound to an older schema they
+        // could mean other columns, so they prune only when the schemas
+        // agree (the filter above the scan still applies them).
+        let predicate = if columns.same_schema() {
+            convert_filters_to_predicate(filters)
+        } else {
+            None
+        };
+        let mut builder = table.scan().select(columns.select().iter().cloned());
+        if let Some(predicate) = &predicate {
+            builder = builder.with_filter(predicate.clone());
+        }
+        let tasks: Vec<_> = builder
+            .build()
+            .map_err(external)?
+            .plan_files()
+            .await
+            .map_err(external)?
+            .try_collect()
+            .await
+            .map_err(external)?;
+        let groups = split_tasks(tasks, session.config().target_partitions());
+        Ok(Arc::new(IcebergScanExec::new(
+            table.clone(),
+            groups,
+            columns,
+            predicate,
+            limit,
+        )))
+    }
+}
