@@ -88,7 +88,7 @@ pub struct SecureView {
     pub searchable_vectors: Vec<String>,
     /// Short hash identifying the policy (grant, bound attributes, flags).
     pub fingerprint: String,
-    /// Key of the `hash` mask (HMAC-SHA256); `None`: plain SHA-256.
+    /// Key of the `hash` mask (keyed BLAKE3); `None`: plain BLAKE3.
     pub mask_key: Option<MaskKey>,
     source_schema: SchemaRef,
     schema: SchemaRef,

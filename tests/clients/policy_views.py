@@ -27,10 +27,9 @@ code (or bugs) with the system under test.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import re
 
+import blake3
 import duckdb
 import pyarrow as pa
 
@@ -53,15 +52,20 @@ class TableView:
 
 
 #: The key of sluice's `hash` mask in these tests (written into the test
-#: config as `[policy] mask_key`): `hash` is HMAC-SHA256 under it.
+#: config as `[policy] mask_key`): `hash` is keyed BLAKE3 under a key
+#: derived from it (the `blake3` package is an implementation independent
+#: of the Rust crate sluice uses).
 MASK_KEY = "sluice-conformance-mask-key"
+#: BLAKE3 `derive_key` context of the mask key (planner/src/masks.rs).
+HASH_KEY_CONTEXT = "sluice 2026-12-07 hash mask"
+_HASH_KEY = blake3.blake3(MASK_KEY.encode(), derive_key_context=HASH_KEY_CONTEXT).digest()
 
 
 def mask_hash(value):
     """sluice's `hash` mask of one text value (None stays None)."""
     if value is None:
         return None
-    return hmac.new(MASK_KEY.encode(), value.encode("utf-8"), hashlib.sha256).hexdigest()
+    return blake3.blake3(value.encode("utf-8"), key=_HASH_KEY).hexdigest()
 
 
 def register_udfs(con) -> None:

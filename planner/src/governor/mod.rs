@@ -174,8 +174,9 @@ impl Governor {
         &self.limits
     }
 
-    /// Keys the `hash` mask: HMAC-SHA256 under `key` instead of plain
-    /// SHA-256, so masked values cannot be recovered by hashing guesses.
+    /// Keys the `hash` mask: keyed BLAKE3 under a key derived from `key`
+    /// instead of plain BLAKE3, so masked values cannot be recovered by
+    /// hashing guesses.
     pub fn with_mask_key(mut self, key: &[u8]) -> Self {
         self.mask_key = Some(MaskKey::new(key));
         self
