@@ -24,9 +24,9 @@ PROBE_CASES = [
 
 
 def test_query_set():
-    """278 queries for each of the 4 oracle tokens; EXPECTED_OUTCOMES covers
+    """279 queries for each of the 4 oracle tokens; EXPECTED_OUTCOMES covers
     every token and every query."""
-    assert len(QUERIES) == 278
+    assert len(QUERIES) == 279
     assert len(ORACLE_TOKENS) == 4 and set(EXPECTED_OUTCOMES) == set(ORACLE_TOKENS)
     for tok, outcomes in EXPECTED_OUTCOMES.items():
         assert sum(outcomes["queries"]) == len(QUERIES), tok

@@ -17,6 +17,28 @@ use crate::rules::RuleCompiler;
 use crate::scoped_catalog::ScopedCatalog;
 use crate::vector_search::VectorSearchFunction;
 
+/// DataFusion's physical optimizer rules without its physical filter
+/// pushdown, plus [`crate::coop::CooperativeJoins`].
+///
+/// DataFusion 53's physical `FilterPushdown` maps a filter's columns into a
+/// child by *name*: above a join whose sides share a column name
+/// (`a.customer_id`, `b.customer_id`) a filter on one lands on the other,
+/// and a `WHERE` on the outer side of a `RIGHT JOIN` is silently dropped
+/// (found by the generated oracle; apache/datafusion#21246, fixed upstream
+/// after 53 by #25259). Sluice's connectors take their filters from the
+/// logical plan, so the physical rule only fed dynamic filters (TopK, join)
+/// to nodes that cannot use them here: correctness first.
+pub(crate) fn physical_optimizer_rules()
+-> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<_> = datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new()
+        .rules
+        .into_iter()
+        .filter(|rule| !rule.name().starts_with("FilterPushdown"))
+        .collect();
+    rules.push(Arc::new(crate::coop::CooperativeJoins));
+    rules
+}
+
 impl Governor {
     /// The token's scoped session: only its secure views exist in it.
     pub fn context(&self, scope: &Arc<TokenScope>) -> SessionContext {
@@ -89,7 +111,7 @@ impl Governor {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(crate::coop::CooperativeJoins))
+            .with_physical_optimizer_rules(physical_optimizer_rules())
             .with_runtime_env(self.limits.memory.query_runtime())
             .build();
         let bounded = functions::bounded(
