@@ -34,15 +34,16 @@
 //!
 //! # Truncation trailer
 //!
-//! A statement's result is capped at the token's `row_limit`. After the last
-//! record batch, `DoGet` always sends one more message: a **zero-row record
-//! batch** of the result schema whose `app_metadata` is the JSON object
-//! `{"sluice.truncated": true|false, "rows": N}` (`rows` = rows sent). A
-//! client reading the stream to the end can therefore tell a complete result
-//! from a truncated one; clients that ignore `app_metadata` just see an empty
-//! batch. (A message with *only* `app_metadata` and no IPC header would be
-//! leaner, but Go's Arrow reader — the ADBC Flight SQL driver — crashes on
-//! it and arrow-rs rejects it.) With pyarrow 26:
+//! A statement's result is capped at the token's `row_limit`. The last
+//! record batch of every `DoGet` carries, in its `app_metadata`, the JSON
+//! object `{"sluice.truncated": true|false, "rows": N, "sluice.receipt":
+//! {…}}` (`rows` = rows sent): a client reading the stream to the end can
+//! tell a complete result from a truncated one, and clients that ignore
+//! `app_metadata` see exactly the result's batches. A result without rows
+//! ends with one zero-row batch carrying it (a message with *only*
+//! `app_metadata` and no IPC header would be leaner, but Go's Arrow reader —
+//! the ADBC Flight SQL driver — crashes on it and arrow-rs rejects it).
+//! With pyarrow 26:
 //!
 //! ```python
 //! reader = client.do_get(endpoint.ticket, options)
@@ -52,16 +53,16 @@
 //!         chunk = reader.read_chunk()
 //!     except StopIteration:
 //!         break
+//!     if chunk.data is not None and chunk.data.num_rows:
+//!         handle(chunk.data)
 //!     if chunk.app_metadata is not None:
 //!         trailer = json.loads(chunk.app_metadata.to_pybytes())
-//!     elif chunk.data is not None:
-//!         handle(chunk.data)
-//! # trailer == {"sluice.truncated": False, "rows": 42}
+//! # trailer == {"sluice.truncated": False, "rows": 42, …}
 //! ```
 //!
 //! `reader.read_all()` and ADBC return the rows unchanged. In Rust,
-//! `arrow_flight::decode::FlightDataDecoder` yields the trailer as a
-//! `DecodedPayload::RecordBatch` with zero rows and `inner.app_metadata` set.
+//! `arrow_flight::decode::FlightDataDecoder` yields it as the last
+//! `DecodedPayload::RecordBatch`, with `inner.app_metadata` set.
 //!
 //! # Read-only
 //!

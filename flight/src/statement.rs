@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arrow::array::RecordBatch;
@@ -218,33 +218,29 @@ impl Statements {
     }
 }
 
-/// The trailer: a zero-row record batch of the result schema whose
-/// `app_metadata` is [`trailer_json`].
+/// The trailer of a result without rows: a zero-row batch of `schema`
+/// carrying `json` (see [`trailer_json`]) as its `app_metadata`.
 ///
 /// A message with *only* `app_metadata` (empty IPC header) would be the
 /// minimal form, but Go's Arrow IPC reader (ADBC Flight SQL driver) panics on
 /// it ("index out of range") and arrow-rs' `FlightDataDecoder` rejects it, so
-/// the metadata rides on an empty batch, which every reader accepts: pyarrow
-/// `read_chunk()` returns it with `data.num_rows == 0` and `app_metadata` set,
-/// `read_all()` and ADBC simply see no extra rows.
-pub(crate) fn trailer_message(
-    schema: &SchemaRef,
-    truncated: bool,
-    rows: u64,
-    receipt: &Receipt,
-) -> Result<FlightData> {
+/// the metadata rides on an empty batch, which every reader accepts.
+fn empty_batch_with(schema: &SchemaRef, json: String) -> Result<FlightData> {
     let empty = RecordBatch::new_empty(Arc::clone(schema));
     let mut messages = batches_to_flight_data(schema, vec![empty])?;
     // [schema, batch]: the schema is hydrated, so there are no dictionaries.
     let batch = messages
         .pop()
         .ok_or_else(|| ArrowError::IpcError("empty trailer encoding".to_owned()))?;
-    Ok(batch.with_app_metadata(trailer_json(truncated, rows, receipt)))
+    Ok(batch.with_app_metadata(json))
 }
 
-/// Encodes a governed stream as Flight data, then appends the trailer
-/// ([`trailer_message`]) carrying `{"sluice.truncated": bool, "rows": n}`.
-/// If the stream fails, the error ends the response and no trailer is sent.
+/// Encodes a governed stream as Flight data; the last batch carries the
+/// trailer JSON (`{"sluice.truncated": bool, "rows": n, …}`) in its
+/// `app_metadata`, so clients see no extra batch. A result without rows
+/// ends with [`empty_batch_with`] instead (an empty batch: the only carrier
+/// every reader accepts). If the stream fails, the error ends the response
+/// and there is no trailer.
 fn result_stream(
     token_id: String,
     schema: SchemaRef,
@@ -255,7 +251,6 @@ fn result_stream(
     let wire_schema = flight_schema(Arc::clone(&schema));
     let truncated = stream.truncation_flag();
     let rows = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicBool::new(false));
 
     let counted = {
         let rows = Arc::clone(&rows);
@@ -274,56 +269,171 @@ fn result_stream(
             ))))),
         })
     };
-    let data = {
-        let failed = Arc::clone(&failed);
-        FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(counted)
-            .map(move |item| {
-                item.map_err(|e| {
-                    failed.store(true, Ordering::Relaxed);
-                    Status::from(Error::from(e))
-                })
-            })
-    };
-    let trailer = stream::once(async move {
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(counted)
+        .map(|item| item.map_err(|e| Status::from(Error::from(e))));
+    let finish = move || {
         let truncated = truncated.load(Ordering::SeqCst);
         let rows = rows.load(Ordering::Relaxed);
         tracing::info!(token_id = %token_id, rows, truncated, "flight statement finished");
         audit.update(|a| a.truncated = truncated);
-        trailer_message(&wire_schema, truncated, rows, &receipt).map_err(Status::from)
+        trailer_json(truncated, rows, &receipt)
+    };
+    Box::pin(with_trailer(data, wire_schema, finish))
+}
+
+/// `data` (a schema message, then batch messages) with one message held
+/// back: when `data` ends, the held batch goes out with `trailer()` as its
+/// `app_metadata`; when only the schema came, an empty trailer batch
+/// follows it. An error goes out after the held message and ends the
+/// stream without a trailer.
+fn with_trailer(
+    data: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+    wire_schema: SchemaRef,
+    trailer: impl FnOnce() -> String + Send + 'static,
+) -> impl Stream<Item = Result<FlightData, Status>> + Send + 'static {
+    struct State<S, F> {
+        data: Pin<Box<S>>,
+        held: Option<FlightData>,
+        /// Messages seen (the first is the schema).
+        seen: usize,
+        trailer: Option<F>,
+        out: std::collections::VecDeque<Result<FlightData, Status>>,
+    }
+    let state = State {
+        data: Box::pin(data),
+        held: None,
+        seen: 0,
+        trailer: Some(trailer),
+        out: std::collections::VecDeque::new(),
+    };
+    stream::unfold(state, move |mut st| {
+        let wire_schema = Arc::clone(&wire_schema);
+        async move {
+            loop {
+                if let Some(item) = st.out.pop_front() {
+                    return Some((item, st));
+                }
+                let trailer = st.trailer.take()?;
+                match st.data.next().await {
+                    Some(Ok(message)) => {
+                        st.seen += 1;
+                        st.out.extend(st.held.replace(message).map(Ok));
+                        st.trailer = Some(trailer);
+                    }
+                    Some(Err(e)) => {
+                        st.out.extend(st.held.take().map(Ok));
+                        st.out.push_back(Err(e));
+                    }
+                    None => {
+                        let json = trailer();
+                        match st.held.take() {
+                            Some(batch) if st.seen > 1 => {
+                                st.out.push_back(Ok(batch.with_app_metadata(json)));
+                            }
+                            schema => {
+                                st.out.extend(schema.map(Ok));
+                                st.out.push_back(
+                                    empty_batch_with(&wire_schema, json).map_err(Status::from),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     })
-    .filter(move |_| futures::future::ready(!failed.load(Ordering::Relaxed)));
-    Box::pin(data.chain(trailer))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn trailer_is_an_empty_batch_with_metadata() {
+    fn int_schema() -> SchemaRef {
         use arrow::datatypes::{DataType, Field, Schema};
-        use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-        use futures::TryStreamExt;
+        Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]))
+    }
 
-        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
-        let trailer = trailer_message(&schema, true, 7, &Receipt::default()).unwrap();
-        assert!(!trailer.data_header.is_empty());
-        let mut msgs = batches_to_flight_data(&schema, vec![]).unwrap();
-        msgs.push(trailer);
-        let decoded: Vec<_> = futures::executor::block_on(
-            FlightDataDecoder::new(stream::iter(msgs.into_iter().map(Ok))).try_collect(),
+    /// `with_trailer` over the encoding of `batches` (and then `error`),
+    /// decoded: (rows per batch, app_metadata per batch, the error).
+    fn through_trailer(
+        batches: Vec<RecordBatch>,
+        error: Option<Status>,
+    ) -> (Vec<usize>, Vec<Option<serde_json::Value>>, Option<Status>) {
+        use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+
+        let schema = int_schema();
+        let messages = batches_to_flight_data(&schema, batches).unwrap();
+        let data = stream::iter(messages.into_iter().map(Ok).chain(error.map(Err)));
+        let out = with_trailer(data, Arc::clone(&schema), || {
+            trailer_json(true, 7, &Receipt::default())
+        });
+        let mut decoder = FlightDataDecoder::new(futures::TryStreamExt::map_err(out, |s| {
+            FlightError::Tonic(Box::new(s))
+        }));
+        let (mut rows, mut metadata) = (Vec::new(), Vec::new());
+        let failure = futures::executor::block_on(async {
+            while let Some(item) = decoder.next().await {
+                match item {
+                    Ok(item) => {
+                        if let DecodedPayload::RecordBatch(b) = &item.payload {
+                            rows.push(b.num_rows());
+                            metadata.push((!item.inner.app_metadata.is_empty()).then(|| {
+                                serde_json::from_slice(&item.inner.app_metadata).unwrap()
+                            }));
+                        }
+                    }
+                    Err(FlightError::Tonic(s)) => return Some(*s),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            None
+        });
+        (rows, metadata, failure)
+    }
+
+    fn ints(values: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            int_schema(),
+            vec![Arc::new(arrow::array::Int64Array::from(values.to_vec()))],
         )
-        .unwrap();
-        let last = decoded.last().unwrap();
-        match &last.payload {
-            DecodedPayload::RecordBatch(b) => assert_eq!(b.num_rows(), 0),
-            _ => panic!("trailer is not a record batch"),
-        }
-        let v: serde_json::Value = serde_json::from_slice(&last.inner.app_metadata).unwrap();
-        assert_eq!(v["sluice.truncated"], serde_json::Value::Bool(true));
-        assert_eq!(v["rows"], serde_json::json!(7));
+        .unwrap()
+    }
+
+    #[test]
+    fn the_trailer_rides_on_the_last_batch_without_an_extra_one() {
+        let (rows, metadata, error) = through_trailer(vec![ints(&[1, 2]), ints(&[3])], None);
+        assert_eq!(rows, [2, 1], "no empty batch at the end");
+        assert!(metadata[0].is_none());
+        let trailer = metadata[1]
+            .as_ref()
+            .expect("the last batch carries the trailer");
+        assert_eq!(trailer["sluice.truncated"], serde_json::Value::Bool(true));
+        assert_eq!(trailer["rows"], serde_json::json!(7));
+        assert!(error.is_none());
+    }
+
+    #[test]
+    fn a_result_without_rows_ends_with_an_empty_trailer_batch() {
+        let (rows, metadata, error) = through_trailer(vec![], None);
+        assert_eq!(rows, [0]);
+        assert_eq!(metadata[0].as_ref().unwrap()["rows"], serde_json::json!(7));
+        assert!(error.is_none());
+    }
+
+    #[test]
+    fn a_failing_stream_ends_with_its_error_and_no_trailer() {
+        let (rows, metadata, error) = through_trailer(
+            vec![ints(&[1])],
+            Some(Status::resource_exhausted("memory limit")),
+        );
+        assert_eq!(rows, [1], "what was read before the failure is sent");
+        assert!(
+            metadata.iter().all(Option::is_none),
+            "no trailer: {metadata:?}"
+        );
+        assert_eq!(error.unwrap().code(), tonic::Code::ResourceExhausted);
     }
 
     #[test]
