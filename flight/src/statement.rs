@@ -283,11 +283,11 @@ fn result_stream(
     Box::pin(with_trailer(data, wire_schema, finish))
 }
 
-/// `data` (a schema message, then batch messages) with one message held
+/// `data` (a schema message, then batch messages) with one batch held
 /// back: when `data` ends, the held batch goes out with `trailer()` as its
 /// `app_metadata`; when only the schema came, an empty trailer batch
-/// follows it. An error goes out after the held message and ends the
-/// stream without a trailer.
+/// follows it. An error goes out after the held batch and ends the stream
+/// without a trailer.
 fn with_trailer(
     data: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
     wire_schema: SchemaRef,
@@ -295,8 +295,9 @@ fn with_trailer(
 ) -> impl Stream<Item = Result<FlightData, Status>> + Send + 'static {
     struct State<S, F> {
         data: Pin<Box<S>>,
+        /// The last batch message, not sent yet.
         held: Option<FlightData>,
-        /// Messages seen (the first is the schema).
+        /// Messages seen (the first is the schema, sent at once).
         seen: usize,
         trailer: Option<F>,
         out: std::collections::VecDeque<Result<FlightData, Status>>,
@@ -319,7 +320,13 @@ fn with_trailer(
                 match st.data.next().await {
                     Some(Ok(message)) => {
                         st.seen += 1;
-                        st.out.extend(st.held.replace(message).map(Ok));
+                        if st.seen == 1 {
+                            // The schema goes out at once: clients see the
+                            // result's shape before the first batch is read.
+                            st.out.push_back(Ok(message));
+                        } else {
+                            st.out.extend(st.held.replace(message).map(Ok));
+                        }
                         st.trailer = Some(trailer);
                     }
                     Some(Err(e)) => {
@@ -328,17 +335,10 @@ fn with_trailer(
                     }
                     None => {
                         let json = trailer();
-                        match st.held.take() {
-                            Some(batch) if st.seen > 1 => {
-                                st.out.push_back(Ok(batch.with_app_metadata(json)));
-                            }
-                            schema => {
-                                st.out.extend(schema.map(Ok));
-                                st.out.push_back(
-                                    empty_batch_with(&wire_schema, json).map_err(Status::from),
-                                );
-                            }
-                        }
+                        st.out.push_back(match st.held.take() {
+                            Some(batch) => Ok(batch.with_app_metadata(json)),
+                            None => empty_batch_with(&wire_schema, json).map_err(Status::from),
+                        });
                     }
                 }
             }

@@ -141,8 +141,10 @@ async fn metrics() -> Response {
 /// else (ids, slugs, tokens in Trino's `nextUri`) becomes `{id}`, and at
 /// most five segments count.
 fn route_label(path: &str) -> String {
-    const WORDS: [&str; 17] = [
+    const WORDS: [&str; 19] = [
         "v1",
+        "catalogs",
+        "refresh",
         "tokens",
         "introspect",
         "download",
@@ -294,6 +296,10 @@ mod route_label_tests {
             "/v1/statement/queued/{id}/{id}"
         );
         assert_eq!(route_label("/metrics"), "/metrics");
+        assert_eq!(
+            route_label("/v1/catalogs/lake/refresh"),
+            "/v1/catalogs/{id}/refresh"
+        );
         assert_eq!(route_label("/"), "/");
         assert_eq!(route_label("/slc_secret?x"), "/{id}");
     }

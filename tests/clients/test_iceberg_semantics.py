@@ -12,6 +12,7 @@ hour (so what it shows changes only after ``POST
 from __future__ import annotations
 
 import os
+import re
 
 import pyarrow as pa
 import pytest
@@ -85,9 +86,15 @@ class Evo:
 @pytest.fixture(scope="module")
 def evo(tmp_path_factory):
     evo = Evo(tmp_path_factory.mktemp("evo"))
-    for name in ("renamed", "dropped", "partitions", "deleted"):
+    for name in ("renamed", "dropped", "partitions", "deleted", "gone"):
         evo.create(name, _rows(1, ROWS))
     evo.create("many_files", _rows(1, 600), partition_by_region=False, appends=6)
+    people = _rows(1, 60)
+    person = pa.StructArray.from_arrays(
+        [people["name"].combine_chunks(), pa.array([f"secret{i}@x" for i in range(60)], pa.string())],
+        names=["name", "email"])
+    evo.create("nested", pa.table({"id": people["id"], "region": people["region"], "person": person}),
+               partition_by_region=False)
     return evo
 
 
@@ -207,18 +214,71 @@ def test_rows_deleted_by_pyiceberg_are_gone_after_a_refresh(gateway, reader, evo
     assert_same(gateway, reader, CATALOG, "deleted", expected)
 
 
+def scan_line(gateway, secret, sql):
+    with gateway.adbc_connect(secret) as conn:
+        plan = adbc_query(conn, "EXPLAIN " + sql).to_pylist()
+    text = "\n".join(r["plan"] for r in plan)
+    return next((line.strip() for line in text.splitlines() if "IcebergScan:" in line), None), text
+
+
 def test_a_table_of_many_files_is_read_in_parallel_partitions(gateway, reader, evo):
     table = evo.load("many_files")
     files = len(table.inspect.files())
     assert files == 6
     expected = pyiceberg_rows(table)
     assert_same(gateway, reader, CATALOG, "many_files", expected)
-    with gateway.adbc_connect(gateway.admin_secret) as conn:
-        plan = adbc_query(conn, f"EXPLAIN SELECT id FROM {CATALOG}.{NAMESPACE}.many_files").to_pylist()
-    text = "\n".join(r["plan"] for r in plan)
-    scan = next(line for line in text.splitlines() if "IcebergScan:" in line)
-    partitions = min(os.cpu_count() or 1, files)
-    assert f"partitions={partitions} files={files}" in scan, text
+    scan, text = scan_line(gateway, gateway.admin_secret, f"SELECT id FROM {CATALOG}.{NAMESPACE}.many_files")
+    partitions = int(re.search(r"partitions=(\d+)", scan).group(1))
+    assert f"files={files}" in scan, text
+    assert partitions >= min(2, os.cpu_count() or 1), text
+    # Pruning to one file keeps the plan's shape: how many files survive
+    # depends on data the caller may not see.
+    pruned, text = scan_line(gateway, gateway.admin_secret,
+                             f"SELECT id FROM {CATALOG}.{NAMESPACE}.many_files WHERE id > 590")
+    assert "files=1" in pruned and f"partitions={partitions} " in pruned, text
+
+
+def test_a_non_admin_plan_does_not_change_with_how_many_files_hidden_rows_prune(gateway, evo):
+    body = token_body("evo-rows", [{"table": f"{CATALOG}.{NAMESPACE}.many_files", "columns": "*",
+                                    "allow_rules": ["region = 'eu'"]}])
+    secret = gateway.create_token(body)["secret"]
+    plans = set()
+    for bound in (100, 150, 300, 590, 10_000):
+        scan, text = scan_line(gateway, secret, f"SELECT count(*) FROM {CATALOG}.{NAMESPACE}.many_files WHERE id > {bound}")
+        assert scan is None, "non-admins do not see below the secure view"
+        plans.add(re.sub(r"\d{3,}", "N", text))
+    assert len(plans) == 1, plans
+
+
+def test_a_nested_field_dropped_and_added_again_never_reads_the_old_values(gateway, reader, evo):
+    from pyiceberg.types import StringType
+
+    with evo.load("nested").update_schema() as update:
+        update.delete_column(("person", "email"))
+    with evo.load("nested").update_schema() as update:
+        update.add_column(("person", "email"), StringType())
+    expected = pyiceberg_rows(evo.load("nested"))
+    assert all(r["person"]["email"] is None for r in expected)
+    sql = f"SELECT * FROM {CATALOG}_live.{NAMESPACE}.nested ORDER BY id"
+    try:
+        got = sluice_rows(gateway, reader, sql)
+    except Exception as e:
+        # iceberg-rust's reader cannot follow this change and fails the
+        # statement (an opaque internal error): refusing is acceptable,
+        # showing the dropped field's values is not.
+        assert "internal error" in str(e).lower(), e
+        return
+    assert got == expected
+
+
+def test_a_table_dropped_from_the_catalog_is_not_found_after_a_refresh(gateway, reader, evo):
+    sql = f"SELECT count(*) AS n FROM {CATALOG}.{NAMESPACE}.gone"
+    assert sluice_rows(gateway, reader, sql) == [{"n": ROWS}]
+    evo.catalog.drop_table(f"{NAMESPACE}.gone")
+    refresh(gateway)
+    with pytest.raises(Exception) as e:
+        sluice_rows(gateway, reader, sql)
+    assert "not found" in str(e.value).lower(), e.value
 
 
 def test_refreshing_an_unknown_catalog_is_not_found_and_needs_an_admin(gateway, reader):

@@ -109,7 +109,7 @@ impl SchemaProvider for IcebergNamespace {
         };
         Ok(cached
             .current()
-            .await
+            .await?
             .map(|state| Arc::new(IcebergTable::new(state)) as Arc<dyn TableProvider>))
     }
 

@@ -1,109 +1,69 @@
-//! Which columns a scan asks iceberg's reader for, and how the batches it
-//! reads take the table's current shape.
+//! Which columns a scan asks iceberg's reader for (by field id), and how
+//! its batches take the shape DataFusion planned.
 //!
-//! DataFusion plans with the table's current schema; iceberg reads a
-//! snapshot with the schema the snapshot was written under (iceberg-rust
-//! 0.10 binds the scan to `snapshot.schema`). They agree until the schema
-//! evolves without a new write. Columns are matched by field id, never by
-//! name: a column renamed since the snapshot is read under its old name,
-//! one added since reads as NULL (no file of the snapshot can hold it), a
-//! promoted type (`int` → `long`, `float` → `double`) is cast.
+//! DataFusion plans with the table's current schema. The scan's tasks are
+//! given that schema and the projected columns' field ids, so iceberg's
+//! reader resolves every column, nested ones included, by field id in each
+//! file: a column renamed since a file was written reads its old data, one
+//! added since reads as NULL, a promoted type (`int` → `long`) is cast, and
+//! a name reused for a new field id never reads the old values. Names are
+//! never looked up, so columns named like iceberg's metadata columns
+//! (`pos`, `file_path`, `_file`, …) read like any other.
+//!
+//! A scan that needs no column (`count(*)`) still reads one: iceberg's
+//! reader reads *every* column when asked for none. The anchor is the
+//! oldest (lowest field id) fixed-width column, the one most likely to be
+//! in every file; the batches drop it.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, Result};
-use iceberg::arrow::schema_to_arrow_schema;
-use iceberg::spec::Schema as IcebergSchema;
+use iceberg::spec::{NestedField, Schema as IcebergSchema, Type};
 
-/// The scan's columns: what to select from the snapshot and where each
-/// output column comes from.
+/// The scan's columns.
 #[derive(Debug)]
 pub(super) struct ColumnMap {
-    /// Names in the snapshot's schema, in the reader's output order.
-    select: Vec<String>,
-    /// Per output column: the reader's column and the type to cast it to
-    /// (when it differs), or `None` for a column the snapshot lacks.
-    sources: Vec<Option<(usize, Option<DataType>)>>,
+    /// Field ids to read: the output's, then the anchor when there is one.
+    ids: Vec<i32>,
     /// The output (the projected current schema).
     output: SchemaRef,
-    /// Snapshot and current schema are the same: batches pass through and
-    /// filters may be pushed into iceberg's planning by name.
-    same_schema: bool,
 }
 
 impl ColumnMap {
-    /// The map from the current schema's `projected` columns (their Arrow
-    /// form is `output`) to `snapshot`'s.
+    /// The columns `projected` (names of `current`'s top-level fields,
+    /// whose Arrow form is `output`).
     pub(super) fn new(
         current: &IcebergSchema,
-        snapshot: &IcebergSchema,
         projected: &[String],
         output: SchemaRef,
     ) -> Result<Self> {
-        let same_schema = current.schema_id() == snapshot.schema_id();
-        if same_schema {
-            return Ok(Self {
-                select: projected.to_vec(),
-                sources: (0..projected.len()).map(|i| Some((i, None))).collect(),
-                output,
-                same_schema,
-            });
+        let fields = current.as_struct().fields();
+        let mut ids = projected
+            .iter()
+            .map(|name| {
+                fields
+                    .iter()
+                    .find(|f| &f.name == name)
+                    .map(|f| f.id)
+                    .ok_or_else(|| {
+                        DataFusionError::Internal(format!(
+                            "column {name} is not in the table schema"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if ids.is_empty() {
+            ids.extend(anchor(fields));
         }
-        let snapshot_arrow =
-            schema_to_arrow_schema(snapshot).map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut select: Vec<String> = Vec::new();
-        let mut sources = Vec::with_capacity(projected.len());
-        for (name, field) in projected.iter().zip(output.fields()) {
-            let id = current
-                .as_struct()
-                .fields()
-                .iter()
-                .find(|f| &f.name == name)
-                .map(|f| f.id)
-                .ok_or_else(|| {
-                    DataFusionError::Internal(format!("column {name} is not in the table schema"))
-                })?;
-            // Top-level only: a field id that moved into a struct is a
-            // different column here.
-            let Some(old) = snapshot.as_struct().fields().iter().find(|f| f.id == id) else {
-                sources.push(None);
-                continue;
-            };
-            let position = match select.iter().position(|s| s == &old.name) {
-                Some(p) => p,
-                None => {
-                    select.push(old.name.clone());
-                    select.len() - 1
-                }
-            };
-            let read_type = snapshot_arrow
-                .field_with_name(&old.name)
-                .map_err(DataFusionError::from)?
-                .data_type()
-                .clone();
-            let cast_to = (&read_type != field.data_type()).then(|| field.data_type().clone());
-            sources.push(Some((position, cast_to)));
-        }
-        Ok(Self {
-            select,
-            sources,
-            output,
-            same_schema,
-        })
+        Ok(Self { ids, output })
     }
 
-    /// Snapshot column names to select.
-    pub(super) fn select(&self) -> &[String] {
-        &self.select
-    }
-
-    /// Whether filters written against the current schema may be bound to
-    /// the snapshot's.
-    pub(super) fn same_schema(&self) -> bool {
-        self.same_schema
+    /// Field ids to read.
+    pub(super) fn ids(&self) -> &[i32] {
+        &self.ids
     }
 
     /// The output schema.
@@ -111,15 +71,33 @@ impl ColumnMap {
         &self.output
     }
 
-    /// `batch` (as the reader produced it) in the output's shape.
+    /// `batch` (as the reader produced it) in the output's shape. A column
+    /// whose type is not the planned one (beyond field metadata) fails the
+    /// statement rather than being converted by position or name.
     pub(super) fn assemble(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let rows = batch.num_rows();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.sources.len());
-        for (source, field) in self.sources.iter().zip(self.output.fields()) {
-            columns.push(match source {
-                Some((i, None)) => Arc::clone(batch.column(*i)),
-                Some((i, Some(to))) => cast(batch.column(*i), to)?,
-                None => new_null_array(field.data_type(), rows),
+        let width = self.output.fields().len();
+        if batch.num_columns() < width {
+            return Err(DataFusionError::Execution(format!(
+                "the Iceberg reader returned {} columns for {width}",
+                batch.num_columns()
+            )));
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+        for (array, field) in batch.columns().iter().zip(self.output.fields()) {
+            let planned = field.data_type();
+            columns.push(if array.data_type() == planned {
+                Arc::clone(array)
+            } else if array.data_type().equals_datatype(planned) {
+                // Only field names or metadata differ: same layout.
+                cast(array, planned)?
+            } else {
+                return Err(DataFusionError::Execution(format!(
+                    "column {} of this table changed type since some of its files were \
+                     written ({} in the file, {planned} now) in a way sluice cannot read",
+                    field.name(),
+                    array.data_type()
+                )));
             });
         }
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -131,22 +109,40 @@ impl ColumnMap {
     }
 }
 
+/// The column a scan without columns reads: the oldest fixed-width one,
+/// else the oldest of any type.
+fn anchor(fields: &[Arc<NestedField>]) -> Option<i32> {
+    let fixed = |f: &&Arc<NestedField>| match f.field_type.as_ref() {
+        Type::Primitive(p) => !matches!(
+            p,
+            iceberg::spec::PrimitiveType::String | iceberg::spec::PrimitiveType::Binary
+        ),
+        _ => false,
+    };
+    fields
+        .iter()
+        .filter(fixed)
+        .map(|f| f.id)
+        .min()
+        .or_else(|| fields.iter().map(|f| f.id).min())
+}
+
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Array, Int32Array, Int64Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
-    use iceberg::spec::{NestedField, PrimitiveType, Type};
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use iceberg::arrow::schema_to_arrow_schema;
+    use iceberg::spec::PrimitiveType;
 
     use super::*;
 
-    fn schema(id: i32, fields: Vec<(i32, &str, PrimitiveType)>) -> IcebergSchema {
+    fn schema(fields: Vec<(i32, &str, PrimitiveType)>) -> IcebergSchema {
         IcebergSchema::builder()
-            .with_schema_id(id)
             .with_fields(
                 fields
                     .into_iter()
-                    .map(|(fid, name, t)| {
-                        Arc::new(NestedField::optional(fid, name, Type::Primitive(t)))
+                    .map(|(id, name, t)| {
+                        Arc::new(NestedField::optional(id, name, Type::Primitive(t)))
                     })
                     .collect::<Vec<_>>(),
             )
@@ -164,69 +160,64 @@ mod tests {
     }
 
     #[test]
-    fn renamed_added_and_promoted_columns_are_matched_by_field_id() {
-        let snapshot = schema(
-            0,
-            vec![
-                (1, "id", PrimitiveType::Int),
-                (2, "mail", PrimitiveType::String),
-            ],
-        );
-        let current = schema(
-            1,
-            vec![
-                (1, "id", PrimitiveType::Long),
-                (2, "email", PrimitiveType::String),
-                (3, "tier", PrimitiveType::String),
-            ],
-        );
-        let names = ["tier".to_string(), "email".to_string(), "id".to_string()];
-        let output = arrow_of(&current, &["tier", "email", "id"]);
-        let map = ColumnMap::new(&current, &snapshot, &names, Arc::clone(&output)).unwrap();
-        assert!(!map.same_schema());
-        assert_eq!(map.select(), ["mail", "id"]);
-
-        let read = RecordBatch::try_new(
-            arrow_of(&snapshot, &["mail", "id"]),
-            vec![
-                Arc::new(StringArray::from(vec!["a@x", "b@x"])),
-                Arc::new(Int32Array::from(vec![1, 2])),
-            ],
-        )
-        .unwrap();
-        let out = map.assemble(read).unwrap();
-        assert_eq!(out.schema(), output);
-        assert_eq!(
-            out.column(0).null_count(),
-            2,
-            "an added column reads as NULL"
-        );
-        let email = out
-            .column(1)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        assert_eq!(email.value(1), "b@x");
-        let id = out.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-        assert_eq!(id.values(), &[1, 2]);
+    fn columns_are_asked_for_by_field_id_in_the_planned_order() {
+        let current = schema(vec![
+            (1, "id", PrimitiveType::Long),
+            (4, "email", PrimitiveType::String),
+            (7, "pos", PrimitiveType::Long),
+        ]);
+        let names = ["pos".to_string(), "email".to_string()];
+        let map = ColumnMap::new(&current, &names, arrow_of(&current, &["pos", "email"])).unwrap();
+        assert_eq!(map.ids(), [7, 4]);
     }
 
     #[test]
-    fn a_name_reused_for_another_field_id_is_not_read_for_it() {
-        // `email` was dropped (id 2) and a new `email` (id 3) added.
-        let snapshot = schema(0, vec![(2, "email", PrimitiveType::String)]);
-        let current = schema(1, vec![(3, "email", PrimitiveType::String)]);
-        let output = arrow_of(&current, &["email"]);
-        let map = ColumnMap::new(&current, &snapshot, &["email".to_string()], output).unwrap();
-        assert!(map.select().is_empty());
-        let read = RecordBatch::try_new_with_options(
-            Arc::new(Schema::empty()),
-            vec![],
-            &RecordBatchOptions::new().with_row_count(Some(3)),
+    fn a_scan_without_columns_reads_the_oldest_fixed_width_column_and_drops_it() {
+        let current = schema(vec![
+            (2, "email", PrimitiveType::String),
+            (5, "amount", PrimitiveType::Double),
+            (3, "id", PrimitiveType::Long),
+        ]);
+        let map = ColumnMap::new(&current, &[], Arc::new(Schema::empty())).unwrap();
+        assert_eq!(map.ids(), [3]);
+        let read = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)])),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
         )
         .unwrap();
         let out = map.assemble(read).unwrap();
-        assert_eq!(out.num_rows(), 3);
-        assert_eq!(out.column(0).null_count(), 3);
+        assert_eq!((out.num_columns(), out.num_rows()), (0, 3));
+        let only_text = schema(vec![
+            (9, "a", PrimitiveType::String),
+            (8, "b", PrimitiveType::String),
+        ]);
+        let map = ColumnMap::new(&only_text, &[], Arc::new(Schema::empty())).unwrap();
+        assert_eq!(map.ids(), [8]);
+    }
+
+    #[test]
+    fn a_column_of_another_type_than_planned_fails_instead_of_being_converted() {
+        let current = schema(vec![(1, "tag", PrimitiveType::String)]);
+        let map =
+            ColumnMap::new(&current, &["tag".to_string()], arrow_of(&current, &["tag"])).unwrap();
+        let read = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("tag", DataType::Int64, true)])),
+            vec![Arc::new(Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        let err = map.assemble(read).unwrap_err().to_string();
+        assert!(err.contains("changed type"), "{err}");
+        let ok = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "renamed",
+                DataType::Utf8,
+                true,
+            )])),
+            vec![Arc::new(StringArray::from(vec!["x"]))],
+        )
+        .unwrap();
+        let out = map.assemble(ok).unwrap();
+        assert_eq!(out.schema(), *map.output());
+        assert_eq!(out.column(0).len(), 1);
     }
 }

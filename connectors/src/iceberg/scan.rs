@@ -25,7 +25,6 @@ use super::columns::ColumnMap;
 use super::external;
 
 /// Reads one table's planned files in parallel partitions.
-#[derive(Debug)]
 pub(super) struct IcebergScanExec {
     table: Table,
     /// Per partition, the files (or byte ranges of files) it reads.
@@ -64,6 +63,19 @@ impl IcebergScanExec {
 
     fn files(&self) -> usize {
         self.groups.iter().map(Vec::len).sum()
+    }
+}
+
+/// The table's `FileIO` holds the catalog's properties (credentials of a
+/// REST catalog): never printed.
+impl fmt::Debug for IcebergScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IcebergScanExec")
+            .field("table", self.table.identifier())
+            .field("partitions", &self.groups.len())
+            .field("files", &self.files())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
     }
 }
 

@@ -7,6 +7,10 @@
 //! each row group to the one range that holds its midpoint, so the ranges
 //! of a file read every row group exactly once, and a file with a single
 //! row group simply reads nothing in the ranges that do not own it.
+//!
+//! A scan always has `target_partitions` partitions, some of them maybe
+//! empty: how many files survive pruning depends on rows a token may not
+//! see, so the plan's shape (which `EXPLAIN` shows) must not.
 
 use iceberg::scan::FileScanTask;
 
@@ -14,29 +18,29 @@ use iceberg::scan::FileScanTask;
 /// nothing (Parquet writers' row groups are rarely smaller).
 const MIN_SPLIT_BYTES: u64 = 8 << 20;
 
-/// Deals `tasks` out to at most `partitions` groups of about equal bytes.
-/// Never returns an empty list (a scan with nothing to read has one empty
-/// partition), and never more groups than there are pieces of work.
+/// Deals `tasks` out to exactly `partitions` (at least one) groups of
+/// about equal bytes. Sizes come from manifests: absurd ones (a range past
+/// the end of its file, sums beyond `u64`) neither overflow nor multiply
+/// the work; a file is cut into at most `partitions` ranges.
 pub(super) fn split_tasks(tasks: Vec<FileScanTask>, partitions: usize) -> Vec<Vec<FileScanTask>> {
     let partitions = partitions.max(1);
-    let total: u64 = tasks.iter().map(task_bytes).sum();
+    let total = tasks
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(task_bytes(t)));
     let share = total.div_ceil(partitions as u64).max(MIN_SPLIT_BYTES);
     let mut pieces: Vec<FileScanTask> = Vec::with_capacity(tasks.len());
     for task in tasks {
-        pieces.extend(cut(task, share));
+        pieces.extend(cut(task, share, partitions as u64));
     }
     // Largest first onto the lightest group: within 4/3 of the best
     // balance, and deterministic for equal sizes (stable sort).
     pieces.sort_by_key(|t| std::cmp::Reverse(task_bytes(t)));
-    let groups = partitions.min(pieces.len()).max(1);
-    let mut out: Vec<(u64, Vec<FileScanTask>)> = (0..groups).map(|_| (0, Vec::new())).collect();
+    let mut out: Vec<(u64, Vec<FileScanTask>)> = (0..partitions).map(|_| (0, Vec::new())).collect();
     for piece in pieces {
-        let lightest = out
-            .iter_mut()
-            .min_by_key(|(bytes, _)| *bytes)
-            .expect("at least one group");
-        lightest.0 += task_bytes(&piece);
-        lightest.1.push(piece);
+        if let Some(lightest) = out.iter_mut().min_by_key(|(bytes, _)| *bytes) {
+            lightest.0 = lightest.0.saturating_add(task_bytes(&piece));
+            lightest.1.push(piece);
+        }
     }
     out.into_iter().map(|(_, tasks)| tasks).collect()
 }
@@ -50,24 +54,30 @@ fn task_bytes(task: &FileScanTask) -> u64 {
     }
 }
 
-/// `task` as byte ranges of at most about `share` bytes, covering the same
-/// part of the file.
-fn cut(task: FileScanTask, share: u64) -> Vec<FileScanTask> {
+/// `task` as at most `most` byte ranges of about `share` bytes, covering
+/// the same part of the file. A range that does not fit in its file is
+/// left whole (the reader reports what is wrong with it).
+fn cut(task: FileScanTask, share: u64, most: u64) -> Vec<FileScanTask> {
     let (start, length) = if task.start == 0 && task.length == 0 {
         (0, task.file_size_in_bytes)
     } else {
         (task.start, task.length)
     };
+    let Some(end) = start
+        .checked_add(length)
+        .filter(|end| *end <= task.file_size_in_bytes)
+    else {
+        return vec![task];
+    };
     if length <= share {
         return vec![task];
     }
-    let count = length.div_ceil(share);
+    let count = length.div_ceil(share).min(most.max(1));
     let step = length.div_ceil(count);
-    let end = start + length;
     (0..count)
         .map(|i| {
-            let from = start + i * step;
-            let to = (from + step).min(end);
+            let from = start.saturating_add(i.saturating_mul(step)).min(end);
+            let to = from.saturating_add(step).min(end);
             let mut piece = task.clone();
             piece.start = from;
             piece.length = to - from;
@@ -147,12 +157,37 @@ mod tests {
     }
 
     #[test]
-    fn small_files_are_not_cut_and_empty_scans_have_one_partition() {
+    fn small_files_are_not_cut_and_every_scan_has_all_its_partitions() {
         let groups = split_tasks(vec![task("small", 1 << 20)], 8);
-        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            groups.len(),
+            8,
+            "the plan's shape does not depend on pruning"
+        );
+        assert_eq!(groups.iter().flatten().count(), 1);
         assert_eq!(groups[0][0].record_count, Some(10));
         let empty = split_tasks(Vec::new(), 8);
-        assert_eq!(empty.len(), 1);
-        assert!(empty[0].is_empty());
+        assert_eq!(empty.len(), 8);
+        assert!(empty.iter().all(Vec::is_empty));
+    }
+
+    #[test]
+    fn absurd_sizes_from_a_manifest_neither_overflow_nor_multiply_the_work() {
+        let huge = i64::MAX as u64;
+        let groups = split_tasks(vec![task("a", huge), task("b", huge), task("c", 2)], 4);
+        assert_eq!(groups.len(), 4);
+        assert!(
+            groups.iter().flatten().count() <= 9,
+            "at most 4 ranges per file"
+        );
+        let mut past_the_end = task("d", 100);
+        past_the_end.start = 90;
+        past_the_end.length = u64::MAX;
+        let groups = split_tasks(vec![past_the_end], 4);
+        assert_eq!(
+            groups.iter().flatten().count(),
+            1,
+            "left whole for the reader to refuse"
+        );
     }
 }

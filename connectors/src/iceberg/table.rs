@@ -12,6 +12,7 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::TryStreamExt;
+use iceberg::scan::FileScanTask;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 
 use super::cache::TableState;
@@ -74,24 +75,28 @@ impl TableProvider for IcebergTable {
         let table = &self.state.table;
         let metadata = table.metadata();
         let current = metadata.current_schema();
-        let snapshot_schema = match metadata.current_snapshot() {
-            Some(snapshot) => snapshot.schema(metadata).map_err(external)?,
-            None => Arc::clone(current),
+        let columns = ColumnMap::new(current, &names, output)?;
+        // Filters name current columns: bound to an older snapshot's
+        // schema they could mean other columns, so they prune only when
+        // the schemas agree (the filter above the scan applies them anyway).
+        let same_schema = match metadata.current_snapshot() {
+            Some(snapshot) => {
+                snapshot.schema(metadata).map_err(external)?.schema_id() == current.schema_id()
+            }
+            None => true,
         };
-        let columns = ColumnMap::new(current, &snapshot_schema, &names, output)?;
-        // Filters name current columns: bound to an older schema they
-        // could mean other columns, so they prune only when the schemas
-        // agree (the filter above the scan still applies them).
-        let predicate = if columns.same_schema() {
+        let predicate = if same_schema {
             convert_filters_to_predicate(filters)
         } else {
             None
         };
-        let mut builder = table.scan().select(columns.select().iter().cloned());
+        // No names: the tasks are given the current schema and the field
+        // ids to read below (see `columns`).
+        let mut builder = table.scan().select_empty();
         if let Some(predicate) = &predicate {
             builder = builder.with_filter(predicate.clone());
         }
-        let tasks: Vec<_> = builder
+        let mut tasks: Vec<FileScanTask> = builder
             .build()
             .map_err(external)?
             .plan_files()
@@ -100,6 +105,10 @@ impl TableProvider for IcebergTable {
             .try_collect()
             .await
             .map_err(external)?;
+        for task in &mut tasks {
+            task.schema = Arc::clone(current);
+            task.project_field_ids = columns.ids().to_vec();
+        }
         let groups = split_tasks(tasks, session.config().target_partitions());
         Ok(Arc::new(IcebergScanExec::new(
             table.clone(),
