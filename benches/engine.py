@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.flight as flight
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import ROOT, TARGET, encode_any, encode_string, flight_query, free_port, sh  # noqa: E402
+from e2e import ROOT, TARGET, encode_any, encode_string, flight_query, free_port, sh, timed  # noqa: E402
 
 MASK_KEY = "engine-bench-mask-key-0123456789"
 CATALOG = "bench"
@@ -184,16 +184,6 @@ def open_token_body() -> dict:
             "row_limit": 100_000_000,
             "grants": [{"table": f"{CATALOG}.sales.points", "columns": "*"},
                        {"table": f"{CATALOG}.sales.wide", "columns": "*"}]}
-
-
-def timed(fn, iterations):
-    fn()  # warm-up
-    times = []
-    for _ in range(iterations):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
 
 
 def loopback_bandwidth() -> tuple[float, str]:
