@@ -18,6 +18,8 @@ import time
 import pytest
 import requests
 
+from trino_harness import RawTrino
+
 AUTH_FAILED = {"error": "authentication failed"}
 ROUTES = ["/v1/tokens", "/v1/search", "/v1/exports", "/v1/statement"]
 
@@ -69,10 +71,11 @@ def _still_serving(server, tokens) -> None:
     admin = {"Authorization": f"Bearer {server.admin_secret}"}
     r = requests.get(f"{server.http_base}/v1/tokens", headers=admin, timeout=30)
     assert r.status_code == 200, r.text
-    secret = tokens["sales_reader"]["secret"]
-    r = requests.post(f"{server.http_base}/v1/statement", data="SELECT 1",
-                      headers={"Authorization": f"Bearer {secret}", "X-Trino-User": "probe"}, timeout=30)
-    assert r.status_code == 200 and "error" not in r.json(), r.text
+    # Run to the end like a real client: a query whose pages are not all
+    # fetched holds one of the token's Trino slots until it is abandoned.
+    pages = RawTrino(server.http_base, tokens["sales_reader"]["secret"]).run("SELECT 1")
+    assert all(p.error is None for p in pages), pages
+    assert [row for p in pages for row in p.data] == [[1]], pages
     assert server.proc.poll() is None, "the gateway exited"
 
 
