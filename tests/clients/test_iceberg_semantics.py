@@ -89,6 +89,7 @@ def evo(tmp_path_factory):
     for name in ("renamed", "dropped", "partitions", "deleted", "gone"):
         evo.create(name, _rows(1, ROWS))
     evo.create("many_files", _rows(1, 600), partition_by_region=False, appends=6)
+    evo.create("moved", _rows(1, ROWS), partition_by_region=False)
     people = _rows(1, 60)
     person = pa.StructArray.from_arrays(
         [people["name"].combine_chunks(), pa.array([f"secret{i}@x" for i in range(60)], pa.string())],
@@ -269,6 +270,20 @@ def test_a_nested_field_dropped_and_added_again_never_reads_the_old_values(gatew
         assert "internal error" in str(e).lower(), e
         return
     assert got == expected
+
+
+def test_a_moved_column_reads_its_own_values_not_its_neighbours(gateway, reader, evo):
+    # Same types side by side: only the field ids tell name and region apart.
+    with evo.load("moved").update_schema() as update:
+        update.move_before("region", "name")
+    table = evo.load("moved")
+    assert [f.name for f in table.schema().fields] == ["id", "region", "name", "score"]
+    expected = pyiceberg_rows(table)
+    assert expected[0]["name"] == "n1" and expected[0]["region"] == "us"
+    assert_same(gateway, reader, f"{CATALOG}_live", "moved", expected)
+    # Two strings asked for in the other order than the files hold them.
+    got = sluice_rows(gateway, reader, f"SELECT region, name FROM {CATALOG}_live.{NAMESPACE}.moved ORDER BY id")
+    assert got == [{"region": r["region"], "name": r["name"]} for r in expected]
 
 
 def test_a_table_dropped_from_the_catalog_is_not_found_after_a_refresh(gateway, reader, evo):

@@ -207,10 +207,13 @@ impl CachedTable {
         fresh.then(|| self.served())
     }
 
-    /// The cached state, unless the catalog has not answered for too long.
+    /// The cached state, unless the catalog has failed to answer for too
+    /// long (a long `refresh_interval` alone never makes a state stale:
+    /// the limit counts only once a comparison is due).
     fn served(&self) -> Result<Option<Arc<TableState>>> {
         let known = self.read();
-        if known.answered.elapsed() > MAX_STALE {
+        let due = known.answered.elapsed() > self.refresh;
+        if due && known.answered.elapsed() > MAX_STALE.max(self.refresh) {
             return Err(DataFusionError::Execution(format!(
                 "the Iceberg catalog has not answered for table {} in {} minutes",
                 self.ident,

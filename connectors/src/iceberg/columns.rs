@@ -19,9 +19,11 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
+use iceberg::metadata_columns::RESERVED_FIELD_ID_FILE;
 use iceberg::spec::{NestedField, Schema as IcebergSchema, Type};
+use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 
 /// The scan's columns.
 #[derive(Debug)]
@@ -58,6 +60,12 @@ impl ColumnMap {
         if ids.is_empty() {
             ids.extend(anchor(fields));
         }
+        // The reader maps columns by field id only when the file's columns
+        // differ from the wanted ones in number or type; with the same
+        // types in another order it only renames them (a moved column would
+        // read its neighbour's values). The `_file` constant column always
+        // makes them differ; the batches drop it.
+        ids.push(RESERVED_FIELD_ID_FILE);
         Ok(Self { ids, output })
     }
 
@@ -88,8 +96,10 @@ impl ColumnMap {
             let planned = field.data_type();
             columns.push(if array.data_type() == planned {
                 Arc::clone(array)
-            } else if array.data_type().equals_datatype(planned) {
-                // Only field names or metadata differ: same layout.
+            } else if array.data_type().equals_datatype(planned)
+                && same_nested_ids(array.data_type(), planned)
+            {
+                // Only field names or metadata other than ids differ.
                 cast(array, planned)?
             } else {
                 return Err(DataFusionError::Execution(format!(
@@ -107,6 +117,35 @@ impl ColumnMap {
             &options,
         )?)
     }
+}
+
+/// Whether the nested fields of `read` and `planned` carry the same field
+/// ids (`PARQUET:field_id`) where both have one: a struct whose child was
+/// dropped and another added under the old name has the same layout but
+/// not the same ids.
+fn same_nested_ids(read: &DataType, planned: &DataType) -> bool {
+    fn id(f: &Field) -> Option<&String> {
+        f.metadata().get(PARQUET_FIELD_ID_META_KEY)
+    }
+    fn children(t: &DataType) -> Vec<&Field> {
+        match t {
+            DataType::Struct(fields) => fields.iter().map(|f| f.as_ref()).collect(),
+            DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                vec![f.as_ref()]
+            }
+            DataType::Map(f, _) => vec![f.as_ref()],
+            _ => Vec::new(),
+        }
+    }
+    let (a, b) = (children(read), children(planned));
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|(x, y)| {
+            let ids_agree = match (id(x), id(y)) {
+                (Some(i), Some(j)) => i == j,
+                _ => true,
+            };
+            ids_agree && same_nested_ids(x.data_type(), y.data_type())
+        })
 }
 
 /// The column a scan without columns reads: the oldest fixed-width one,
@@ -129,8 +168,10 @@ fn anchor(fields: &[Arc<NestedField>]) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use arrow::array::{Array, Int64Array, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::datatypes::Schema;
     use iceberg::arrow::schema_to_arrow_schema;
     use iceberg::spec::PrimitiveType;
 
@@ -168,7 +209,7 @@ mod tests {
         ]);
         let names = ["pos".to_string(), "email".to_string()];
         let map = ColumnMap::new(&current, &names, arrow_of(&current, &["pos", "email"])).unwrap();
-        assert_eq!(map.ids(), [7, 4]);
+        assert_eq!(map.ids(), [7, 4, RESERVED_FIELD_ID_FILE]);
     }
 
     #[test]
@@ -179,7 +220,7 @@ mod tests {
             (3, "id", PrimitiveType::Long),
         ]);
         let map = ColumnMap::new(&current, &[], Arc::new(Schema::empty())).unwrap();
-        assert_eq!(map.ids(), [3]);
+        assert_eq!(map.ids(), [3, RESERVED_FIELD_ID_FILE]);
         let read = RecordBatch::try_new(
             Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)])),
             vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
@@ -192,7 +233,7 @@ mod tests {
             (8, "b", PrimitiveType::String),
         ]);
         let map = ColumnMap::new(&only_text, &[], Arc::new(Schema::empty())).unwrap();
-        assert_eq!(map.ids(), [8]);
+        assert_eq!(map.ids(), [8, RESERVED_FIELD_ID_FILE]);
     }
 
     #[test]
@@ -219,5 +260,25 @@ mod tests {
         let out = map.assemble(ok).unwrap();
         assert_eq!(out.schema(), *map.output());
         assert_eq!(out.column(0).len(), 1);
+    }
+
+    #[test]
+    fn a_struct_whose_child_has_another_field_id_than_planned_fails() {
+        let with_id = |id: &str| {
+            Field::new("email", DataType::Utf8, true).with_metadata(HashMap::from([(
+                PARQUET_FIELD_ID_META_KEY.to_string(),
+                id.to_string(),
+            )]))
+        };
+        let old = DataType::Struct(vec![with_id("5")].into());
+        let new = DataType::Struct(vec![with_id("7")].into());
+        assert!(old.equals_datatype(&new), "same layout");
+        assert!(!same_nested_ids(&old, &new));
+        assert!(same_nested_ids(&new, &new));
+        let renamed = DataType::Struct(vec![with_id("7").with_name("mail")].into());
+        assert!(
+            same_nested_ids(&renamed, &new),
+            "a renamed child keeps its id"
+        );
     }
 }
