@@ -10,13 +10,14 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use datafusion::logical_expr::ScalarUDF;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use futures::TryStreamExt;
+use datafusion::prelude::SessionContext;
 use sluice_planner::Mask;
 use sluice_planner::masks::{MaskKey, MaskUdf};
+
+#[path = "support/bench.rs"]
+mod bench;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,28 +28,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     let ctx = SessionContext::new();
-    for table in tables {
-        let (name, dir) = table
-            .split_once('=')
-            .ok_or("tables are given as <name>=<parquet dir>")?;
-        ctx.register_parquet(name, dir, ParquetReadOptions::default())
-            .await?;
-    }
+    bench::register_parquet_tables(&ctx, tables).await?;
     let key = MaskKey::new(key.as_bytes());
     ctx.register_udf(ScalarUDF::new_from_shared_impl(Arc::new(MaskUdf::new(
         Mask::Hash,
         Some(key),
     ))));
-    let mut times = Vec::new();
-    let mut rows = 0usize;
-    for _ in 0..iterations.parse::<usize>()? {
-        let start = Instant::now();
-        let stream = ctx.sql(sql).await?.execute_stream().await?;
-        rows = stream
-            .try_fold(0usize, |n, b| async move { Ok(n + b.num_rows()) })
-            .await?;
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
-    }
-    println!("{}", serde_json::json!({"times_ms": times, "rows": rows}));
-    Ok(())
+    bench::print_timed_runs(&ctx, sql, iterations.parse()?).await
 }

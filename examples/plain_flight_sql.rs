@@ -15,10 +15,13 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery};
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status};
+
+#[path = "support/bench.rs"]
+mod bench;
 
 #[derive(Clone)]
 struct Plain {
@@ -87,13 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: plain_flight_sql <addr> <table>=<parquet dir> ...".into());
     };
     let ctx = SessionContext::new();
-    for table in tables {
-        let (name, dir) = table
-            .split_once('=')
-            .ok_or("tables are given as <name>=<parquet dir>")?;
-        ctx.register_parquet(name, dir, ParquetReadOptions::default())
-            .await?;
-    }
+    bench::register_parquet_tables(&ctx, tables).await?;
     println!("listening on {addr}");
     tonic::transport::Server::builder()
         .add_service(FlightServiceServer::new(Plain { ctx }))

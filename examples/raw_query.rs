@@ -6,10 +6,10 @@
 //! cargo run --release --example raw_query -- <catalog uri> <warehouse> <catalog name> <iterations> <sql>
 //! ```
 
-use std::time::Instant;
-
-use futures::TryStreamExt;
 use sluice_connectors::{IcebergCatalogConfig, IcebergCatalogKind, load_iceberg_catalog};
+
+#[path = "support/bench.rs"]
+mod bench;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,16 +31,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let ctx = datafusion::prelude::SessionContext::new();
     ctx.register_catalog(name, load_iceberg_catalog(&cfg).await?);
-    let mut times = Vec::new();
-    let mut rows = 0usize;
-    for _ in 0..iterations.parse::<usize>()? {
-        let start = Instant::now();
-        let stream = ctx.sql(sql).await?.execute_stream().await?;
-        rows = stream
-            .try_fold(0usize, |n, b| async move { Ok(n + b.num_rows()) })
-            .await?;
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
-    }
-    println!("{}", serde_json::json!({"times_ms": times, "rows": rows}));
-    Ok(())
+    bench::print_timed_runs(&ctx, sql, iterations.parse()?).await
 }
