@@ -175,7 +175,10 @@ pub(crate) async fn tables(
                     let Some(table) = schema.table(&table_name).await? else {
                         continue;
                     };
-                    (table.table_type(), Some(flight_schema(table.schema())))
+                    (
+                        table.table_type(),
+                        Some(flight_schema(sluice_planner::wire_schema(&table.schema()))),
+                    )
                 } else {
                     let Some(table_type) = schema.table_type(&table_name).await? else {
                         continue;

@@ -69,7 +69,11 @@ impl Statements {
             let fields: Vec<Field> = types
                 .into_iter()
                 .enumerate()
-                .map(|(i, t)| Field::new(format!("${}", i + 1), t.unwrap_or(DataType::Null), true))
+                .map(|(i, t)| {
+                    // Clients bind plain strings; binding casts them back.
+                    let t = t.map_or(DataType::Null, |t| sluice_planner::wire_type(&t));
+                    Field::new(format!("${}", i + 1), t, true)
+                })
                 .collect();
             ipc_schema(&Schema::new(fields))?
         };

@@ -63,6 +63,7 @@ pub use dialect::{DataFusionDialect, RUNTIME_SCHEMA, SYSTEM_CATALOG, SqlDialect}
 pub use error::{Error, ErrorKind, Object, Refusal, Result};
 pub use governor::{
     CatalogEntry, GovernedPlan, GovernedStream, Governor, SessionOptions, TRUNCATED_METADATA_KEY,
+    wire_schema, wire_type,
 };
 pub use policy::{Columns, DEFAULT_ROW_LIMIT, Grant, Mask, TableClass, TokenScope, TokenType};
 pub use secret::Secret;

@@ -96,6 +96,14 @@ def evo(tmp_path_factory):
         names=["name", "email"])
     evo.create("nested", pa.table({"id": people["id"], "region": people["region"], "person": person}),
                partition_by_region=False)
+    # A Parquet file written without field ids, added in place: pyiceberg
+    # gives the table a name mapping to read it.
+    import pyarrow.parquet as pq
+
+    added = evo.catalog.create_table(f"{NAMESPACE}.added", schema=_rows(1, 1).schema)
+    path = evo.warehouse / "added-without-field-ids.parquet"
+    pq.write_table(_rows(1, ROWS), path)
+    added.add_files([f"file://{path}"])
     return evo
 
 
@@ -237,6 +245,21 @@ def test_a_table_of_many_files_is_read_in_parallel_partitions(gateway, reader, e
     pruned, text = scan_line(gateway, gateway.admin_secret,
                              f"SELECT id FROM {CATALOG}.{NAMESPACE}.many_files WHERE id > 590")
     assert "files=1" in pruned and f"partitions={partitions} " in pruned, text
+
+
+def test_delete_free_flat_tables_are_read_by_datafusions_parquet_reader(gateway, evo):
+    scan, text = scan_line(gateway, gateway.admin_secret,
+                           f"SELECT id, name FROM {CATALOG}.{NAMESPACE}.many_files WHERE region = 'eu'")
+    assert "reader=parquet" in scan, text
+    assert "region" in scan, text
+
+
+def test_files_added_without_field_ids_are_read_through_the_name_mapping_like_pyiceberg(gateway, reader, evo):
+    table = evo.load("added")
+    assert "schema.name-mapping.default" in table.properties
+    assert_same(gateway, reader, CATALOG, "added", pyiceberg_rows(table))
+    scan, text = scan_line(gateway, gateway.admin_secret, f"SELECT * FROM {CATALOG}.{NAMESPACE}.added")
+    assert "reader=iceberg" in scan, text
 
 
 def test_a_non_admin_plan_does_not_change_with_how_many_files_hidden_rows_prune(gateway, evo):

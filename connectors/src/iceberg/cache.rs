@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, Result};
 use iceberg::arrow::schema_to_arrow_schema;
+
+use super::columns::with_view_types;
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, TableIdent};
 
@@ -38,7 +40,8 @@ pub(super) const MAX_STALE: Duration = Duration::from_secs(15 * 60);
 pub(super) struct TableState {
     pub(super) table: Table,
     /// The current schema in Arrow form (field ids in the fields'
-    /// `PARQUET:field_id` metadata).
+    /// `PARQUET:field_id` metadata; top-level strings and binaries as
+    /// views, see [`with_view_types`]).
     pub(super) schema: SchemaRef,
 }
 
@@ -55,7 +58,9 @@ impl fmt::Debug for TableState {
 
 impl TableState {
     fn new(table: Table) -> iceberg::Result<Self> {
-        let schema = Arc::new(schema_to_arrow_schema(table.metadata().current_schema())?);
+        let schema = Arc::new(with_view_types(schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?));
         Ok(Self { table, schema })
     }
 

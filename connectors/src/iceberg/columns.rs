@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result};
 use iceberg::metadata_columns::RESERVED_FIELD_ID_FILE;
 use iceberg::spec::{NestedField, Schema as IcebergSchema, Type};
@@ -96,6 +96,8 @@ impl ColumnMap {
             let planned = field.data_type();
             columns.push(if array.data_type() == planned {
                 Arc::clone(array)
+            } else if view_of(array.data_type()) == Some(planned) {
+                cast(array, planned)?
             } else if array.data_type().equals_datatype(planned)
                 && same_nested_ids(array.data_type(), planned)
             {
@@ -116,6 +118,31 @@ impl ColumnMap {
             columns,
             &options,
         )?)
+    }
+}
+
+/// `schema` with its top-level `Utf8` and `Binary` columns as `Utf8View`
+/// and `BinaryView`: DataFusion's Parquet reader decodes those without
+/// copying each value, and grouping, comparing and hashing them is faster.
+/// Clients still receive `Utf8` and `Binary` (the gateway's wire types).
+pub(super) fn with_view_types(schema: Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match view_of(f.data_type()) {
+            Some(view) => f.as_ref().clone().with_data_type(view.clone()),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The view type of `t`, when it has one this module uses.
+fn view_of(t: &DataType) -> Option<&'static DataType> {
+    match t {
+        DataType::Utf8 => Some(&DataType::Utf8View),
+        DataType::Binary => Some(&DataType::BinaryView),
+        _ => None,
     }
 }
 

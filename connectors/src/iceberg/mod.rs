@@ -1,17 +1,20 @@
 //! Iceberg catalogs served to DataFusion with sluice's own scan.
 //!
 //! iceberg-rust does the metadata work (catalogs, snapshots, manifests,
-//! planning files with partition and statistics pruning, delete files) and
-//! reads Parquet by field id; this module keeps tables' metadata between
-//! queries ([`cache`]) and runs a table's files in parallel DataFusion
-//! partitions ([`split`], [`scan`]) with the current schema's columns
-//! ([`columns`]).
+//! planning files with partition and statistics pruning, delete files);
+//! this module keeps tables' metadata between queries ([`cache`]) and runs
+//! a table's files in parallel DataFusion partitions ([`split`], [`scan`])
+//! with the current schema's columns: DataFusion's Parquet reader with
+//! columns matched by field id ([`parquet`], [`field_ids`]) where it reads
+//! exactly, iceberg's reader otherwise ([`columns`]).
 
 mod cache;
 mod catalog;
 mod columns;
 mod config;
 mod connect;
+mod field_ids;
+mod parquet;
 mod scan;
 mod split;
 mod table;

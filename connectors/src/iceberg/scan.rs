@@ -1,17 +1,23 @@
 //! The physical scan of one Iceberg table: its files, already planned by
 //! iceberg (partition pruning, manifest and file statistics), spread over
-//! DataFusion partitions that read in parallel with iceberg's Parquet
-//! reader (field-id projection, row-group statistics, page index, row
-//! filter, positional and equality deletes).
+//! DataFusion partitions that read in parallel. Delete-free Parquet files
+//! of flat columns are read by DataFusion's Parquet reader ([`parquet`]:
+//! row-group, page and bloom filter pruning, strings as views); any other
+//! scan by iceberg's reader (field-id projection, nested columns,
+//! positional and equality deletes).
+//!
+//! [`parquet`]: super::parquet
 
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
 use datafusion::common::Result;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -24,11 +30,20 @@ use iceberg::table::Table;
 use super::columns::ColumnMap;
 use super::external;
 
+/// Which reader a scan uses.
+pub(super) enum Reader {
+    /// iceberg's, over these per-partition files (or byte ranges of files).
+    Iceberg(Vec<Vec<FileScanTask>>),
+    /// DataFusion's, planned over the same groups.
+    Parquet(Arc<DataSourceExec>),
+}
+
 /// Reads one table's planned files in parallel partitions.
 pub(super) struct IcebergScanExec {
     table: Table,
-    /// Per partition, the files (or byte ranges of files) it reads.
-    groups: Vec<Vec<FileScanTask>>,
+    reader: Reader,
+    partitions: usize,
+    files: usize,
     columns: Arc<ColumnMap>,
     /// What iceberg prunes with (shown in `EXPLAIN`).
     predicate: Option<Predicate>,
@@ -38,22 +53,26 @@ pub(super) struct IcebergScanExec {
 }
 
 impl IcebergScanExec {
+    /// `partitions` and `files`: how the planned files were grouped.
     pub(super) fn new(
         table: Table,
-        groups: Vec<Vec<FileScanTask>>,
+        reader: Reader,
+        (partitions, files): (usize, usize),
         columns: ColumnMap,
         predicate: Option<Predicate>,
         limit: Option<usize>,
     ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(columns.output())),
-            Partitioning::UnknownPartitioning(groups.len().max(1)),
+            Partitioning::UnknownPartitioning(partitions.max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
         Self {
             table,
-            groups,
+            reader,
+            partitions,
+            files,
             columns: Arc::new(columns),
             predicate,
             limit,
@@ -61,8 +80,11 @@ impl IcebergScanExec {
         }
     }
 
-    fn files(&self) -> usize {
-        self.groups.iter().map(Vec::len).sum()
+    fn reader_name(&self) -> &'static str {
+        match self.reader {
+            Reader::Iceberg(_) => "iceberg",
+            Reader::Parquet(_) => "parquet",
+        }
     }
 }
 
@@ -72,8 +94,9 @@ impl fmt::Debug for IcebergScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IcebergScanExec")
             .field("table", self.table.identifier())
-            .field("partitions", &self.groups.len())
-            .field("files", &self.files())
+            .field("reader", &self.reader_name())
+            .field("partitions", &self.partitions)
+            .field("files", &self.files)
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
@@ -83,10 +106,11 @@ impl DisplayAs for IcebergScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "IcebergScan: table={} partitions={} files={} projection=[{}]",
+            "IcebergScan: table={} reader={} partitions={} files={} projection=[{}]",
             self.table.identifier(),
-            self.groups.len(),
-            self.files(),
+            self.reader_name(),
+            self.partitions,
+            self.files,
             self.columns
                 .output()
                 .fields()
@@ -129,13 +153,24 @@ impl ExecutionPlan for IcebergScanExec {
         Ok(self)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        match &self.reader {
+            Reader::Parquet(exec) => exec.metrics(),
+            Reader::Iceberg(_) => None,
+        }
+    }
+
     fn execute(
         &self,
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let groups = match &self.reader {
+            Reader::Parquet(exec) => return exec.execute(partition, context),
+            Reader::Iceberg(groups) => groups,
+        };
         let schema = Arc::clone(self.columns.output());
-        let tasks = self.groups.get(partition).cloned().unwrap_or_default();
+        let tasks = groups.get(partition).cloned().unwrap_or_default();
         // One file at a time per partition: the partitions are the
         // parallelism, and a partition's memory stays one file's batches.
         let reader = self

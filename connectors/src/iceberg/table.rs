@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -18,7 +19,8 @@ use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 use super::cache::TableState;
 use super::columns::ColumnMap;
 use super::external;
-use super::scan::IcebergScanExec;
+use super::parquet;
+use super::scan::{IcebergScanExec, Reader};
 use super::split::split_tasks;
 
 /// A table pinned to one loaded state.
@@ -86,7 +88,7 @@ impl TableProvider for IcebergTable {
             None => true,
         };
         let predicate = if same_schema {
-            convert_filters_to_predicate(filters)
+            convert_filters_to_predicate(&plain_literals(filters)?)
         } else {
             None
         };
@@ -105,17 +107,66 @@ impl TableProvider for IcebergTable {
             .try_collect()
             .await
             .map_err(external)?;
-        for task in &mut tasks {
-            task.schema = Arc::clone(current);
-            task.project_field_ids = columns.ids().to_vec();
+        let files = tasks.len();
+        let partitions = session.config().target_partitions().max(1);
+        // What the Parquet reader must resolve: the columns read and those
+        // the filters prune with.
+        let mut touched = indices.clone();
+        for filter in filters {
+            for column in filter.column_refs() {
+                touched.extend(full.index_of(&column.name).ok());
+            }
         }
-        let groups = split_tasks(tasks, session.config().target_partitions());
+        let reader = if parquet::can_read(&tasks, metadata, full, &touched) {
+            let groups = split_tasks(tasks, partitions);
+            Reader::Parquet(parquet::scan(
+                session,
+                metadata,
+                table.file_io(),
+                full,
+                groups,
+                indices,
+                filters,
+                limit,
+            )?)
+        } else {
+            for task in &mut tasks {
+                task.schema = Arc::clone(current);
+                task.project_field_ids = columns.ids().to_vec();
+            }
+            Reader::Iceberg(split_tasks(tasks, partitions))
+        };
         Ok(Arc::new(IcebergScanExec::new(
             table.clone(),
-            groups,
+            reader,
+            (partitions, files),
             columns,
             predicate,
             limit,
         )))
     }
+}
+
+/// `filters` with string and binary view literals in their plain forms,
+/// the only ones iceberg's predicate conversion knows (the columns are
+/// planned as views, see `columns::with_view_types`).
+fn plain_literals(filters: &[Expr]) -> Result<Vec<Expr>> {
+    filters
+        .iter()
+        .map(|f| {
+            f.clone()
+                .transform(|e| {
+                    Ok(match e {
+                        Expr::Literal(ScalarValue::Utf8View(v), meta) => {
+                            Transformed::yes(Expr::Literal(ScalarValue::Utf8(v), meta))
+                        }
+                        Expr::Literal(ScalarValue::BinaryView(v), meta) => {
+                            Transformed::yes(Expr::Literal(ScalarValue::Binary(v), meta))
+                        }
+                        other => Transformed::no(other),
+                    })
+                })
+                .data()
+        })
+        .collect()
 }

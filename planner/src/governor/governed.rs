@@ -101,8 +101,9 @@ impl GovernedPlan {
 
     /// The Arrow schema of the result, as announced to clients before the
     /// statement runs. Every field is nullable (the physical plan may be
-    /// less precise about nullability than the logical one), and the result
-    /// stream is conformed to exactly this schema.
+    /// less precise about nullability than the logical one), view types
+    /// are plain ([`super::wire`]), and the result stream is conformed to
+    /// exactly this schema.
     pub fn schema(&self) -> SchemaRef {
         announced_schema(self.plan.schema().as_arrow())
     }
@@ -260,15 +261,6 @@ fn secure_views(plan: &LogicalPlan) -> Vec<Arc<SecureView>> {
     views
 }
 
-fn announced_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<FieldRef> = schema
-        .fields()
-        .iter()
-        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
 impl std::fmt::Debug for GovernedPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GovernedPlan")
@@ -276,4 +268,15 @@ impl std::fmt::Debug for GovernedPlan {
             .field("plan", &self.plan.display_indent().to_string())
             .finish()
     }
+}
+
+/// The result's wire schema ([`super::wire`]) with every column nullable.
+fn announced_schema(schema: &Schema) -> SchemaRef {
+    let wire = super::wire::wire_schema(schema);
+    let fields: Vec<FieldRef> = wire
+        .fields()
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, wire.metadata().clone()))
 }

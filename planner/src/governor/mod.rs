@@ -9,7 +9,8 @@
 //! - [`validate`]: checking a token's grants against the catalogs;
 //! - [`governed`]: the planned statement ([`GovernedPlan`]) and its run;
 //! - [`explain`]: `EXPLAIN` as tokens that are not admins see it;
-//! - [`stream`]: the row-limited result stream ([`GovernedStream`]).
+//! - [`stream`]: the row-limited result stream ([`GovernedStream`]);
+//! - [`wire`]: the Arrow types results have on the wire.
 
 mod explain;
 pub mod governed;
@@ -17,6 +18,7 @@ mod plan;
 mod session;
 pub mod stream;
 mod validate;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -32,6 +34,7 @@ use crate::policy::TableClass;
 
 pub use governed::GovernedPlan;
 pub use stream::{GovernedStream, TRUNCATED_METADATA_KEY, conform};
+pub use wire::{wire_schema, wire_type};
 
 /// One catalog the gateway serves.
 #[derive(Debug, Clone)]
