@@ -89,6 +89,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod metadata;
+mod planned;
 mod prepared;
 mod redeemed;
 mod service;

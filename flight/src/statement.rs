@@ -37,6 +37,7 @@ pub(crate) struct Statements {
     governor: Arc<Governor>,
     signer: TicketSigner,
     redeemed: crate::redeemed::Redeemed,
+    planned: crate::planned::Planned,
 }
 
 /// The schema as it goes over the wire: the encoder hydrates dictionaries,
@@ -72,6 +73,7 @@ impl Statements {
             governor,
             signer,
             redeemed: Default::default(),
+            planned: Default::default(),
         }
     }
 
@@ -157,6 +159,7 @@ impl Statements {
     ) -> Result<FlightInfo> {
         let plan = self.governed_plan(scope, sql, params.as_deref()).await?;
         let schema = flight_schema(plan.schema());
+        let params_len = params.as_ref().map_or(0, Vec::len);
         let handle = self.signer().seal(
             Kind::Ticket,
             &scope.token_id,
@@ -164,6 +167,9 @@ impl Statements {
             params,
             SystemTime::now(),
         );
+        let receipt = plan.facts().receipt.to_json();
+        let statement_bytes = sql.len().saturating_add(params_len);
+        self.planned.keep(&handle, statement_bytes, plan);
         let ticket = TicketStatementQuery {
             statement_handle: handle,
         };
@@ -174,11 +180,12 @@ impl Statements {
             .with_endpoint(endpoint)
             .with_descriptor(descriptor)
             .with_ordered(true)
-            .with_app_metadata(plan.facts().receipt.to_json()))
+            .with_app_metadata(receipt))
     }
 
-    /// DoGet with a statement ticket: verify it for the caller, re-plan under
-    /// the caller's current scope, stream.
+    /// DoGet with a statement ticket: verify it for the caller, run the plan
+    /// `GetFlightInfo` made if it was made here for the caller's current
+    /// scope (see [`crate::planned`]), else re-plan; stream.
     pub(crate) async fn do_get_ticket(
         &self,
         scope: &Arc<TokenScope>,
@@ -190,8 +197,22 @@ impl Statements {
             &scope.token_id,
             SystemTime::now(),
         )?;
-        self.execute(scope, &claims.sql, claims.params.as_deref())
-            .await
+        match self.planned.take(&ticket.statement_handle, scope) {
+            Some((plan, waited)) => {
+                sluice_planner::audit::note(|a| a.statement = Some(claims.sql.clone()));
+                if let Some(audit) = sluice_planner::audit::current() {
+                    audit.record_plan(plan.facts());
+                }
+                // The time limit counts from planning, not the client's
+                // pause between the two calls.
+                plan.postpone_deadline(waited);
+                self.run(scope, plan).await
+            }
+            None => {
+                self.execute(scope, &claims.sql, claims.params.as_deref())
+                    .await
+            }
+        }
     }
 
     /// Plans, binds and executes a statement; the result stream ends with
@@ -203,6 +224,12 @@ impl Statements {
         params: Option<&[u8]>,
     ) -> Result<DoGetStream> {
         let plan = self.governed_plan(scope, sql, params).await?;
+        self.run(scope, plan).await
+    }
+
+    /// Executes a planned statement; the result stream ends with the
+    /// truncation trailer.
+    async fn run(&self, scope: &Arc<TokenScope>, plan: GovernedPlan) -> Result<DoGetStream> {
         let receipt = plan.facts().receipt.clone();
         let audit = sluice_planner::audit::current().unwrap_or_default();
         let stream = plan.execute().await?;
