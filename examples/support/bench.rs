@@ -5,6 +5,11 @@
 
 use std::time::Instant;
 
+/// The baselines run on the gateway's allocator (see `src/main.rs`), so a
+/// comparison measures the gateway, not the allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 
