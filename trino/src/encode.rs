@@ -174,7 +174,7 @@ pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     // Most text needs no escaping: one vectorisable scan, one copy.
-    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(bytes) {
         out.push_str(s);
         out.push('"');
         return;
@@ -200,6 +200,19 @@ pub fn write_str(out: &mut String, s: &str) {
     }
     out.push_str(&s[run..]);
     out.push('"');
+}
+
+/// Whether `bytes` hold a character JSON strings escape. Blocks of 16 are
+/// tested without an early exit inside, so the compiler vectorises them.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        if block.iter().fold(false, |any, &b| any | special(b)) {
+            return true;
+        }
+    }
+    blocks.remainder().iter().any(|&b| special(b))
 }
 
 fn two(out: &mut String, v: u32) {
@@ -295,11 +308,26 @@ fn timestamps<'a, T: ArrowPrimitiveType<Native = i64>>(
         TimeUnit::Nanosecond => 1_000_000_000,
     };
     let zone = tz.map(zone);
+    let offset = zone
+        .as_ref()
+        .map_or(0, |(offset, _)| i64::from(offset.local_minus_utc()));
+    // Rows of a batch are often on the same day: its date is formatted once.
+    let day: std::cell::Cell<Option<(i64, [u8; 10])>> = std::cell::Cell::new(None);
     nullable(array, move |out, i| {
         let v = a.value(i);
         let secs = v.div_euclid(per_sec);
         let nanos = (v.rem_euclid(per_sec) * (1_000_000_000 / per_sec)) as u32;
         out.push('"');
+        if let Some(local) = secs.checked_add(offset)
+            && write_fast_datetime(out, local, nanos, digits, &day)
+        {
+            if let Some((_, label)) = &zone {
+                out.push(' ');
+                out.push_str(label);
+            }
+            out.push('"');
+            return;
+        }
         match DateTime::from_timestamp(secs, nanos) {
             Some(utc) => match &zone {
                 Some((offset, label)) => {
@@ -315,6 +343,47 @@ fn timestamps<'a, T: ArrowPrimitiveType<Native = i64>>(
         }
         out.push('"');
     })
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.f…]` of `secs` since the epoch (local time), the
+/// date taken from `day` when it is the same day. False (nothing written)
+/// for years outside 0..=9999.
+fn write_fast_datetime(
+    out: &mut String,
+    secs: i64,
+    nanos: u32,
+    digits: u8,
+    day: &std::cell::Cell<Option<(i64, [u8; 10])>>,
+) -> bool {
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400) as u32;
+    let Some(time) = NaiveTime::from_num_seconds_from_midnight_opt(of_day, nanos.min(999_999_999))
+    else {
+        return false;
+    };
+    let date = match day.get() {
+        Some((d, text)) if d == days => text,
+        _ => {
+            let Some(date) = i32::try_from(days)
+                .ok()
+                .and_then(|d| d.checked_add(719_163))
+                .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+                .filter(|d| (0..=9999).contains(&d.year()))
+            else {
+                return false;
+            };
+            let mut text = String::with_capacity(10);
+            write_date(&mut text, date);
+            let mut bytes = [0u8; 10];
+            bytes.copy_from_slice(text.as_bytes());
+            day.set(Some((days, bytes)));
+            bytes
+        }
+    };
+    out.push_str(std::str::from_utf8(&date).unwrap_or("0000-00-00"));
+    out.push(' ');
+    write_time(out, time, digits);
+    true
 }
 
 fn times<'a, T: ArrowPrimitiveType>(array: &'a dyn Array, unit: &TimeUnit) -> Writer<'a>
@@ -661,6 +730,37 @@ mod tests {
                 "{v} {s}"
             );
         }
+    }
+
+    #[test]
+    fn timestamps_of_one_and_of_different_days_read_like_chrono_formats_them() {
+        // Same day repeated (the date is reused), day changes both ways,
+        // before the epoch, and a year past 9999 (the slow path).
+        let micros: Vec<i64> = vec![
+            1_704_164_645_123_456,
+            1_704_164_646_000_000,
+            1_704_239_999_999_999,
+            1_704_240_000_000_000,
+            1_704_164_645_123_456,
+            -1,
+            -86_400_000_001,
+            253_402_300_800_000_000,
+        ];
+        let json = encode(vec![(
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(micros.clone()).with_timezone("-05:00")),
+        )]);
+        let expected: Vec<String> = micros
+            .iter()
+            .map(|&v| {
+                let local = DateTime::from_timestamp_micros(v)
+                    .unwrap()
+                    .with_timezone(&FixedOffset::west_opt(5 * 3600).unwrap())
+                    .naive_local();
+                format!("[\"{} -05:00\"]", local.format("%Y-%m-%d %H:%M:%S%.6f"))
+            })
+            .collect();
+        assert_eq!(json, format!("[{}]", expected.join(",")));
     }
 
     #[test]
