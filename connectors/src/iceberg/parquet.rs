@@ -102,9 +102,15 @@ pub(super) fn scan(
                 .cache_manager
                 .get_file_metadata_cache(),
         }));
+    // Pruning only: the filters above the scan decide which rows are
+    // returned, so a predicate DataFusion cannot build prunes nothing
+    // rather than failing the statement.
     if let Some(predicate) = conjunction(filters.iter().cloned()) {
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-        source = source.with_predicate(session.create_physical_expr(predicate, &df_schema)?);
+        match session.create_physical_expr(predicate, &df_schema) {
+            Ok(predicate) => source = source.with_predicate(predicate),
+            Err(e) => tracing::debug!(error = %e, "Iceberg scan without a pruning predicate"),
+        }
     }
     let groups: Vec<FileGroup> = groups
         .into_iter()
