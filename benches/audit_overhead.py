@@ -39,7 +39,7 @@ import urllib.request
 import pyarrow.flight as flight
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import ROOT, TARGET, flight_query, free_port, sh  # noqa: E402
+from e2e import ROOT, TARGET, flight_query, free_port, sh, wait_healthy  # noqa: E402
 
 SQL = "SELECT order_id, region, customer_email FROM lake.sales.orders WHERE order_id < 40"
 
@@ -58,12 +58,7 @@ def serve(sluice, base_config, extra, directory, name):
     env.pop("RUST_LOG", None)
     proc = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(os.path.join(directory, f"{name}.log"), "a"), start_new_session=True)
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_healthy(http_port, os.path.join(directory, f"{name}.log"))
     return proc, flight_port, http_port
 
 

@@ -75,12 +75,7 @@ def gateway(sluice, directory, rows, token_name, env_extra=None):
     server = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(directory, "serve.log"), "w"), start_new_session=True)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(http_port, os.path.join(directory, "serve.log"))
         admin = tokens["tokens"]["admin"]["secret"]
         body = json.dumps({
             "name": token_name, "attributes": {"region": "eu"}, "max_sensitivity": 3,
@@ -98,6 +93,18 @@ def gateway(sluice, directory, rows, token_name, env_extra=None):
     finally:
         os.killpg(server.pid, signal.SIGINT)
         server.wait(timeout=30)
+
+
+def wait_healthy(http_port: int, log: str) -> None:
+    """Waits up to a minute for a gateway's /health; exits naming its log
+    when it does not answer."""
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"sluice did not start; see {log}")
 
 
 def flight_query(client, options, sql):

@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 import pyarrow.flight as flight
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import ROOT, TARGET, encode_any, encode_string, flight_query, free_port, sh, timed  # noqa: E402
+from e2e import ROOT, TARGET, encode_any, encode_string, flight_query, free_port, sh, timed, wait_healthy  # noqa: E402
 
 MASK_KEY = "engine-bench-mask-key-0123456789"
 CATALOG = "bench"
@@ -157,14 +157,7 @@ warehouse = "{info['warehouse']}"
                                     text=True).stdout.strip()
         self.proc = subprocess.Popen([sluice, "serve", "--config", self.config], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.dir, "serve.log"), "w"), start_new_session=True)
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("sluice did not start; see " + os.path.join(self.dir, "serve.log"))
+        wait_healthy(self.http_port, os.path.join(self.dir, "serve.log"))
 
     def token(self, body: dict) -> str:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}/v1/tokens", data=json.dumps(body).encode(),

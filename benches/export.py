@@ -35,7 +35,7 @@ import tomllib
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import ROOT, TARGET, free_port, sh  # noqa: E402
+from e2e import ROOT, TARGET, free_port, sh, wait_healthy  # noqa: E402
 
 SQL = "SELECT * FROM lake.sales.orders"
 
@@ -87,12 +87,7 @@ def main():
     server = subprocess.Popen([sluice, "serve", "--config", config], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(os.path.join(args.dir, "serve.log"), "w"), start_new_session=True)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_healthy(http_port, os.path.join(args.dir, "serve.log"))
         full = api(http_port, admin, "POST", "/v1/tokens", {
             "name": "bench-full", "max_sensitivity": 1_000_000, "row_limit": 1_000_000_000,
             "allow_attachments": True, "can_export_vectors": True,
