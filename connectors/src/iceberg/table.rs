@@ -117,8 +117,15 @@ impl TableProvider for IcebergTable {
                 touched.extend(full.index_of(&column.name).ok());
             }
         }
-        let reader = if parquet::can_read(&tasks, metadata, full, &touched) {
-            let groups = split_tasks(tasks, partitions);
+        let datafusion_reads = parquet::can_read(&tasks, metadata, full, &touched);
+        if !datafusion_reads {
+            for task in &mut tasks {
+                task.schema = Arc::clone(current);
+                task.project_field_ids = columns.ids().to_vec();
+            }
+        }
+        let groups = split_tasks(tasks, partitions);
+        let reader = if datafusion_reads {
             Reader::Parquet(parquet::scan(
                 session,
                 metadata,
@@ -130,11 +137,7 @@ impl TableProvider for IcebergTable {
                 limit,
             )?)
         } else {
-            for task in &mut tasks {
-                task.schema = Arc::clone(current);
-                task.project_field_ids = columns.ids().to_vec();
-            }
-            Reader::Iceberg(split_tasks(tasks, partitions))
+            Reader::Iceberg(groups)
         };
         Ok(Arc::new(IcebergScanExec::new(
             table.clone(),
