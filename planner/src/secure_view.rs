@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
@@ -762,22 +762,36 @@ impl ExecutionPlan for SecureViewExec {
 /// ids) would leak like a column's, and aggregates that rebuild nested
 /// values (`count(DISTINCT list)`) produce types without it.
 pub(crate) fn plain_type(t: &DataType) -> DataType {
-    let plain = |f: &Arc<Field>| {
-        Arc::new(Field::new(
-            f.name(),
-            plain_type(f.data_type()),
-            f.is_nullable(),
-        ))
-    };
+    map_children(
+        t,
+        |f| {
+            Arc::new(Field::new(
+                f.name(),
+                plain_type(f.data_type()),
+                f.is_nullable(),
+            ))
+        },
+        plain_type,
+    )
+}
+
+/// `t` with `field` applied to each of its child fields (list elements,
+/// struct and map fields) and `value` to a dictionary's value type; other
+/// types as they are.
+pub(crate) fn map_children(
+    t: &DataType,
+    field: impl Fn(&FieldRef) -> FieldRef,
+    value: impl Fn(&DataType) -> DataType,
+) -> DataType {
     match t {
-        DataType::List(f) => DataType::List(plain(f)),
-        DataType::LargeList(f) => DataType::LargeList(plain(f)),
-        DataType::ListView(f) => DataType::ListView(plain(f)),
-        DataType::LargeListView(f) => DataType::LargeListView(plain(f)),
-        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(plain(f), *n),
-        DataType::Struct(fs) => DataType::Struct(fs.iter().map(plain).collect()),
-        DataType::Map(f, sorted) => DataType::Map(plain(f), *sorted),
-        DataType::Dictionary(k, v) => DataType::Dictionary(k.clone(), Box::new(plain_type(v))),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::ListView(f) => DataType::ListView(field(f)),
+        DataType::LargeListView(f) => DataType::LargeListView(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        DataType::Dictionary(k, v) => DataType::Dictionary(k.clone(), Box::new(value(v))),
         other => other.clone(),
     }
 }

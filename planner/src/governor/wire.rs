@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 
+use crate::secure_view::map_children;
+
 /// `schema` with view types replaced by their plain forms (nested fields'
 /// included).
 pub fn wire_schema(schema: &Schema) -> SchemaRef {
@@ -31,13 +33,9 @@ pub fn wire_type(t: &DataType) -> DataType {
     match t {
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
-        DataType::List(f) | DataType::ListView(f) => DataType::List(field(f)),
-        DataType::LargeList(f) | DataType::LargeListView(f) => DataType::LargeList(field(f)),
-        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
-        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect()),
-        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
-        DataType::Dictionary(k, v) => DataType::Dictionary(k.clone(), Box::new(wire_type(v))),
-        other => other.clone(),
+        DataType::ListView(f) => DataType::List(field(f)),
+        DataType::LargeListView(f) => DataType::LargeList(field(f)),
+        other => map_children(other, field, wire_type),
     }
 }
 
