@@ -167,7 +167,7 @@ pub(super) async fn search(
         .try_collect()
         .await
         .map_err(|e| query_error(sluice_planner::Error::DataFusion(e)))?;
-    let mut rows = String::new();
+    let mut rows = Vec::new();
     let mut first = true;
     for batch in &batches {
         let n = sluice_trino::encode::write_rows(
@@ -188,9 +188,15 @@ pub(super) async fn search(
         .collect();
     let truncated = truncated.load(std::sync::atomic::Ordering::Acquire);
     let receipt = receipt.with_truncated(truncated).to_json();
-    let body = format!(
-        "{{\"columns\":{},\"rows\":[{rows}],\"truncated\":{truncated},\"receipt\":{receipt}}}",
-        serde_json::Value::Array(columns),
+    // The rows are encoded JSON already: spliced in between the parts.
+    let mut body = format!(
+        "{{\"columns\":{},\"rows\":[",
+        serde_json::Value::Array(columns)
+    )
+    .into_bytes();
+    body.extend_from_slice(&rows);
+    body.extend_from_slice(
+        format!("],\"truncated\":{truncated},\"receipt\":{receipt}}}").as_bytes(),
     );
     audit.update(|a| {
         a.rows = batches.iter().map(|b| b.num_rows() as u64).sum();

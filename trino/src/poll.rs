@@ -55,7 +55,7 @@ async fn poll(state: &TrinoState, query: &Arc<Query>, token: u64, base: &str) ->
     };
     let page = |state: State,
                 next: Option<String>,
-                data: Option<&str>,
+                data: Option<&[u8]>,
                 error: Option<&TrinoError>,
                 truncated: Option<bool>| {
         let mut warnings = vec![];

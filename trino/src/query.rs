@@ -88,7 +88,7 @@ pub struct Limits {
 #[derive(Debug)]
 pub enum Msg {
     /// Comma-separated JSON rows and their count.
-    Page(String, usize),
+    Page(Vec<u8>, usize),
     /// All rows were sent; whether the row limit cut the result.
     Finished {
         /// Rows were cut.
@@ -672,7 +672,7 @@ async fn produce(
     let run = async {
         let mut stream = plan.execute().await.map_err(|e| from_plan_error(&e))?;
         scanned = Some(stream.bytes_scanned_handle());
-        let mut page = String::new();
+        let mut page = Vec::new();
         let mut rows = 0usize;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(from_datafusion)?;

@@ -51,7 +51,7 @@ pub(crate) struct Page<'a> {
     pub(crate) state: State,
     pub(crate) next: Option<String>,
     pub(crate) columns: Option<&'a Value>,
-    pub(crate) data: Option<&'a str>,
+    pub(crate) data: Option<&'a [u8]>,
     pub(crate) error: Option<&'a TrinoError>,
     pub(crate) warnings: Vec<Value>,
     pub(crate) update_type: Option<&'a str>,
@@ -103,13 +103,14 @@ pub(crate) fn render(base: &str, p: Page<'_>) -> Bytes {
     if let Some(u) = p.update_type {
         doc["updateType"] = Value::String(u.to_string());
     }
-    let mut text = doc.to_string();
+    let mut text = doc.to_string().into_bytes();
     if let Some(data) = p.data {
         // Rows are encoded once, straight into the page: splice them in.
         text.pop();
-        text.push_str(",\"data\":[");
-        text.push_str(data);
-        text.push_str("]}");
+        text.reserve(data.len() + 11);
+        text.extend_from_slice(b",\"data\":[");
+        text.extend_from_slice(data);
+        text.extend_from_slice(b"]}");
     }
     Bytes::from(text)
 }

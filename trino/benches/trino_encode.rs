@@ -4,7 +4,8 @@
 //! timestamp(6), decimal(12,2)), next to Arrow IPC encoding of the same
 //! batches (what Flight SQL sends) measured in the same run.
 //!
-//! `cargo bench --bench trino_encode`; criterion prints elements/s = rows/s.
+//! `cargo bench -p sluice-trino --bench trino_encode`; criterion prints
+//! elements/s = rows/s.
 
 use std::sync::Arc;
 
@@ -71,7 +72,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("trino_json", |b| {
         b.iter(|| {
-            let mut page = String::with_capacity(4 << 20);
+            let mut page: Vec<u8> = Vec::with_capacity(4 << 20);
             let mut bytes = 0usize;
             for batch in &batches {
                 let mut start = 0;
