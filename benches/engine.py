@@ -28,6 +28,9 @@ sluice and measures, each against its peers in this run:
               written uncompressed (the wire bounds it: the target applies
               to it), ``sales.wide`` with pyiceberg's default zstd
               (decoding bounds it; reported beside);
+              Arrow's reference (C++) Flight server streaming the same
+              table from memory (benches/flight_reference.py) shows what
+              a Flight stream to this client reaches here at all;
   floor       ADBC p50 of a point query on the 5,000-row table and of
               SELECT 1, against the plain Flight SQL server (target <= 1.5x).
 
@@ -306,6 +309,7 @@ def main():
             return flight_client.do_get(info_.endpoints[0].ticket, options).read_all().nbytes
 
         loopback, how = loopback_bandwidth()
+        reference = reference_flight(dirs["wide_raw"], loopback, args.iterations)
         for label, table in (("wide_raw", "wide_raw"), ("wide_zstd", "wide")):
             sluice_sql = f"SELECT * FROM {CATALOG}.sales.{table}"
             wide_bytes = stream_once(client, as_open, sluice_sql)
@@ -319,6 +323,7 @@ def main():
                               "loopback_bytes_per_s": round(loopback), "loopback_measured_with": how,
                               "share_of_loopback": round(wide_bytes / wide_ms * 1000 / loopback, 2),
                               "target": 0.70}
+        results["wide_raw"]["reference_flight"] = reference
 
         # Alternating rounds: this machine's speed drifts within a run, and
         # both sides of a ratio must see the same drift.
@@ -350,6 +355,35 @@ def main():
     for name, value, op, target in checks:
         met = {"<=": value <= target, "<": value < target, ">=": value >= target}[op]
         print(f"{name:40} {value:7.2f} {op}{target:<5} {'yes' if met else 'NO'}")
+    ref = results["wide_raw"]["reference_flight"]
+    print(f"(reference C++ Flight server from memory, same client: {ref['1MiB']['share_of_loopback']:.2f} of "
+          f"loopback in 1 MiB messages, {ref['8MiB']['share_of_loopback']:.2f} in 8 MiB ones)")
+
+
+def reference_flight(directory: str, loopback: float, iterations: int) -> dict:
+    """The share of loopback bandwidth Arrow's reference (C++) Flight server
+    reaches streaming the same table from memory to the same client, with
+    the messages sluice sends (8,192 rows, 1 MiB here) and with 8 MiB ones
+    (benches/flight_reference.py)."""
+    port = free_port()
+    sizes = {"1MiB": 8192, "8MiB": 65536}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "benches", "flight_reference.py"), str(port),
+                             directory, *(str(n) for n in sizes.values())],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the reference Flight server did not start")
+        client = flight.FlightClient(f"grpc://127.0.0.1:{port}")
+        out = {}
+        for label, rows in sizes.items():
+            ticket = flight.Ticket(str(rows).encode())
+            nbytes = client.do_get(ticket).read_all().nbytes
+            ms = timed(lambda: client.do_get(ticket).read_all(), iterations)
+            out[label] = {"ms": round(ms, 1), "share_of_loopback": round(nbytes / ms * 1000 / loopback, 2)}
+        return out
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait()
 
 
 def fp_info(client, options, sql):
