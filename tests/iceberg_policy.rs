@@ -157,3 +157,39 @@ async fn iceberg_field_ids_do_not_reveal_hidden_columns() {
         assert_eq!(fields, ["order_id{}", "region{}", "amount{}"]);
     }
 }
+
+/// The Iceberg scan plans strings as views; DESCRIBE lists the columns in
+/// the types a client receives them in, like the result schema does.
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_lists_iceberg_columns_in_the_types_clients_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    let governor = demo_governor(dir.path(), 50, b"iceberg-test-key").await;
+    let scope: Arc<TokenScope> = Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "token_id": "t", "name": "eu", "attributes": {"region": "eu"}, "max_sensitivity": 2,
+            "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region", "amount"]}]
+        }))
+        .unwrap(),
+    );
+    let described = governor
+        .plan(&scope, "DESCRIBE lake.sales.orders")
+        .await
+        .unwrap()
+        .execute()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let text = count(described).await;
+    assert!(text.contains("| region      | Utf8 "), "{text}");
+    assert!(!text.contains("View"), "{text}");
+    let selected = governor
+        .plan(&scope, "SELECT region FROM lake.sales.orders")
+        .await
+        .unwrap();
+    assert_eq!(
+        selected.schema().field(0).data_type(),
+        &arrow::datatypes::DataType::Utf8
+    );
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::{DescribeTable, LogicalPlan};
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
@@ -117,6 +118,16 @@ impl Governor {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| Error::refused(ErrorKind::Unsupported, e.strip_backtrace()))?;
+        // DESCRIBE lists a table's columns in the types clients receive
+        // (strings planned as views are plain strings on the wire), as
+        // result schemas and GetTables do.
+        let plan = match plan {
+            LogicalPlan::DescribeTable(describe) => LogicalPlan::DescribeTable(DescribeTable {
+                schema: super::wire::wire_schema(&describe.schema),
+                output_schema: describe.output_schema,
+            }),
+            other => other,
+        };
         let governed = GovernedPlan::new(
             Arc::clone(scope),
             ctx,
