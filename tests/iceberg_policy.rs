@@ -18,6 +18,17 @@ async fn count(batches: Vec<arrow::record_batch::RecordBatch>) -> String {
         .to_string()
 }
 
+/// A token that reads `order_id`, `region` and `amount` of the orders.
+fn eu_reader() -> Arc<TokenScope> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "token_id": "t", "name": "eu", "attributes": {"region": "eu"}, "max_sensitivity": 2,
+            "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region", "amount"]}]
+        }))
+        .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,13 +138,7 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
 async fn iceberg_field_ids_do_not_reveal_hidden_columns() {
     let dir = tempfile::tempdir().unwrap();
     let governor = demo_governor(dir.path(), 50, b"iceberg-test-key").await;
-    let scope: Arc<TokenScope> = Arc::new(
-        serde_json::from_value(serde_json::json!({
-            "token_id": "t", "name": "eu", "attributes": {"region": "eu"}, "max_sensitivity": 2,
-            "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region", "amount"]}]
-        }))
-        .unwrap(),
-    );
+    let scope = eu_reader();
     let plan = governor
         .plan(&scope, "SELECT * FROM lake.sales.orders")
         .await
@@ -164,13 +169,7 @@ async fn iceberg_field_ids_do_not_reveal_hidden_columns() {
 async fn describe_lists_iceberg_columns_in_the_types_clients_receive() {
     let dir = tempfile::tempdir().unwrap();
     let governor = demo_governor(dir.path(), 50, b"iceberg-test-key").await;
-    let scope: Arc<TokenScope> = Arc::new(
-        serde_json::from_value(serde_json::json!({
-            "token_id": "t", "name": "eu", "attributes": {"region": "eu"}, "max_sensitivity": 2,
-            "grants": [{"table": "lake.sales.orders", "columns": ["order_id", "region", "amount"]}]
-        }))
-        .unwrap(),
-    );
+    let scope = eu_reader();
     let described = governor
         .plan(&scope, "DESCRIBE lake.sales.orders")
         .await

@@ -315,6 +315,23 @@ fn digits_of(unit: &TimeUnit) -> u8 {
     }
 }
 
+/// Ticks of `unit` in a second.
+fn per_second(unit: &TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    }
+}
+
+/// Whole seconds and nanoseconds of `v` ticks (`per_sec` a second),
+/// rounded down so instants before the epoch keep positive nanoseconds.
+fn split_ticks(v: i64, per_sec: i64) -> (i64, u32) {
+    let nanos = v.rem_euclid(per_sec) * (1_000_000_000 / per_sec);
+    (v.div_euclid(per_sec), nanos as u32)
+}
+
 /// The offset and the label of an Arrow timestamp's time zone. Zones other
 /// than UTC and fixed offsets are shown as the same instant in UTC.
 fn zone(tz: &str) -> (FixedOffset, String) {
@@ -345,12 +362,7 @@ fn timestamps<'a, T: ArrowPrimitiveType<Native = i64>>(
 ) -> Writer<'a> {
     let a: &PrimitiveArray<T> = array.as_primitive();
     let digits = digits_of(unit);
-    let per_sec: i64 = match unit {
-        TimeUnit::Second => 1,
-        TimeUnit::Millisecond => 1_000,
-        TimeUnit::Microsecond => 1_000_000,
-        TimeUnit::Nanosecond => 1_000_000_000,
-    };
+    let per_sec = per_second(unit);
     let zone = tz.map(zone);
     let offset = zone
         .as_ref()
@@ -359,8 +371,7 @@ fn timestamps<'a, T: ArrowPrimitiveType<Native = i64>>(
     let day: std::cell::Cell<Option<(i64, [u8; 10])>> = std::cell::Cell::new(None);
     nullable(array, move |out, i| {
         let v = a.value(i);
-        let secs = v.div_euclid(per_sec);
-        let nanos = (v.rem_euclid(per_sec) * (1_000_000_000 / per_sec)) as u32;
+        let (secs, nanos) = split_ticks(v, per_sec);
         out.push(b'"');
         if let Some(local) = secs.checked_add(offset)
             && write_fast_datetime(out, local, nanos, digits, &day)
@@ -428,16 +439,10 @@ where
 {
     let a: &PrimitiveArray<T> = array.as_primitive();
     let digits = digits_of(unit);
-    let per_sec: i64 = match unit {
-        TimeUnit::Second => 1,
-        TimeUnit::Millisecond => 1_000,
-        TimeUnit::Microsecond => 1_000_000,
-        TimeUnit::Nanosecond => 1_000_000_000,
-    };
+    let per_sec = per_second(unit);
     nullable(array, move |out, i| {
         let v: i64 = a.value(i).into();
-        let secs = v.div_euclid(per_sec);
-        let nanos = (v.rem_euclid(per_sec) * (1_000_000_000 / per_sec)) as u32;
+        let (secs, nanos) = split_ticks(v, per_sec);
         out.push(b'"');
         match u32::try_from(secs).ok().filter(|s| *s < 86_400) {
             Some(s) => write_clock(out, s, nanos, digits),
