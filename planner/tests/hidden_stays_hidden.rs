@@ -318,3 +318,38 @@ async fn nested_field_metadata_is_dropped_and_list_aggregates_run() {
         "k=0: one list; k=1: two equal lists (ids 1 and 3)"
     );
 }
+
+// Every session starts from one shared base state: what one token's
+// session holds (its catalogs, its statement's bounded functions) must not
+// reach the next session, whichever token it is for.
+#[tokio::test]
+async fn sessions_share_no_catalogs_between_tokens() {
+    let g = sluice_test_support::governor();
+    let granted = scope(serde_json::json!({
+        "token_id": "t-granted", "name": "granted", "max_sensitivity": 2,
+        "grants": [{"table": "lake.sales.orders", "columns": ["order_id"]}]
+    }));
+    let other = scope(serde_json::json!({
+        "token_id": "t-other", "name": "other", "max_sensitivity": 2,
+        "grants": [{"table": "elsewhere.x.y", "columns": ["a"]}]
+    }));
+    for _ in 0..2 {
+        let seen = g.context(&granted).catalog_names();
+        assert!(seen.contains(&"lake".to_string()), "{seen:?}");
+        let seen = g.context(&other).catalog_names();
+        assert!(!seen.contains(&"lake".to_string()), "{seen:?}");
+        let refused = g
+            .plan(&other, "SELECT order_id FROM lake.sales.orders")
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("not found"), "{refused}");
+        assert_eq!(
+            strings(
+                &rows(&g, &granted, "SELECT count(*) FROM lake.sales.orders").await,
+                0
+            )
+            .len(),
+            1
+        );
+    }
+}

@@ -6,9 +6,11 @@
 //! placeholders, `ON CONFLICT`, BIGINT unix-millisecond timestamps, JSON as
 //! TEXT) and run against whichever pool is configured.
 
+mod reader;
 mod rows;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -56,6 +58,9 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// Connections of a SQLite file store held for token lookups
+    /// ([`reader`]); `None`: lookups use the pool.
+    tokens: Option<Arc<reader::TokenReader>>,
 }
 
 /// The columns of `tokens` in [`TokenRow`] order.
@@ -86,8 +91,14 @@ impl Store {
                     .journal_mode(SqliteJournalMode::Wal)
             };
             opts = opts.busy_timeout(Duration::from_secs(5)).foreign_keys(true);
-            // An in-memory database lives as long as its one connection.
-            let max = if path == ":memory:" { 1 } else { 8 };
+            // An in-memory database lives as long as its one connection:
+            // no other connection could read it.
+            let memory = path == ":memory:";
+            let tokens = (!memory).then(|| {
+                let count = std::thread::available_parallelism().map_or(2, usize::from);
+                Arc::new(reader::TokenReader::new(opts.clone(), count.min(4)))
+            });
+            let max = if memory { 1 } else { 8 };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .min_connections(if path == ":memory:" { 1 } else { 0 })
@@ -98,6 +109,7 @@ impl Store {
                 .await?;
             Ok(Self {
                 backend: Backend::Sqlite(pool),
+                tokens,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
@@ -107,6 +119,7 @@ impl Store {
                 .await?;
             Ok(Self {
                 backend: Backend::Postgres(pool),
+                tokens: None,
             })
         } else {
             Err(Error::Config(format!(
@@ -120,6 +133,7 @@ impl Store {
     pub fn from_pg_pool(pool: PgPool) -> Self {
         Self {
             backend: Backend::Postgres(pool),
+            tokens: None,
         }
     }
 
@@ -151,6 +165,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
+        if let Some(reader) = &self.tokens {
+            reader.close().await;
+        }
         with_pool!(self, p => p.close().await)
     }
 
@@ -291,9 +308,12 @@ impl Store {
     /// (for the caller's constant-time comparison).
     pub async fn find_by_hash(&self, secret_hash: &str) -> Result<Option<(String, TokenRecord)>> {
         let sql = format!("SELECT {TOKEN_COLUMNS}, secret_hash FROM tokens WHERE secret_hash = $1");
-        let row: Option<rows::TokenRowWithHash> = with_pool!(self, p => {
-            sqlx::query_as(&sql).bind(secret_hash).fetch_optional(p).await?
-        });
+        let row: Option<rows::TokenRowWithHash> = match &self.tokens {
+            Some(reader) => reader.fetch_optional(&sql, secret_hash).await?,
+            None => with_pool!(self, p => {
+                sqlx::query_as(&sql).bind(secret_hash).fetch_optional(p).await?
+            }),
+        };
         row.map(|r| Ok((r.secret_hash, r.token.into_record()?)))
             .transpose()
     }

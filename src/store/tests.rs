@@ -498,3 +498,73 @@ async fn postgres_round_trip() {
         .await
         .unwrap();
 }
+
+/// A SQLite file store with one token, and that token's secret hash.
+async fn file_store_with_token(dir: &tempfile::TempDir) -> (String, Store, String, String) {
+    let url = format!("sqlite://{}/sluice.db", dir.path().display());
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let created = store.create_token(&analyst(), "t", 5).await.unwrap();
+    let hash = sluice_planner::token::hash_secret(&created.secret);
+    (url, store, created.id, hash)
+}
+
+#[tokio::test]
+async fn token_lookups_see_a_revocation_written_by_another_process_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, gateway, id, hash) = file_store_with_token(&dir).await;
+    // The lookup connections are open and have read the token.
+    let (_, before) = gateway.find_by_hash(&hash).await.unwrap().unwrap();
+    assert!(before.revoked_at.is_none());
+    // `sluice token revoke` from another process writes the same file.
+    let cli = Store::connect(&url).await.unwrap();
+    cli.revoke_token(&id, Utc::now()).await.unwrap().unwrap();
+    cli.close().await;
+    for _ in 0..4 {
+        let (_, after) = gateway.find_by_hash(&hash).await.unwrap().unwrap();
+        assert!(
+            after.revoked_at.is_some(),
+            "the next lookup sees the revocation"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_lookup_abandoned_midway_leaves_its_connection_usable() {
+    use futures::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (_url, store, id, hash) = file_store_with_token(&dir).await;
+    // Clients that go away drop their request's lookup at any point.
+    for _ in 0..50 {
+        let _ = store.find_by_hash(&hash).now_or_never();
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, store.find_by_hash(&hash)).await;
+    }
+    let (_, found) = store.find_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(found.id, id);
+    // No abandoned read holds an old snapshot: a write is seen at once.
+    store.revoke_token(&id, Utc::now()).await.unwrap().unwrap();
+    let (_, found) = store.find_by_hash(&hash).await.unwrap().unwrap();
+    assert!(found.revoked_at.is_some());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_token_lookups_all_get_their_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_url, store, id, hash) = file_store_with_token(&dir).await;
+    let lookups = (0..64).map(|i| {
+        let (store, hash) = (store.clone(), hash.clone());
+        tokio::spawn(async move {
+            if i % 2 == 0 {
+                store.find_by_hash(&hash).await.unwrap().map(|(_, r)| r.id)
+            } else {
+                store.find_by_hash("00").await.unwrap().map(|(_, r)| r.id)
+            }
+        })
+    });
+    let answers = futures::future::join_all(lookups).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        let expected = (i % 2 == 0).then(|| id.clone());
+        assert_eq!(answer.unwrap(), expected);
+    }
+}

@@ -198,7 +198,15 @@ impl GovernedPlan {
         self.control
             .start_unless_started(self.limits.query_timeout(self.scope.query_timeout));
         let ctx = self.ctx;
-        let start = async move { ctx.execute_logical_plan(plan).await?.execute_stream().await };
+        // The run holds the query's capped share of the memory pool, not
+        // the session's uncapped gateway-wide pool (see `BaseState`).
+        let runtime_env = self.limits.memory.query_runtime();
+        let start = async move {
+            let frame = ctx.execute_logical_plan(plan).await?;
+            let task = Arc::new(frame.task_ctx().with_runtime(runtime_env));
+            let physical = frame.create_physical_plan().await?;
+            datafusion::physical_plan::execute_stream(physical, task)
+        };
         let runtime = self.limits.runtime.handle();
         let stream = spawn_stream(runtime, Arc::clone(&announced), start, self.control, slot)
             .await

@@ -21,7 +21,7 @@ mod validate;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use datafusion::catalog::CatalogProvider;
 use datafusion::datasource::TableProvider;
@@ -80,6 +80,10 @@ pub struct Governor {
     mask_key: Option<MaskKey>,
     system_tables: Vec<(String, Arc<dyn TableProvider>)>,
     limits: Arc<Limits>,
+    /// The state every statement's session starts from
+    /// ([`session::BaseState`]), built on first use and shared by clones;
+    /// the builder methods that change what it holds start a new one.
+    base: Arc<OnceLock<session::BaseState>>,
 }
 
 impl Governor {
@@ -162,6 +166,7 @@ impl Governor {
     /// Fixes DataFusion's `target_partitions` (default: the number of cores).
     pub fn with_target_partitions(mut self, n: usize) -> Self {
         self.target_partitions = Some(n.max(1));
+        self.base = Arc::default();
         self
     }
 
@@ -169,6 +174,7 @@ impl Governor {
     /// statement size, function output) instead of the defaults.
     pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
         self.limits = limits;
+        self.base = Arc::default();
         self
     }
 

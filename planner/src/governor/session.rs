@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProvider, MemorySchemaProvider, SchemaProvider};
-use datafusion::execution::SessionStateBuilder;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::execution::{FunctionRegistry as _, SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::{Governor, SessionOptions};
@@ -37,6 +39,72 @@ pub(crate) fn physical_optimizer_rules()
         .collect();
     rules.push(Arc::new(crate::coop::CooperativeJoins));
     rules
+}
+
+/// What every statement's session starts from: DataFusion's built-in
+/// functions and rules, the vector functions and the gateway's settings.
+///
+/// Building this is most of what a fresh session costs (every function
+/// registered under every alias, every optimizer rule allocated), and none
+/// of it depends on the token: a session clones it and adds only what is
+/// its own — the token's catalogs in a new catalog list, the dialect's
+/// settings, the statement's usage meter and bounded functions.
+///
+/// Its runtime environment has the gateway-wide memory pool; a statement
+/// executes under its own capped share of it
+/// ([`MemoryBounds::query_runtime`](crate::limits::MemoryBounds::query_runtime)),
+/// given to the run's task context ([`super::governed`]).
+pub(super) struct BaseState {
+    state: SessionState,
+}
+
+impl BaseState {
+    fn new(governor: &Governor) -> Self {
+        let mut config = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            // Sessions set these per statement.
+            .with_information_schema(false);
+        if let Some(n) = governor.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        let limits = &governor.limits;
+        // Each spilling sort and aggregation partition sets this much aside
+        // to merge its spill files: keep it a small part of the query's
+        // share, or the reservations alone exhaust it.
+        let partitions = config.target_partitions().max(1);
+        let reserve = (limits.memory.query_limit() / (4 * partitions)).clamp(64 << 10, 64 << 20);
+        config.options_mut().execution.sort_spill_reservation_bytes = reserve;
+        // Identifiers are case-insensitive like in Trino and Iceberg tooling.
+        config.options_mut().sql_parser.enable_ident_normalization = true;
+        // Parsing stops at this depth (limits::bounds).
+        config.options_mut().sql_parser.recursion_limit = limits.bounds.parser_depth();
+        // DataFusion 53 loses the NULL group of `DISTINCT … ORDER BY … LIMIT`
+        // when it pushes the limit into the aggregate (found by the oracle);
+        // correctness first.
+        config
+            .options_mut()
+            .optimizer
+            .enable_distinct_aggregation_soft_limit = false;
+        config.options_mut().optimizer.enable_topk_aggregation = false;
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rules(physical_optimizer_rules())
+            .with_runtime_env(limits.memory.shared_runtime())
+            .build();
+        for udf in crate::vectors::udfs() {
+            let _ = state.register_udf(Arc::new(udf));
+        }
+        Self { state }
+    }
+}
+
+impl std::fmt::Debug for BaseState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseState")
+            .field("scalar_functions", &self.state.scalar_functions().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Governor {
@@ -80,54 +148,31 @@ impl Governor {
             .schema
             .clone()
             .unwrap_or_else(|| "default".to_string());
-        let mut config = SessionConfig::new()
-            .with_information_schema(dialect.native_information_schema())
-            .with_create_default_catalog_and_schema(false)
-            .with_default_catalog_and_schema(default_catalog, default_schema);
-        if let Some(n) = self.target_partitions {
-            config = config.with_target_partitions(n);
-        }
-        // Each spilling sort and aggregation partition sets this much aside
-        // to merge its spill files: keep it a small part of the query's
-        // share, or the reservations alone exhaust it.
-        let partitions = config.target_partitions().max(1);
-        let reserve =
-            (self.limits.memory.query_limit() / (4 * partitions)).clamp(64 << 10, 64 << 20);
-        config.options_mut().execution.sort_spill_reservation_bytes = reserve;
-        // Identifiers are case-insensitive like in Trino and Iceberg tooling.
-        config.options_mut().sql_parser.enable_ident_normalization = true;
-        // Parsing stops at this depth (limits::bounds).
-        config.options_mut().sql_parser.recursion_limit = self.limits.bounds.parser_depth();
-        // DataFusion 53 loses the NULL group of `DISTINCT … ORDER BY … LIMIT`
-        // when it pushes the limit into the aggregate (found by the oracle);
-        // correctness first.
-        config
-            .options_mut()
-            .optimizer
-            .enable_distinct_aggregation_soft_limit = false;
-        config.options_mut().optimizer.enable_topk_aggregation = false;
+        let mut state = self.base_state().state.clone();
+        // The base's catalog list is shared by every clone of it: each
+        // session gets its own, holding only this token's catalogs.
+        state.register_catalog_list(Arc::new(MemoryCatalogProviderList::new()));
+        let config = state.config_mut();
+        let catalog_options = &mut config.options_mut().catalog;
+        catalog_options.information_schema = dialect.native_information_schema();
+        catalog_options.default_catalog = default_catalog;
+        catalog_options.default_schema = default_schema;
         // The statement's secure views count what they read into it.
-        let config = config.with_extension(Arc::new(Usage::default()));
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .with_physical_optimizer_rules(physical_optimizer_rules())
-            .with_runtime_env(self.limits.memory.query_runtime())
-            .build();
-        let bounded = functions::bounded(
+        config.set_extension(Arc::new(Usage::default()));
+        for udf in functions::bounded(
             state.scalar_functions(),
             control,
             self.limits.config.max_function_output,
-        );
-        let ctx = SessionContext::new_with_state(state);
-        for udf in crate::vectors::udfs().into_iter().chain(bounded) {
-            ctx.register_udf(udf);
+        ) {
+            // Replaces the unbounded built-in of the same name.
+            let _ = state.register_udf(Arc::new(udf));
         }
         let search = Arc::new(VectorSearchFunction::default());
-        ctx.register_udtf(
+        state.register_udtf(
             crate::vector_search::FUNCTION_NAME,
             Arc::clone(&search) as Arc<dyn datafusion::catalog::TableFunctionImpl>,
         );
+        let ctx = SessionContext::new_with_state(state);
         let mut visible: Vec<(String, Arc<dyn CatalogProvider>)> = Vec::new();
         for (name, entry) in catalogs.iter() {
             if !scope.may_see_prefix(name) {
@@ -151,6 +196,11 @@ impl Governor {
             ctx.register_catalog(SYSTEM_CATALOG, system);
         }
         (ctx, search)
+    }
+
+    /// The state every session is cloned from, built on first use.
+    fn base_state(&self) -> &BaseState {
+        self.base.get_or_init(|| BaseState::new(self))
     }
 
     /// The `system.runtime` schema of an admin token's session.

@@ -78,6 +78,13 @@ impl MemoryBounds {
         })
     }
 
+    /// The gateway's runtime environment: the shared pool without a
+    /// query's cap, the spill space, caches and object stores. Sessions
+    /// plan with it; statements run with [`MemoryBounds::query_runtime`].
+    pub fn shared_runtime(&self) -> Arc<RuntimeEnv> {
+        Arc::clone(&self.base)
+    }
+
     /// The runtime environment of one query: the shared pool behind the
     /// query's own cap, the shared spill space, caches and object stores.
     pub fn query_runtime(&self) -> Arc<RuntimeEnv> {
