@@ -264,3 +264,16 @@ async fn a_tokens_own_query_timeout_applies() {
     assert!(e.message().contains("300ms"), "{}", e.message());
     assert!(t0.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn only_a_governed_run_gets_memory() {
+    let sql = "SELECT id FROM lake.db.numbers ORDER BY id DESC";
+    let g = governor(LimitsConfig::default());
+    let s = reader();
+    // A session used outside the governed run (metadata, introspection)
+    // has no memory to execute with: nothing runs outside the cap.
+    let outside = g.context(&s).sql(sql).await.unwrap().collect().await;
+    let e = outside.unwrap_err().to_string();
+    assert!(e.contains("Resources exhausted"), "{e}");
+    assert!(run(&g, &s, sql).await.unwrap() > 0);
+}

@@ -10,34 +10,47 @@
 //! read transaction: in WAL mode it sees every write committed before it
 //! starts, through whichever connection wrote it.
 //!
-//! A connection that fails is dropped and opened again on the next read;
-//! the failing read reports the error (the caller refuses the request as
-//! "store unavailable").
+//! A connection that fails, or whose lookup is abandoned midway, is
+//! dropped and a new one opened by a later lookup; a failing lookup
+//! reports the error (the caller refuses the request as "store
+//! unavailable"), as does one that waits longer than the pool would for a
+//! free connection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions as _, Connection as _};
-use tokio::sync::Mutex;
+use tokio::sync::Semaphore;
 
 use super::rows::TokenRowWithHash;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// A few dedicated connections; a read takes whichever is free.
+/// How long a lookup waits for a free connection (the pool's acquire
+/// timeout): past it the store counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A few dedicated connections; a lookup takes whichever is free.
 #[derive(Debug)]
 pub(super) struct TokenReader {
     options: SqliteConnectOptions,
-    connections: Vec<Mutex<Option<SqliteConnection>>>,
-    next: AtomicUsize,
+    /// One permit per connection: holding one entitles a lookup to one
+    /// connection from `idle` (or to opening one).
+    permits: Semaphore,
+    /// Open connections nobody is using.
+    idle: Mutex<Vec<SqliteConnection>>,
+    closed: AtomicBool,
 }
 
 impl TokenReader {
-    /// `count` connections (opened on first use) with `options`.
+    /// At most `count` connections (opened on first use) with `options`.
     pub(super) fn new(options: SqliteConnectOptions, count: usize) -> Self {
         Self {
             options,
-            connections: (0..count.max(1)).map(|_| Mutex::new(None)).collect(),
-            next: AtomicUsize::new(0),
+            permits: Semaphore::new(count.max(1)),
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -47,42 +60,56 @@ impl TokenReader {
         sql: &str,
         key: &str,
     ) -> Result<Option<TokenRowWithHash>> {
-        let mut slot = self.free_connection().await;
-        let conn = match slot.as_mut() {
+        let _permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| Error::Store(sqlx::Error::PoolTimedOut))?
+            .map_err(|_| Error::Store(sqlx::Error::PoolClosed))?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Store(sqlx::Error::PoolClosed));
+        }
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match idle {
             Some(conn) => conn,
-            None => slot.insert(self.options.connect().await?),
+            None => self.options.connect().await?,
         };
+        // Dropped mid-query (the client went away), the connection is
+        // dropped too: sqlx finishes the statement on its worker, and the
+        // next lookup opens a new one.
         let row = sqlx::query_as(sql)
             .bind(key)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut conn)
             .await;
-        if row.is_err() {
-            // Whatever went wrong, the next read starts on a new connection.
-            if let Some(conn) = slot.take() {
+        match row {
+            Ok(row) => {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(conn);
+                Ok(row)
+            }
+            Err(e) => {
+                // Whatever went wrong, the next lookup starts on a new
+                // connection.
                 let _ = conn.close().await;
+                Err(e.into())
             }
         }
-        Ok(row?)
     }
 
-    /// Closes the open connections (a later read opens them again).
+    /// Closes the connections; lookups from now on fail as on a closed
+    /// pool (a closed store reopens nothing, nor creates its file again).
     pub(super) async fn close(&self) {
-        for conn in &self.connections {
-            if let Some(conn) = conn.lock().await.take() {
-                let _ = conn.close().await;
-            }
+        self.closed.store(true, Ordering::Release);
+        self.permits.close();
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        for conn in idle {
+            let _ = conn.close().await;
         }
     }
 
-    /// A connection nobody is using, or else the next one in turn once it
-    /// is free.
-    async fn free_connection(&self) -> tokio::sync::MutexGuard<'_, Option<SqliteConnection>> {
-        for conn in &self.connections {
-            if let Ok(guard) = conn.try_lock() {
-                return guard;
-            }
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].lock().await
+    /// Connections open and idle now.
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }

@@ -510,13 +510,14 @@ async fn file_store_with_token(dir: &tempfile::TempDir) -> (String, Store, Strin
 }
 
 #[tokio::test]
-async fn token_lookups_see_a_revocation_written_by_another_process_at_once() {
+async fn token_lookups_see_a_revocation_written_through_another_connection_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let (url, gateway, id, hash) = file_store_with_token(&dir).await;
     // The lookup connections are open and have read the token.
     let (_, before) = gateway.find_by_hash(&hash).await.unwrap().unwrap();
     assert!(before.revoked_at.is_none());
-    // `sluice token revoke` from another process writes the same file.
+    // Another handle on the same file (as `sluice token revoke` from
+    // another process would be) writes through its own connections.
     let cli = Store::connect(&url).await.unwrap();
     cli.revoke_token(&id, Utc::now()).await.unwrap().unwrap();
     cli.close().await;
@@ -530,15 +531,29 @@ async fn token_lookups_see_a_revocation_written_by_another_process_at_once() {
 }
 
 #[tokio::test]
-async fn a_lookup_abandoned_midway_leaves_its_connection_usable() {
-    use futures::FutureExt as _;
+async fn a_lookup_abandoned_midway_costs_nothing_but_its_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (_url, store, id, hash) = file_store_with_token(&dir).await;
-    // Clients that go away drop their request's lookup at any point.
-    for _ in 0..50 {
-        let _ = store.find_by_hash(&hash).now_or_never();
-        let _ = tokio::time::timeout(std::time::Duration::ZERO, store.find_by_hash(&hash)).await;
+    // The held connections are open.
+    store.find_by_hash(&hash).await.unwrap().unwrap();
+    let reader = store
+        .tokens
+        .as_ref()
+        .expect("a file store reads tokens through held connections");
+    assert_eq!(reader.idle(), 1);
+    // Clients that go away drop their request's lookup at any point,
+    // including while the query runs on the connection's worker.
+    let mut abandoned = 0;
+    for k in 0..50 {
+        let wait = std::time::Duration::from_micros(k * 10);
+        if tokio::time::timeout(wait, store.find_by_hash(&hash))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
     }
+    assert!(abandoned > 0, "some lookups were abandoned");
     let (_, found) = store.find_by_hash(&hash).await.unwrap().unwrap();
     assert_eq!(found.id, id);
     // No abandoned read holds an old snapshot: a write is seen at once.
@@ -546,6 +561,18 @@ async fn a_lookup_abandoned_midway_leaves_its_connection_usable() {
     let (_, found) = store.find_by_hash(&hash).await.unwrap().unwrap();
     assert!(found.revoked_at.is_some());
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_lookups_and_creates_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_url, store, _id, hash) = file_store_with_token(&dir).await;
+    store.find_by_hash(&hash).await.unwrap().unwrap();
+    store.close().await;
+    let file = dir.path().join("sluice.db");
+    std::fs::remove_file(&file).unwrap();
+    assert!(store.find_by_hash(&hash).await.is_err());
+    assert!(!file.exists(), "a lookup after close reopened the store");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

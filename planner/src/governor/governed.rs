@@ -198,8 +198,8 @@ impl GovernedPlan {
         self.control
             .start_unless_started(self.limits.query_timeout(self.scope.query_timeout));
         let ctx = self.ctx;
-        // The run holds the query's capped share of the memory pool, not
-        // the session's uncapped gateway-wide pool (see `BaseState`).
+        // The run holds the query's capped share of the memory pool (the
+        // session's own pool lends nothing, see `BaseState`).
         let runtime_env = self.limits.memory.query_runtime();
         let start = async move {
             let frame = ctx.execute_logical_plan(plan).await?;

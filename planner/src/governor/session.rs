@@ -50,8 +50,9 @@ pub(crate) fn physical_optimizer_rules()
 /// its own — the token's catalogs in a new catalog list, the dialect's
 /// settings, the statement's usage meter and bounded functions.
 ///
-/// Its runtime environment has the gateway-wide memory pool; a statement
-/// executes under its own capped share of it
+/// Its runtime environment lends no memory
+/// ([`MemoryBounds::planning_runtime`](crate::limits::MemoryBounds::planning_runtime)):
+/// a statement executes under its own capped share of the gateway's pool
 /// ([`MemoryBounds::query_runtime`](crate::limits::MemoryBounds::query_runtime)),
 /// given to the run's task context ([`super::governed`]).
 pub(super) struct BaseState {
@@ -90,7 +91,7 @@ impl BaseState {
             .with_config(config)
             .with_default_features()
             .with_physical_optimizer_rules(physical_optimizer_rules())
-            .with_runtime_env(limits.memory.shared_runtime())
+            .with_runtime_env(limits.memory.planning_runtime())
             .build();
         for udf in crate::vectors::udfs() {
             let _ = state.register_udf(Arc::new(udf));

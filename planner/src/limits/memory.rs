@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
-    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+    FairSpillPool, GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
@@ -78,11 +78,16 @@ impl MemoryBounds {
         })
     }
 
-    /// The gateway's runtime environment: the shared pool without a
-    /// query's cap, the spill space, caches and object stores. Sessions
-    /// plan with it; statements run with [`MemoryBounds::query_runtime`].
-    pub fn shared_runtime(&self) -> Arc<RuntimeEnv> {
-        Arc::clone(&self.base)
+    /// The runtime environment sessions plan in: the shared spill space,
+    /// caches and object stores, and a pool that grants nothing. A
+    /// statement's memory comes from its run's share
+    /// ([`MemoryBounds::query_runtime`]); anything that tried to execute
+    /// in a session without it fails instead of escaping the cap.
+    pub fn planning_runtime(&self) -> Arc<RuntimeEnv> {
+        RuntimeEnvBuilder::from_runtime_env(&self.base)
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(0)))
+            .build_arc()
+            .unwrap_or_else(|_| Arc::clone(&self.base))
     }
 
     /// The runtime environment of one query: the shared pool behind the
