@@ -532,6 +532,7 @@ async fn token_lookups_see_a_revocation_written_through_another_connection_at_on
 
 #[tokio::test]
 async fn a_lookup_abandoned_midway_costs_nothing_but_its_connection() {
+    use futures::FutureExt as _;
     let dir = tempfile::tempdir().unwrap();
     let (_url, store, id, hash) = file_store_with_token(&dir).await;
     // The held connections are open.
@@ -542,18 +543,16 @@ async fn a_lookup_abandoned_midway_costs_nothing_but_its_connection() {
         .expect("a file store reads tokens through held connections");
     assert_eq!(reader.idle(), 1);
     // Clients that go away drop their request's lookup at any point,
-    // including while the query runs on the connection's worker.
-    let mut abandoned = 0;
+    // including while the query runs on the connection's worker (how far
+    // each got depends on that thread: every lookup that finished must
+    // have found the token, and whatever was abandoned must not matter).
     for k in 0..50 {
         let wait = std::time::Duration::from_micros(k * 10);
-        if tokio::time::timeout(wait, store.find_by_hash(&hash))
-            .await
-            .is_err()
-        {
-            abandoned += 1;
+        if let Ok(done) = tokio::time::timeout(wait, store.find_by_hash(&hash)).await {
+            assert_eq!(done.unwrap().unwrap().1.id, id);
         }
+        let _ = store.find_by_hash(&hash).now_or_never();
     }
-    assert!(abandoned > 0, "some lookups were abandoned");
     let (_, found) = store.find_by_hash(&hash).await.unwrap().unwrap();
     assert_eq!(found.id, id);
     // No abandoned read holds an old snapshot: a write is seen at once.
