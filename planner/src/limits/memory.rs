@@ -32,6 +32,8 @@ pub struct MemoryBounds {
     memory_limit: usize,
     query_limit: usize,
     base: Arc<RuntimeEnv>,
+    /// `base` with a pool that grants nothing ([`MemoryBounds::planning_runtime`]).
+    planning: Arc<RuntimeEnv>,
 }
 
 impl MemoryBounds {
@@ -70,11 +72,15 @@ impl MemoryBounds {
             .with_disk_manager_builder(disk)
             .with_memory_pool(Arc::clone(&pool))
             .build_arc()?;
+        let planning = RuntimeEnvBuilder::from_runtime_env(&base)
+            .with_memory_pool(Arc::new(GreedyMemoryPool::new(0)))
+            .build_arc()?;
         Ok(Self {
             pool,
             memory_limit: to_usize(memory_limit),
             query_limit: to_usize(query_limit),
             base,
+            planning,
         })
     }
 
@@ -84,10 +90,7 @@ impl MemoryBounds {
     /// ([`MemoryBounds::query_runtime`]); anything that tried to execute
     /// in a session without it fails instead of escaping the cap.
     pub fn planning_runtime(&self) -> Arc<RuntimeEnv> {
-        RuntimeEnvBuilder::from_runtime_env(&self.base)
-            .with_memory_pool(Arc::new(GreedyMemoryPool::new(0)))
-            .build_arc()
-            .unwrap_or_else(|_| Arc::clone(&self.base))
+        Arc::clone(&self.planning)
     }
 
     /// The runtime environment of one query: the shared pool behind the
