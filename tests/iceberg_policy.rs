@@ -10,10 +10,12 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use sluice_connectors::{demo_catalog_config, load_iceberg_catalog};
 use sluice_planner::TokenScope;
+use sluice_test_support::batches::collect;
 use sluice_test_support::iceberg::demo_governor;
 
-async fn count(batches: Vec<arrow::record_batch::RecordBatch>) -> String {
-    arrow::util::pretty::pretty_format_batches(&batches)
+/// `batches` as a text table.
+fn pretty(batches: &[arrow::record_batch::RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
         .unwrap()
         .to_string()
 }
@@ -51,14 +53,7 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
 
     // The governed answer equals the policy written out by hand.
     let sql = "SELECT count(*) AS n, round(sum(amount), 4) AS total FROM lake.sales.orders";
-    let governed = governor.plan(&token(false), sql).await.unwrap();
-    let got: Vec<_> = governed
-        .execute()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let got = collect(&governor, &token(false), sql).await;
     let raw = SessionContext::new();
     raw.register_catalog("lake", load_iceberg_catalog(&cfg).await.unwrap());
     let want = raw
@@ -71,27 +66,18 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
         .collect()
         .await
         .unwrap();
-    assert_eq!(count(got).await, count(want).await);
+    assert_eq!(pretty(&got), pretty(&want));
 
     // The policy's predicates are handed to the Iceberg scan (pruning),
     // below the barrier; an admin token sees the full plan.
-    let explain = governor
-        .plan(
+    let text = pretty(
+        &collect(
+            &governor,
             &token(true),
             "EXPLAIN SELECT order_id FROM lake.sales.orders",
         )
-        .await
-        .unwrap();
-    let text = count(
-        explain
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap(),
-    )
-    .await;
+        .await,
+    );
     let scan = text
         .lines()
         .find(|l| l.contains("IcebergScan:"))
@@ -109,23 +95,14 @@ async fn policy_over_iceberg_equals_the_policy_by_hand_and_prunes_the_scan() {
     );
 
     // A token that is not an admin sees the barrier but nothing below it.
-    let explain = governor
-        .plan(
+    let text = pretty(
+        &collect(
+            &governor,
             &token(false),
             "EXPLAIN SELECT order_id FROM lake.sales.orders",
         )
-        .await
-        .unwrap();
-    let text = count(
-        explain
-            .execute()
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap(),
-    )
-    .await;
+        .await,
+    );
     assert!(text.contains("SecureViewExec"), "{text}");
     assert!(!text.contains("IcebergScan"), "{text}");
     assert!(!text.contains("sensitivity"), "{text}");
@@ -170,17 +147,7 @@ async fn describe_lists_iceberg_columns_in_the_types_clients_receive() {
     let dir = tempfile::tempdir().unwrap();
     let governor = demo_governor(dir.path(), 50, b"iceberg-test-key").await;
     let scope = eu_reader();
-    let described = governor
-        .plan(&scope, "DESCRIBE lake.sales.orders")
-        .await
-        .unwrap()
-        .execute()
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    let text = count(described).await;
+    let text = pretty(&collect(&governor, &scope, "DESCRIBE lake.sales.orders").await);
     assert!(text.contains("| region      | Utf8 "), "{text}");
     assert!(!text.contains("View"), "{text}");
     let selected = governor
